@@ -1,0 +1,43 @@
+/* The replaceable allocator hook. */
+#include "internal.h"
+
+#include <stdlib.h>
+
+static void *default_alloc(void *ctx, size_t size, size_t align) {
+  (void)ctx;
+  if (align < sizeof(void *)) align = sizeof(void *);
+  void *p = NULL;
+  if (posix_memalign(&p, align, size ? size : 1) != 0) return NULL;
+  return p;
+}
+
+static void default_free(void *ctx, void *ptr) {
+  (void)ctx;
+  free(ptr);
+}
+
+static attn_allocator current = {default_alloc, default_free, NULL};
+
+attn_status attn_set_allocator(const attn_allocator *allocator) {
+  attn__clear_error();
+  if (!allocator) {
+    current = (attn_allocator){default_alloc, default_free, NULL};
+    return ATTN_OK;
+  }
+  if (!allocator->alloc || !allocator->free)
+    return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_set_allocator: %s is NULL",
+                      allocator->alloc ? "allocator->free" : "allocator->alloc");
+  current = *allocator;
+  return ATTN_OK;
+}
+
+attn_allocator attn_get_allocator(void) { return current; }
+
+void *attn__malloc(size_t size, size_t align) {
+  if (align < 16) align = 16;
+  return current.alloc(current.ctx, size ? size : 1, align);
+}
+
+void attn__free(void *ptr) {
+  if (ptr) current.free(current.ctx, ptr);
+}

@@ -1,0 +1,208 @@
+/* Internal interfaces shared across libattn's source files. Not installed. */
+#ifndef ATTN_INTERNAL_H
+#define ATTN_INTERNAL_H
+
+#include "attn.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#define ATTN_X86 1
+#else
+#define ATTN_X86 0
+#endif
+
+#define ATTN_LIKELY(x) __builtin_expect(!!(x), 1)
+#define ATTN_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define ATTN_ALIGN 64
+
+/* Internal invariant check: aborts with file/line. Never used for caller mistakes. */
+#define ATTN_ASSERT(cond)                                                                          \
+  do {                                                                                             \
+    if (ATTN_UNLIKELY(!(cond))) attn__assert_fail(#cond, __FILE__, __LINE__);                      \
+  } while (0)
+void attn__assert_fail(const char *cond, const char *file, int line);
+
+/* ---- errors ---------------------------------------------------------------------------------- */
+
+/* Record `fmt` as this thread's last error and return `status`. */
+attn_status attn__fail(attn_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Clear this thread's last error (called on entry of every public call). */
+void attn__clear_error(void);
+
+/* ---- memory ---------------------------------------------------------------------------------- */
+
+/* Allocate through the allocator hook; NULL on failure (and for size 0 returns a valid pointer
+ * that must still be freed). align is a power of two <= 4096. */
+void *attn__malloc(size_t size, size_t align);
+void attn__free(void *ptr);
+
+/* Checked arithmetic: return false on overflow of int64 / size_t. */
+static inline bool attn__mul_i64(int64_t a, int64_t b, int64_t *out) {
+  return !__builtin_mul_overflow(a, b, out);
+}
+static inline bool attn__add_i64(int64_t a, int64_t b, int64_t *out) {
+  return !__builtin_add_overflow(a, b, out);
+}
+static inline bool attn__mul_size(size_t a, size_t b, size_t *out) {
+  return !__builtin_mul_overflow(a, b, out);
+}
+static inline size_t attn__round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+/* ---- half-precision conversion (bit-exact, round to nearest even) ---------------------------- */
+
+static inline float attn__bits_to_f32(uint32_t u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+static inline uint32_t attn__f32_to_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+static inline float attn__bf16_to_f32(uint16_t h) { return attn__bits_to_f32((uint32_t)h << 16); }
+static inline uint16_t attn__f32_to_bf16(float x) {
+  uint32_t u = attn__f32_to_bits(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+float attn__f16_to_f32_slow(uint16_t h);
+uint16_t attn__f32_to_f16_slow(float x);
+
+/* Load element `idx` (in elements) of a buffer of `dtype` as f32; store likewise. */
+static inline float attn__load(const void *base, attn_dtype dtype, int64_t idx) {
+  switch (dtype) {
+    case ATTN_DTYPE_F32: return ((const float *)base)[idx];
+    case ATTN_DTYPE_BF16: return attn__bf16_to_f32(((const uint16_t *)base)[idx]);
+    default: return attn__f16_to_f32_slow(((const uint16_t *)base)[idx]);
+  }
+}
+static inline void attn__store(void *base, attn_dtype dtype, int64_t idx, float x) {
+  switch (dtype) {
+    case ATTN_DTYPE_F32: ((float *)base)[idx] = x; break;
+    case ATTN_DTYPE_BF16: ((uint16_t *)base)[idx] = attn__f32_to_bf16(x); break;
+    default: ((uint16_t *)base)[idx] = attn__f32_to_f16_slow(x); break;
+  }
+}
+
+/* Convert n contiguous elements of `dtype` to f32 (dst may not alias src). */
+void attn__convert_to_f32(float *dst, const void *src, attn_dtype dtype, int64_t n);
+/* Convert n contiguous f32 to `dtype`. */
+void attn__convert_from_f32(void *dst, attn_dtype dtype, const float *src, int64_t n);
+
+/* ---- thread pool ----------------------------------------------------------------------------- */
+
+/* fn(ctx, item, thread_id) for item in [0, n_items), spread over the pool. Items are handed out
+ * dynamically in increasing order; thread_id is in [0, attn__pool_size()) and identifies the
+ * per-thread scratch slot. Returns when all items are done. Callers must make every item's result
+ * independent of which thread ran it (that is what makes results thread-count independent).
+ * Nested calls from inside an item run serially on the calling thread with its thread_id. */
+typedef void (*attn__task_fn)(void *ctx, int64_t item, int thread_id);
+void attn__parallel_for(int64_t n_items, attn__task_fn fn, void *ctx);
+/* Number of thread slots the next attn__parallel_for will use (>= 1). */
+int attn__pool_size(void);
+
+/* ---- dispatch -------------------------------------------------------------------------------- */
+
+/* Description of one SDPA problem after validation, shared by the reference and fast kernels.
+ * All pointers are to element 0; strides in elements. */
+typedef struct attn__sdpa_problem {
+  int64_t B, Hq, Hkv, Nq, Nk, Dk, Dv;
+  int64_t group; /* Hq / Hkv */
+  float scale;
+  const attn_sdpa_params *p; /* never NULL (defaults substituted) */
+  /* Tensors (views validated; data pointers non-NULL where required). */
+  const attn_tensor *q, *k, *v, *out, *lse, *weights;
+  const attn_tensor *dq, *dk, *dv, *dout; /* backward only */
+  bool varlen;                            /* cu_seqlens given */
+  int64_t n_batch;                        /* B, or n_seqs when varlen */
+} attn__sdpa_problem;
+
+/* One (batch or sequence, query head) slice's geometry: rows of q/out in [q0, q0 + nq), rows of
+ * k/v in [k0, k0 + nk) along the N axis of tensor batch index tb. nq_valid/nk_valid are the query
+ * and key counts after lengths; off is the alignment offset. */
+typedef struct attn__slice {
+  int64_t tb;        /* batch index into the tensors (0 when varlen) */
+  int64_t q0, k0;    /* first row along N */
+  int64_t nq, nk;    /* rows of this slice (padding rows included) */
+  int64_t nq_valid;  /* rows >= nq_valid are padding */
+  int64_t nk_valid;  /* keys >= nk_valid are blocked */
+  int64_t off;       /* i' = i + off */
+} attn__slice;
+
+/* Geometry of batch/sequence b. */
+void attn__sdpa_slice(const attn__sdpa_problem *pr, int64_t b, attn__slice *s);
+
+/* Allowed key interval [lo, hi] (inclusive; empty when lo > hi) of query i from causal, window
+ * and key length. Padding rows (i >= nq_valid) return an empty interval. */
+static inline void attn__sdpa_key_range(const attn__sdpa_problem *pr, const attn__slice *s,
+                                        int64_t i, int64_t *lo, int64_t *hi) {
+  const attn_sdpa_params *p = pr->p;
+  int64_t l = 0, h = s->nk_valid - 1;
+  if (i >= s->nq_valid) {
+    *lo = 0;
+    *hi = -1;
+    return;
+  }
+  int64_t ip = i + s->off;
+  if (p->causal && ip < h) h = ip;
+  if (p->window_right >= 0 && ip + p->window_right < h) h = ip + p->window_right;
+  if (p->window_left >= 0 && ip - p->window_left > l) l = ip - p->window_left;
+  *lo = l;
+  *hi = h;
+}
+
+/* The fast kernels of one ISA. A NULL entry falls back to the scalar table's entry. */
+typedef struct attn__kernels {
+  attn_isa isa;
+  attn_status (*sdpa_forward)(const attn__sdpa_problem *pr, void *ws, size_t ws_size);
+  size_t (*sdpa_forward_ws)(const attn__sdpa_problem *pr, int n_threads);
+  attn_status (*sdpa_backward)(const attn__sdpa_problem *pr, void *ws, size_t ws_size);
+  size_t (*sdpa_backward_ws)(const attn__sdpa_problem *pr, int n_threads);
+  /* Single-precision GEMM on validated arguments, row-major C = alpha op(A) op(B) + beta C
+   * (column-major calls are mapped onto this by the caller). */
+  attn_status (*sgemm)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                       float *C, int64_t ldc);
+} attn__kernels;
+
+/* The table for the ISA in force (attn_get_isa()). Never NULL. */
+const attn__kernels *attn__kernels_get(void);
+
+/* Per-ISA tables (defined only when that ISA is compiled in). */
+extern const attn__kernels attn__kernels_scalar;
+#if ATTN_X86
+extern const attn__kernels attn__kernels_avx2;
+extern const attn__kernels attn__kernels_avx512;
+#endif
+
+/* ---- kernels implemented in src/ref and src/cpu, named for the tables ------------------------- */
+
+/* Reference SDPA loops (src/ref/sdpa_ref.c) on a validated problem: double accumulation, every
+ * option, single-threaded. The forward writes out, lse (if any), weights (if any); the backward
+ * overwrites dq, dk, dv. Scratch comes from attn__malloc (OUT_OF_MEMORY if it fails, outputs then
+ * untouched). */
+attn_status attn__sdpa_forward_ref_run(const attn__sdpa_problem *pr);
+attn_status attn__sdpa_backward_ref_run(const attn__sdpa_problem *pr);
+
+/* GEMM kernels (src/cpu/gemm*.c), same contract as attn__kernels.sgemm. */
+attn_status attn__sgemm_scalar(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                               float alpha, const float *A, int64_t lda, const float *B,
+                               int64_t ldb, float beta, float *C, int64_t ldc);
+#if ATTN_X86
+attn_status attn__sgemm_avx2(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                             float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                             float beta, float *C, int64_t ldc);
+attn_status attn__sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                               float alpha, const float *A, int64_t lda, const float *B,
+                               int64_t ldb, float beta, float *C, int64_t ldc);
+#endif
+
+#endif /* ATTN_INTERNAL_H */

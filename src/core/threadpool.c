@@ -1,0 +1,242 @@
+/* A persistent thread pool. Workers sleep on a condition variable between jobs and spin briefly
+ * before sleeping so back-to-back kernels do not pay a wake-up each. Work is handed out as item
+ * indices from an atomic counter; results must not depend on which thread ran an item. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define MAX_THREADS 1024
+
+typedef struct pool {
+  pthread_mutex_t mu;
+  pthread_cond_t wake;
+  pthread_cond_t done;
+  pthread_t *workers;
+  int n_workers; /* threads besides the caller */
+  bool stop;
+  /* current job */
+  atomic_uint_fast64_t generation;
+  attn__task_fn fn;
+  void *ctx;
+  int64_t n_items;
+  atomic_int_fast64_t next;
+  atomic_int active; /* workers still inside the current job */
+} pool;
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER; /* one job at a time */
+static pool *the_pool;
+static int requested_threads; /* 0 = not set yet */
+static _Thread_local bool inside_pool_job;
+
+static int online_cpus(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : (n > MAX_THREADS ? MAX_THREADS : (int)n);
+}
+
+static int default_threads(void) {
+  const char *env = getenv("ATTN_NUM_THREADS");
+  if (env && *env) {
+    char *end;
+    long n = strtol(env, &end, 10);
+    if (*end == '\0' && n >= 1 && n <= MAX_THREADS) return (int)n;
+  }
+  return online_cpus();
+}
+
+attn_status attn_set_num_threads(int n) {
+  attn__clear_error();
+  if (n < 1 || n > MAX_THREADS)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "attn_set_num_threads: n = %d outside 1..%d", n,
+                      MAX_THREADS);
+  pthread_mutex_lock(&pool_lock);
+  requested_threads = n;
+  pthread_mutex_unlock(&pool_lock);
+  return ATTN_OK;
+}
+
+int attn_get_num_threads(void) {
+  pthread_mutex_lock(&pool_lock);
+  if (!requested_threads) requested_threads = default_threads();
+  int n = requested_threads;
+  pthread_mutex_unlock(&pool_lock);
+  return n;
+}
+
+int attn__pool_size(void) { return inside_pool_job ? 1 : attn_get_num_threads(); }
+
+static void run_items(pool *p, int tid) {
+  for (;;) {
+    int64_t item = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
+    if (item >= p->n_items) break;
+    p->fn(p->ctx, item, tid);
+  }
+}
+
+typedef struct worker_arg {
+  pool *p;
+  int tid;
+} worker_arg;
+
+static void pin_to_cpu(int index) {
+#ifdef __linux__
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+  int count = CPU_COUNT(&allowed);
+  if (count <= 1) return;
+  int want = index % count, seen = 0;
+  for (int c = 0; c < CPU_SETSIZE; c++) {
+    if (!CPU_ISSET(c, &allowed)) continue;
+    if (seen++ == want) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(c, &one);
+      pthread_setaffinity_np(pthread_self(), sizeof one, &one); /* best effort */
+      return;
+    }
+  }
+#else
+  (void)index;
+#endif
+}
+
+static void *worker_main(void *argp) {
+  worker_arg arg = *(worker_arg *)argp;
+  free(argp);
+  pool *p = arg.p;
+  inside_pool_job = true;
+  pin_to_cpu(arg.tid);
+  uint64_t seen = 0;
+  for (;;) {
+    /* Spin a little for the next job, then sleep. */
+    uint64_t gen = atomic_load_explicit(&p->generation, memory_order_acquire);
+    for (int spin = 0; gen == seen && spin < 20000; spin++) {
+#if ATTN_X86
+      __builtin_ia32_pause();
+#endif
+      gen = atomic_load_explicit(&p->generation, memory_order_acquire);
+    }
+    if (gen == seen) {
+      pthread_mutex_lock(&p->mu);
+      while (!p->stop && atomic_load(&p->generation) == seen) pthread_cond_wait(&p->wake, &p->mu);
+      bool stop = p->stop;
+      pthread_mutex_unlock(&p->mu);
+      if (stop) return NULL;
+      gen = atomic_load(&p->generation);
+    }
+    if (p->stop) return NULL;
+    seen = gen;
+    run_items(p, arg.tid);
+    if (atomic_fetch_sub_explicit(&p->active, 1, memory_order_acq_rel) == 1) {
+      pthread_mutex_lock(&p->mu);
+      pthread_cond_signal(&p->done);
+      pthread_mutex_unlock(&p->mu);
+    }
+  }
+}
+
+static void pool_destroy(pool *p) {
+  if (!p) return;
+  pthread_mutex_lock(&p->mu);
+  p->stop = true;
+  atomic_fetch_add(&p->generation, 1);
+  pthread_cond_broadcast(&p->wake);
+  pthread_mutex_unlock(&p->mu);
+  for (int i = 0; i < p->n_workers; i++) pthread_join(p->workers[i], NULL);
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->wake);
+  pthread_cond_destroy(&p->done);
+  free(p->workers);
+  free(p);
+}
+
+/* The pool's own bookkeeping uses malloc, not the allocator hook: it lives across calls and must
+ * not be charged to (or fail with) a caller's allocator. If it cannot be created, work runs
+ * serially, which gives the same results. */
+static pool *pool_create(int n_workers) {
+  pool *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->workers = calloc((size_t)n_workers, sizeof *p->workers);
+  if (!p->workers) {
+    free(p);
+    return NULL;
+  }
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->wake, NULL);
+  pthread_cond_init(&p->done, NULL);
+  atomic_init(&p->generation, 0);
+  atomic_init(&p->next, 0);
+  atomic_init(&p->active, 0);
+  for (int i = 0; i < n_workers; i++) {
+    worker_arg *arg = malloc(sizeof *arg);
+    if (!arg || (arg->p = p, arg->tid = i + 1,
+                 pthread_create(&p->workers[i], NULL, worker_main, arg) != 0)) {
+      free(arg);
+      p->n_workers = i;
+      pool_destroy(p);
+      return NULL;
+    }
+    p->n_workers = i + 1;
+  }
+  return p;
+}
+
+void attn__parallel_for(int64_t n_items, attn__task_fn fn, void *ctx) {
+  if (n_items <= 0) return;
+  int threads = attn__pool_size();
+  if (inside_pool_job || threads == 1 || n_items == 1 || pthread_mutex_trylock(&pool_lock) != 0) {
+    /* Serial: nested call, one thread, or another caller holds the pool. */
+    for (int64_t i = 0; i < n_items; i++) fn(ctx, i, 0);
+    return;
+  }
+  threads = requested_threads;
+  if (the_pool && the_pool->n_workers != threads - 1) {
+    pool_destroy(the_pool);
+    the_pool = NULL;
+  }
+  if (!the_pool) the_pool = pool_create(threads - 1);
+  pool *p = the_pool;
+  if (!p) {
+    pthread_mutex_unlock(&pool_lock);
+    for (int64_t i = 0; i < n_items; i++) fn(ctx, i, 0);
+    return;
+  }
+  p->fn = fn;
+  p->ctx = ctx;
+  p->n_items = n_items;
+  atomic_store(&p->next, 0);
+  atomic_store(&p->active, p->n_workers);
+  pthread_mutex_lock(&p->mu);
+  atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+  pthread_cond_broadcast(&p->wake);
+  pthread_mutex_unlock(&p->mu);
+
+  inside_pool_job = true;
+  run_items(p, 0);
+  inside_pool_job = false;
+
+  /* Wait for the workers: spin briefly, then sleep. */
+  for (int spin = 0; spin < 200000 && atomic_load_explicit(&p->active, memory_order_acquire) > 0;
+       spin++) {
+#if ATTN_X86
+    __builtin_ia32_pause();
+#endif
+  }
+  if (atomic_load_explicit(&p->active, memory_order_acquire) > 0) {
+    pthread_mutex_lock(&p->mu);
+    while (atomic_load(&p->active) > 0) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+  }
+  pthread_mutex_unlock(&pool_lock);
+}
+
+void attn_shutdown(void) {
+  pthread_mutex_lock(&pool_lock);
+  pool_destroy(the_pool);
+  the_pool = NULL;
+  pthread_mutex_unlock(&pool_lock);
+}
