@@ -171,6 +171,14 @@ static void make_inputs(inputs *in, const cfg *c, t_rng *rng) {
     t_buf_fill_normal(&in->bias.buf, rng, 1.0f);
     /* Block a few pairs through the bias too. */
     for (int64_t i = 0; i < in->bias.buf.n; i += 7) t_buf_set(&in->bias.buf, i, -INFINITY);
+    if (c->nan_in_blocked && !c->packed && !c->bias_bcast) {
+      /* Key 3 is blocked for every query through the bias; its K and V rows hold NaN. */
+      for (int64_t e = 3; e < in->bias.buf.n; e += Nk) t_buf_set(&in->bias.buf, e, -INFINITY);
+      for (int64_t bh = 0; bh < B * c->Hkv; bh++) {
+        for (int64_t d = 0; d < c->Dk; d++) t_buf_set(&in->kb, (bh * Nk + 3) * c->Dk + d, NAN);
+        for (int64_t d = 0; d < c->Dv; d++) t_buf_set(&in->vb, (bh * Nk + 3) * c->Dv + d, NAN);
+      }
+    }
     if (c->bias_bcast) in->bias.t.stride[0] = in->bias.t.stride[1] = 0;
     in->p.bias = &in->bias.t;
   }
@@ -326,6 +334,7 @@ static const cfg cases[] = {
     {.name = "query_lens", .B = 3, .Hq = 2, .Hkv = 1, .Nq = 70, .Nk = 40, .Dk = 32, .Dv = 32, BASE, .query_lens = true},
     {.name = "lens+causal BR", .B = 3, .Hq = 2, .Hkv = 2, .Nq = 50, .Nk = 80, .Dk = 32, .Dv = 32, BASE, .key_lens = true, .query_lens = true, .causal = true, .bottom_right = true, .nan_in_blocked = true},
     {.name = "bias", .B = 2, .Hq = 2, .Hkv = 2, .Nq = 33, .Nk = 47, .Dk = 16, .Dv = 16, BASE, .bias = true},
+    {.name = "bias -inf NaN key", .B = 2, .Hq = 2, .Hkv = 1, .Nq = 40, .Nk = 47, .Dk = 16, .Dv = 16, BASE, .bias = true, .nan_in_blocked = true, .causal = true},
     {.name = "bias broadcast", .B = 2, .Hq = 2, .Hkv = 2, .Nq = 33, .Nk = 47, .Dk = 16, .Dv = 16, BASE, .bias = true, .bias_bcast = true},
     {.name = "alibi causal", .B = 1, .Hq = 4, .Hkv = 4, .Nq = 64, .Nk = 64, .Dk = 16, .Dv = 16, BASE, .alibi = true, .causal = true},
     {.name = "softcap", .B = 1, .Hq = 2, .Hkv = 2, .Nq = 40, .Nk = 40, .Dk = 64, .Dv = 64, BASE, .softcap = 2.0f},
