@@ -4,6 +4,7 @@
 
 #define VW 8
 #define RMAX 4
+#define RALT 2
 #define SUFFIX(name) name##_scalar
 
 typedef struct vf {

@@ -5,6 +5,7 @@
 
 #define VW 8
 #define RMAX 6
+#define RALT 4
 #define SUFFIX(name) name##_avx2
 typedef __m256 vf;
 

@@ -6,6 +6,7 @@
 
 #define VW 16
 #define RMAX 12
+#define RALT 8
 #define SUFFIX(name) name##_avx512
 typedef __m512 vf;
 
