@@ -1,0 +1,57 @@
+/* The `attn` command: dispatch to its subcommands.
+ *
+ *   attn demo                 a tour: what libattn found on this machine, a worked example, a
+ *                             short benchmark (what `make run` runs)
+ *   attn bench sdpa|gemm ...  the benchmarks (bench.c)
+ *   attn version              the library version
+ *   attn help                 the list of commands
+ *
+ * Exit codes: 0 success, 1 a runtime failure (a libattn status, out of memory), 2 bad usage. */
+#include "cli.h"
+
+#include <string.h>
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "attn %s: attention mechanisms in C\n"
+          "\n"
+          "usage: attn <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  demo                 what libattn found on this machine (version, ISA, threads), a\n"
+          "                       worked example checked against the reference, a short benchmark\n"
+          "  bench sdpa [opts]    benchmark fused attention forward/backward (see 'attn bench "
+          "--help')\n"
+          "  bench gemm [opts]    benchmark attn_gemm\n"
+          "  version              print the version\n"
+          "  help                 this text\n"
+          "\n"
+          "environment: ATTN_NUM_THREADS (default thread count: all CPUs), ATTN_ISA\n"
+          "(scalar|avx2|avx512: force a kernel path).\n"
+          "exit codes: 0 success, 1 runtime error, 2 bad usage.\n",
+          attn_version());
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stdout);
+    return CLI_EXIT_OK;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+    usage(stdout);
+    return CLI_EXIT_OK;
+  }
+  if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+    if (argc > 2) {
+      cli_errorf("version: unexpected argument '%s'", argv[2]);
+      return CLI_EXIT_USAGE;
+    }
+    printf("attn %s\n", attn_version());
+    return CLI_EXIT_OK;
+  }
+  if (!strcmp(cmd, "bench")) return cli_bench_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "demo")) return cli_demo_main(argc - 1, argv + 1);
+  cli_errorf("unknown command '%s' (see 'attn help')", cmd);
+  return CLI_EXIT_USAGE;
+}
