@@ -1,0 +1,412 @@
+/* Single-precision GEMM: argument validation, the public attn_gemm, and the blocked driver that
+ * every ISA's micro-kernel plugs into.
+ *
+ * Blocking (Goto/van de Geijn, with the roles chosen for broadcast-FMA micro-kernels): C is cut
+ * into tiles of whole rows x NC columns that are spread over the thread pool. A tile walks K in
+ * blocks of KC; for each K block it packs its KC x NC block of op(B) into column panels of NR
+ * (kept in L2), then for each MR rows packs an MR x KC panel of op(A) (kept in L1) and sweeps the
+ * micro-kernel along the B panels. Every buffer is private to a thread slot, so the only
+ * synchronisation is the one fork-join of attn__parallel_for.
+ *
+ * Determinism: an element of C is computed by one micro-kernel call per K block, the K blocks
+ * depend only on K (never on the thread count or the tiling), each call sums its block in
+ * increasing k and the blocks are added to C in increasing order. Tiling therefore changes only
+ * which thread does the work, never the arithmetic, and C is bitwise identical for any thread
+ * count. */
+#include "gemm_internal.h"
+
+#include <stdatomic.h>
+
+/* ---- validation ------------------------------------------------------------------------------ */
+
+/* Extent in elements of a stored matrix of `rows` x `cols` in its own layout with leading
+ * dimension ld (the last element's offset + 1); false when it overflows or exceeds what a byte
+ * offset can address. An empty matrix has extent 0. */
+static bool stored_extent(int64_t rows, int64_t cols, int64_t ld, int64_t *extent) {
+  if (rows == 0 || cols == 0) {
+    *extent = 0;
+    return true;
+  }
+  int64_t off;
+  if (!attn__mul_i64(rows - 1, ld, &off) || !attn__add_i64(off, cols, &off)) return false;
+  if (off > INT64_MAX / (int64_t)sizeof(float)) return false;
+  *extent = off;
+  return true;
+}
+
+static bool ranges_overlap(const float *p, int64_t np, const float *q, int64_t nq) {
+  if (np == 0 || nq == 0 || !p || !q) return false;
+  uintptr_t p0 = (uintptr_t)p, p1 = p0 + (uintptr_t)np * sizeof(float);
+  uintptr_t q0 = (uintptr_t)q, q1 = q0 + (uintptr_t)nq * sizeof(float);
+  return p0 < q1 && q0 < p1;
+}
+
+/* Check one operand: its stored shape (rows x cols in row-major terms of its own layout, i.e.
+ * ld must be >= cols), NULL when it will be read, the leading dimension and the extent. */
+static attn_status check_operand(const char *fn, const char *name, const char *ld_name,
+                                 const float *p, bool needed, int64_t rows, int64_t cols,
+                                 int64_t ld, int64_t *extent) {
+  if (needed && !p) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, name);
+  bool empty = rows == 0 || cols == 0;
+  int64_t ld_min = empty ? 1 : (cols > 1 ? cols : 1);
+  if (ld < ld_min)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                      "%s: %s = %lld is too small for %s (%lld x %lld stored, needs >= %lld)", fn,
+                      ld_name, (long long)ld, name, (long long)rows, (long long)cols,
+                      (long long)ld_min);
+  if (!stored_extent(rows, cols, ld, extent))
+    return attn__fail(ATTN_STATUS_OVERFLOW,
+                      "%s: %s (%lld x %lld, %s = %lld) spans more than int64 bytes", fn, name,
+                      (long long)rows, (long long)cols, ld_name, (long long)ld);
+  return ATTN_OK;
+}
+
+attn_status attn__sgemm_validate(const char *fn, attn_layout layout, attn_trans trans_a,
+                                 attn_trans trans_b, int64_t M, int64_t N, int64_t K,
+                                 const float *A, int64_t lda, const float *B, int64_t ldb,
+                                 const float *C, int64_t ldc) {
+  if (layout != ATTN_ROW_MAJOR && layout != ATTN_COL_MAJOR)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: layout = %d is not an attn_layout", fn,
+                      (int)layout);
+  if (trans_a != ATTN_NO_TRANS && trans_a != ATTN_TRANS)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: trans_a = %d is not an attn_trans", fn,
+                      (int)trans_a);
+  if (trans_b != ATTN_NO_TRANS && trans_b != ATTN_TRANS)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: trans_b = %d is not an attn_trans", fn,
+                      (int)trans_b);
+  if (M < 0 || N < 0 || K < 0) {
+    const char *which = M < 0 ? "M" : (N < 0 ? "N" : "K");
+    int64_t v = M < 0 ? M : (N < 0 ? N : K);
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: %s = %lld is negative", fn, which,
+                      (long long)v);
+  }
+  /* Stored shapes. op(A) is M x K: A is stored M x K, or K x M when transposed. In column-major
+   * a stored r x c matrix is, for addressing, a row-major c x r one. */
+  bool ta = trans_a == ATTN_TRANS, tb = trans_b == ATTN_TRANS;
+  int64_t a_rows = ta ? K : M, a_cols = ta ? M : K;
+  int64_t b_rows = tb ? N : K, b_cols = tb ? K : N;
+  int64_t c_rows = M, c_cols = N;
+  if (layout == ATTN_COL_MAJOR) {
+    int64_t t;
+    t = a_rows, a_rows = a_cols, a_cols = t;
+    t = b_rows, b_rows = b_cols, b_cols = t;
+    t = c_rows, c_rows = c_cols, c_cols = t;
+  }
+  bool reads_ab = M > 0 && N > 0 && K > 0;
+  int64_t ea, eb, ec;
+  attn_status st;
+  if ((st = check_operand(fn, "A", "lda", A, reads_ab, a_rows, a_cols, lda, &ea)) != ATTN_OK)
+    return st;
+  if ((st = check_operand(fn, "B", "ldb", B, reads_ab, b_rows, b_cols, ldb, &eb)) != ATTN_OK)
+    return st;
+  if ((st = check_operand(fn, "C", "ldc", C, M > 0 && N > 0, c_rows, c_cols, ldc, &ec)) != ATTN_OK)
+    return st;
+  if (reads_ab && ranges_overlap(C, ec, A, ea))
+    return attn__fail(ATTN_STATUS_ALIASING, "%s: C overlaps A", fn);
+  if (reads_ab && ranges_overlap(C, ec, B, eb))
+    return attn__fail(ATTN_STATUS_ALIASING, "%s: C overlaps B", fn);
+  return ATTN_OK;
+}
+
+/* ---- public entry ---------------------------------------------------------------------------- */
+
+attn_status attn_gemm(attn_layout layout, attn_trans trans_a, attn_trans trans_b, int64_t M,
+                      int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  attn__clear_error();
+  attn_status st =
+      attn__sgemm_validate("attn_gemm", layout, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
+  if (st != ATTN_OK) return st;
+  if (M == 0 || N == 0) return ATTN_OK;
+  bool ta = trans_a == ATTN_TRANS, tb = trans_b == ATTN_TRANS;
+  const attn__kernels *kern = attn__kernels_get();
+  attn_status (*sgemm)(bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                       const float *, int64_t, float, float *, int64_t) = kern->sgemm;
+  if (!sgemm) sgemm = attn__sgemm_scalar;
+  if (layout == ATTN_COL_MAJOR) {
+    /* A column-major r x c matrix is the row-major c x r matrix of its transpose, so
+     * C^T = op(B)^T op(A)^T is a row-major N x M product with the operands swapped. */
+    return sgemm(tb, ta, N, M, K, alpha, B, ldb, A, lda, beta, C, ldc);
+  }
+  return sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* ---- packing --------------------------------------------------------------------------------- */
+
+/* dst[k * MR + i] = op(A)[row0 + i][k0 + k] for i < rows, 0 for rows <= i < MR; k < kb.
+ * op(A)[i][k] is A[i * lda + k], or A[k * lda + i] when transposed. Always inlined with a constant
+ * MR so the loops are specialised per micro-kernel shape. */
+static inline __attribute__((always_inline)) void pack_a_panel(const int MR, bool ta,
+                                                               const float *A, int64_t lda,
+                                                               int64_t row0, int64_t rows,
+                                                               int64_t k0, int64_t kb,
+                                                               float *restrict dst) {
+  if (!ta) {
+    /* Across the rows for each k, so dst is written contiguously. */
+    const float *src = A + row0 * lda + k0;
+    if (rows == MR) {
+      for (int64_t k = 0; k < kb; k++)
+        for (int i = 0; i < MR; i++) dst[k * MR + i] = src[i * lda + k];
+    } else {
+      for (int64_t k = 0; k < kb; k++)
+        for (int i = 0; i < MR; i++) dst[k * MR + i] = i < rows ? src[i * lda + k] : 0.0f;
+    }
+  } else {
+    for (int64_t k = 0; k < kb; k++) {
+      const float *src = A + (k0 + k) * lda + row0;
+      if (rows == MR) {
+        for (int i = 0; i < MR; i++) dst[k * MR + i] = src[i];
+      } else {
+        for (int64_t i = 0; i < rows; i++) dst[k * MR + i] = src[i];
+        for (int64_t i = rows; i < MR; i++) dst[k * MR + i] = 0.0f;
+      }
+    }
+  }
+}
+
+/* Pack op(B)[k0 .. k0 + kb)[col0 .. col0 + cols) into ceil(cols / NR) panels of kb x NR, panel q
+ * at dst + q * kb * NR with dst_q[k * NR + j] = op(B)[k0 + k][col0 + q * NR + j], zero past cols.
+ * op(B)[k][j] is B[k * ldb + j], or B[j * ldb + k] when transposed. */
+static inline __attribute__((always_inline)) void pack_b_block(const int NR, bool tb,
+                                                               const float *B, int64_t ldb,
+                                                               int64_t k0, int64_t kb, int64_t col0,
+                                                               int64_t cols, float *restrict dst) {
+  int64_t full = cols / NR, tail = cols - full * NR;
+  if (!tb) {
+    /* Row by row of B, so B is read contiguously. */
+    for (int64_t k = 0; k < kb; k++) {
+      const float *src = B + (k0 + k) * ldb + col0;
+      for (int64_t q = 0; q < full; q++) {
+        float *d = dst + q * kb * NR + k * NR;
+        for (int j = 0; j < NR; j++) d[j] = src[q * NR + j];
+      }
+      if (tail) {
+        float *d = dst + full * kb * NR + k * NR;
+        for (int64_t j = 0; j < tail; j++) d[j] = src[full * NR + j];
+        for (int64_t j = tail; j < NR; j++) d[j] = 0.0f;
+      }
+    }
+  } else {
+    for (int64_t q = 0; q * NR < cols; q++) {
+      int64_t w = q < full ? NR : tail;
+      float *d = dst + q * kb * NR;
+      for (int64_t j = 0; j < w; j++) {
+        const float *src = B + (col0 + q * NR + j) * ldb + k0;
+        for (int64_t k = 0; k < kb; k++) d[k * NR + j] = src[k];
+      }
+      for (int64_t j = w; j < NR; j++)
+        for (int64_t k = 0; k < kb; k++) d[k * NR + j] = 0.0f;
+    }
+  }
+}
+
+/* Dispatch to a specialisation for the micro-kernel shapes in use; others take the generic loop
+ * (MR/NR as variables), which is only slower. */
+static void pack_a_generic(int mr, bool ta, const float *A, int64_t lda, int64_t row0, int64_t rows,
+                           int64_t k0, int64_t kb, float *dst) {
+  switch (mr) {
+    case 6:
+      pack_a_panel(6, ta, A, lda, row0, rows, k0, kb, dst);
+      break;
+    case 14:
+      pack_a_panel(14, ta, A, lda, row0, rows, k0, kb, dst);
+      break;
+    default:
+      pack_a_panel(mr, ta, A, lda, row0, rows, k0, kb, dst);
+      break;
+  }
+}
+
+static void pack_b_generic(int nr, bool tb, const float *B, int64_t ldb, int64_t k0, int64_t kb,
+                           int64_t col0, int64_t cols, float *dst) {
+  switch (nr) {
+    case 8:
+      pack_b_block(8, tb, B, ldb, k0, kb, col0, cols, dst);
+      break;
+    case 16:
+      pack_b_block(16, tb, B, ldb, k0, kb, col0, cols, dst);
+      break;
+    case 32:
+      pack_b_block(32, tb, B, ldb, k0, kb, col0, cols, dst);
+      break;
+    default:
+      pack_b_block(nr, tb, B, ldb, k0, kb, col0, cols, dst);
+      break;
+  }
+}
+
+/* ---- driver ---------------------------------------------------------------------------------- */
+
+/* One thread slot's packing buffers; `busy` is claimed by the item using it. */
+typedef struct gemm_slot {
+  float *a_panel; /* MR x KC */
+  float *b_block; /* KC x NC, in NR-wide panels */
+  atomic_int busy;
+} gemm_slot;
+
+typedef struct gemm_job {
+  const attn__sgemm_arch *arch;
+  bool ta, tb;
+  int64_t M, N, K;
+  float alpha, beta;
+  const float *A, *B;
+  int64_t lda, ldb, ldc;
+  float *C;
+  int64_t kc;          /* K block length (the last block may be shorter) */
+  int64_t tile_rows;   /* rows of C per tile, a multiple of MR */
+  int64_t tile_cols;   /* columns of C per tile, a multiple of NR */
+  int64_t n_col_tiles; /* tiles along N */
+  gemm_slot *slots;
+  int n_slots;
+} gemm_job;
+
+static gemm_slot *claim_slot(const gemm_job *job) {
+  for (int s = 0; s < job->n_slots; s++) {
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&job->slots[s].busy, &expected, 1)) return &job->slots[s];
+  }
+  return NULL;
+}
+
+/* One tile of C: rows [r0, r1) x columns [c0, c1), the whole K. */
+static void gemm_tile(void *ctx, int64_t item, int thread_id) {
+  (void)thread_id;
+  const gemm_job *job = ctx;
+  const attn__sgemm_arch *arch = job->arch;
+  const int mr = arch->mr, nr = arch->nr;
+  int64_t r0 = (item / job->n_col_tiles) * job->tile_rows;
+  int64_t c0 = (item % job->n_col_tiles) * job->tile_cols;
+  int64_t r1 = r0 + job->tile_rows < job->M ? r0 + job->tile_rows : job->M;
+  int64_t c1 = c0 + job->tile_cols < job->N ? c0 + job->tile_cols : job->N;
+  /* At most min(threads, items) items run at once and there are that many slots. */
+  gemm_slot *slot = claim_slot(job);
+  ATTN_ASSERT(slot != NULL);
+  float *a_panel = slot->a_panel, *b_block = slot->b_block;
+
+  for (int64_t k0 = 0; k0 < job->K; k0 += job->kc) {
+    int64_t kb = job->K - k0 < job->kc ? job->K - k0 : job->kc;
+    bool first = k0 == 0;
+    /* The first K block applies beta (and reads C only if beta != 0); later ones accumulate. */
+    float beta = first ? job->beta : 1.0f;
+    bool load_c = !first || job->beta != 0.0f;
+    if (arch->pack_b)
+      arch->pack_b(job->tb, job->B, job->ldb, k0, kb, c0, c1 - c0, b_block);
+    else
+      pack_b_generic(nr, job->tb, job->B, job->ldb, k0, kb, c0, c1 - c0, b_block);
+    for (int64_t i = r0; i < r1; i += mr) {
+      int64_t m = r1 - i < mr ? r1 - i : mr;
+      if (arch->pack_a)
+        arch->pack_a(job->ta, job->A, job->lda, i, m, k0, kb, a_panel);
+      else
+        pack_a_generic(mr, job->ta, job->A, job->lda, i, m, k0, kb, a_panel);
+      float *c_row = job->C + i * job->ldc;
+      for (int64_t j = c0; j < c1; j += nr) {
+        int64_t n = c1 - j < nr ? c1 - j : nr;
+        arch->ukernel(kb, a_panel, b_block + (j - c0) * kb, c_row + j, job->ldc, m, n, job->alpha,
+                      beta, load_c);
+      }
+    }
+  }
+  atomic_store(&slot->busy, 0);
+}
+
+static int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+static int64_t round_up_i64(int64_t a, int64_t b) {
+  return ceil_div(a, b) * b;
+}
+
+/* C = beta C over M x N (row-major), without reading C when beta == 0. */
+static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
+  if (beta == 1.0f) return;
+  for (int64_t i = 0; i < M; i++) {
+    float *c = C + i * ldc;
+    if (beta == 0.0f)
+      for (int64_t j = 0; j < N; j++) c[j] = 0.0f;
+    else
+      for (int64_t j = 0; j < N; j++) c[j] *= beta;
+  }
+}
+
+attn_status attn__sgemm_run(const attn__sgemm_arch *arch, bool trans_a, bool trans_b, int64_t M,
+                            int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                            const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  if (M == 0 || N == 0) return ATTN_OK;
+  if (K == 0 || alpha == 0.0f) {
+    scale_c(M, N, beta, C, ldc);
+    return ATTN_OK;
+  }
+  const int mr = arch->mr, nr = arch->nr;
+  gemm_job job = {.arch = arch,
+                  .ta = trans_a,
+                  .tb = trans_b,
+                  .M = M,
+                  .N = N,
+                  .K = K,
+                  .alpha = alpha,
+                  .beta = beta,
+                  .A = A,
+                  .B = B,
+                  .lda = lda,
+                  .ldb = ldb,
+                  .ldc = ldc,
+                  .C = C};
+
+  /* K blocks of equal length (a function of K alone: see the determinism note above). */
+  int64_t n_kb = ceil_div(K, arch->kc);
+  job.kc = ceil_div(K, n_kb);
+
+  /* Tiles. Small problems stay on one thread. Otherwise aim for a multiple of the thread count
+   * of equal tiles, cutting N first (each tile packs its own B block, so cutting M repeats that
+   * packing) while a tile keeps >= 128 columns, then M. */
+  int threads = attn__pool_size();
+  double work = (double)M * (double)N * (double)K;
+  if (work < 64.0 * 64.0 * 64.0) threads = 1;
+  int64_t col_tiles = ceil_div(N, arch->nc), row_tiles = 1;
+  if (threads > 1) {
+    int64_t want = round_up_i64(col_tiles, threads);
+    int64_t most_cols = N / 128 > col_tiles ? N / 128 : col_tiles;
+    if (want <= most_cols) {
+      col_tiles = want;
+    } else {
+      row_tiles = ceil_div(want, col_tiles);
+      int64_t most_rows = ceil_div(M, mr);
+      if (row_tiles > most_rows) row_tiles = most_rows;
+    }
+  }
+  job.tile_cols = round_up_i64(ceil_div(N, col_tiles), nr);
+  job.n_col_tiles = ceil_div(N, job.tile_cols);
+  job.tile_rows = round_up_i64(ceil_div(M, row_tiles), mr);
+  int64_t n_items = job.n_col_tiles * ceil_div(M, job.tile_rows);
+
+  /* Every buffer before C is written: one slot per item that can run at once. */
+  int n_slots = n_items < threads ? (int)n_items : threads;
+  size_t a_bytes = attn__round_up((size_t)mr * (size_t)job.kc * sizeof(float), ATTN_ALIGN);
+  size_t b_bytes = (size_t)job.tile_cols * (size_t)job.kc * sizeof(float);
+  gemm_slot *slots = attn__malloc((size_t)n_slots * sizeof *slots, ATTN_ALIGN);
+  if (!slots)
+    return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_gemm: packing slots (%zu bytes)",
+                      (size_t)n_slots * sizeof *slots);
+  attn_status st = ATTN_OK;
+  int made = 0;
+  for (; made < n_slots; made++) {
+    gemm_slot *s = &slots[made];
+    s->a_panel = attn__malloc(a_bytes + b_bytes, ATTN_ALIGN);
+    if (!s->a_panel) {
+      st = attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_gemm: packing buffer (%zu bytes)",
+                      a_bytes + b_bytes);
+      break;
+    }
+    s->b_block = (float *)((char *)s->a_panel + a_bytes);
+    atomic_init(&s->busy, 0);
+  }
+  if (st == ATTN_OK) {
+    job.slots = slots;
+    job.n_slots = n_slots;
+    attn__parallel_for(n_items, gemm_tile, &job);
+  }
+  for (int s = 0; s < made; s++) attn__free(slots[s].a_panel);
+  attn__free(slots);
+  return st;
+}
