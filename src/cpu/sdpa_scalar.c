@@ -61,6 +61,15 @@ static inline vf vneginf(vf x, uint32_t bits) {
   return x;
 }
 
+static inline void vtranspose(vf r[VW]) {
+  for (int i = 0; i < VW; i++)
+    for (int j = i + 1; j < VW; j++) {
+      float x = r[i].v[j];
+      r[i].v[j] = r[j].v[i];
+      r[j].v[i] = x;
+    }
+}
+
 #include "sdpa_kernel.inc"
 
 const attn__kernels attn__kernels_scalar = {
