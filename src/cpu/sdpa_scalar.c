@@ -61,6 +61,12 @@ static inline vf vneginf(vf x, uint32_t bits) {
   return x;
 }
 
+static inline uint32_t vlanebits(int64_t j, const int64_t *lo, const int64_t *hi) {
+  uint32_t m = 0;
+  for (int l = 0; l < 2 * VW; l++) m |= (uint32_t)(j >= lo[l] && j <= hi[l]) << l;
+  return m;
+}
+
 static inline void vtranspose(vf r[VW]) {
   for (int i = 0; i < VW; i++)
     for (int j = i + 1; j < VW; j++) {

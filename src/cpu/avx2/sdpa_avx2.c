@@ -49,6 +49,19 @@ static inline vf vexp2(vf x) {
   return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
+/* Bit l set iff lo[l] <= j <= hi[l], for the 16 lanes of a query block. */
+static inline uint32_t vlanebits(int64_t j, const int64_t *lo, const int64_t *hi) {
+  const __m256i jj = _mm256_set1_epi64x(j);
+  uint32_t m = 0;
+  for (int k = 0; k < 4; k++) {
+    __m256i below = _mm256_cmpgt_epi64(_mm256_loadu_si256((const __m256i *)(lo + 4 * k)), jj); /* lo > j */
+    __m256i above = _mm256_cmpgt_epi64(jj, _mm256_loadu_si256((const __m256i *)(hi + 4 * k))); /* j > hi */
+    int out = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_or_si256(below, above)));
+    m |= (uint32_t)(~out & 0xf) << (4 * k);
+  }
+  return m;
+}
+
 /* In-place transpose of an 8x8 block held in r[0..7]. */
 static inline void vtranspose(vf r[VW]) {
   vf t[8], u[8];

@@ -41,6 +41,18 @@ static inline vf vexp2(vf x) {
   return _mm512_scalef_ps(p, n);
 }
 
+/* Bit l set iff lo[l] <= j <= hi[l], for the 32 lanes of a query block. */
+static inline uint32_t vlanebits(int64_t j, const int64_t *lo, const int64_t *hi) {
+  const __m512i jj = _mm512_set1_epi64(j);
+  uint32_t m = 0;
+  for (int k = 0; k < 4; k++) {
+    __mmask8 a = _mm512_cmple_epi64_mask(_mm512_loadu_si512(lo + 8 * k), jj);
+    __mmask8 b = _mm512_cmpge_epi64_mask(_mm512_loadu_si512(hi + 8 * k), jj);
+    m |= (uint32_t)(a & b) << (8 * k);
+  }
+  return m;
+}
+
 /* In-place transpose of a 16x16 block held in r[0..15] (unpack, shuffle within 128-bit lanes, then
  * two rounds of 128-bit lane shuffles). */
 static inline void vtranspose(vf r[VW]) {
