@@ -21,6 +21,8 @@ typedef struct cfg {
   bool varlen;
   bool backward;
   bool nan_in_blocked; /* NaN in K/V rows past key_lens */
+  float ramp;          /* K row j scaled by 1 + ramp * j / Nk: logits that keep growing along the
+                        * keys, so later tiles exceed the running max (the lazy-rescale paths) */
 } cfg;
 
 static bool quick;
@@ -142,6 +144,14 @@ static void make_inputs(inputs *in, const cfg *c, t_rng *rng) {
     in->k = attn_tensor_make(in->kb.data, c->dt, 4, ks);
     in->v = attn_tensor_make(in->vb.data, c->dt, 4, vs);
   }
+  if (c->ramp > 0 && !c->packed)
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t h = 0; h < c->Hkv; h++)
+        for (int64_t j = 0; j < Nk; j++)
+          for (int64_t d = 0; d < c->Dk; d++) {
+            int64_t e = ((b * c->Hkv + h) * Nk + j) * c->Dk + d;
+            t_buf_set(&in->kb, e, t_buf_get(&in->kb, e) * (1.0f + c->ramp * (float)j / (float)Nk));
+          }
   if (c->causal) in->p.causal = 1;
   if (c->bottom_right) in->p.align = ATTN_MASK_ALIGN_BOTTOM_RIGHT;
   in->p.window_left = c->win ? c->wl : -1;
@@ -320,6 +330,8 @@ static const cfg cases[] = {
     {.name = "N127 D64 causal", .B = 1, .Hq = 2, .Hkv = 2, .Nq = 127, .Nk = 127, .Dk = 64, .Dv = 64, BASE, .causal = true},
     {.name = "N1000 D64", .B = 1, .Hq = 1, .Hkv = 1, .Nq = 1000, .Nk = 1000, .Dk = 64, .Dv = 64, BASE},
     {.name = "N1000 D128 causal", .B = 1, .Hq = 1, .Hkv = 1, .Nq = 1000, .Nk = 1000, .Dk = 128, .Dv = 128, BASE, .causal = true},
+    {.name = "ramp mild", .B = 1, .Hq = 2, .Hkv = 2, .Nq = 300, .Nk = 1000, .Dk = 64, .Dv = 64, BASE, .ramp = 6.0f},
+    {.name = "ramp steep", .B = 1, .Hq = 2, .Hkv = 1, .Nq = 100, .Nk = 1000, .Dk = 64, .Dv = 32, BASE, .ramp = 80.0f, .causal = true, .bottom_right = true},
     {.name = "N127 D80", .B = 1, .Hq = 2, .Hkv = 1, .Nq = 127, .Nk = 127, .Dk = 80, .Dv = 80, BASE},
     {.name = "N127 D256", .B = 1, .Hq = 1, .Hkv = 1, .Nq = 127, .Nk = 127, .Dk = 256, .Dv = 256, BASE},
     {.name = "Nq!=Nk Dk!=Dv", .B = 2, .Hq = 2, .Hkv = 2, .Nq = 33, .Nk = 71, .Dk = 40, .Dv = 24, BASE},
