@@ -411,6 +411,32 @@ static void test_empty(void) {
   for (int i = 0; i < 24; i++) ok &= t_buf_get(&o, i) == 0.0f;
   for (int i = 0; i < 6; i++) ok &= t_buf_get(&l, i) == -INFINITY;
   CHECK(ok, "no keys: out 0 and lse -inf");
+  /* The backward of that: zero gradients for q; k and v have no rows. */
+  {
+    t_buf dq = t_buf_new(ATTN_DTYPE_F32, 24), dout = t_buf_new(ATTN_DTYPE_F32, 24);
+    t_buf_fill(&dq, 5.0f);
+    t_buf_fill(&dout, 1.0f);
+    attn_tensor tdq = attn_tensor_make(dq.data, ATTN_DTYPE_F32, 4, qs), tdo = attn_tensor_make(dout.data, ATTN_DTYPE_F32, 4, os);
+    CHECK_OK(attn_sdpa_backward(&tdq, &tk, &tk, &tdo, &tq, &tk, &tk, &to, &tl, NULL, NULL, 0));
+    bool zero = true;
+    for (int i = 0; i < 24; i++) zero &= t_buf_get(&dq, i) == 0.0f;
+    CHECK(zero, "no keys: dq = 0");
+    t_buf_free(&dq);
+    t_buf_free(&dout);
+  }
+  /* No queries, and an empty batch: valid, nothing to write. */
+  {
+    int64_t q0[4] = {1, 2, 0, 4}, k3[4] = {1, 2, 3, 4}, o0[4] = {1, 2, 0, 4}, l0[3] = {1, 2, 0};
+    t_buf kk = t_buf_new(ATTN_DTYPE_F32, 24);
+    attn_tensor tq0 = attn_tensor_make(NULL, ATTN_DTYPE_F32, 4, q0), tk3 = attn_tensor_make(kk.data, ATTN_DTYPE_F32, 4, k3);
+    attn_tensor to0 = attn_tensor_make(NULL, ATTN_DTYPE_F32, 4, o0), tl0 = attn_tensor_make(NULL, ATTN_DTYPE_F32, 3, l0);
+    CHECK_OK(attn_sdpa_forward(&to0, &tl0, NULL, &tq0, &tk3, &tk3, NULL, NULL, 0));
+    int64_t b0[4] = {0, 2, 3, 4}, lb0[3] = {0, 2, 3};
+    attn_tensor e = attn_tensor_make(NULL, ATTN_DTYPE_F32, 4, b0), el = attn_tensor_make(NULL, ATTN_DTYPE_F32, 3, lb0);
+    CHECK_OK(attn_sdpa_forward(&e, &el, NULL, &e, &e, &e, NULL, NULL, 0));
+    CHECK_OK(attn_sdpa_backward(&e, &e, &e, &e, &e, &e, &e, &e, &el, NULL, NULL, 0));
+    t_buf_free(&kk);
+  }
   t_buf_free(&q);
   t_buf_free(&o);
   t_buf_free(&l);
