@@ -1,0 +1,564 @@
+/* Alignment functions, fast path: f32 rows spread over the thread pool.
+ *
+ * Each row is computed by one thread with f32 loops the compiler vectorises (a polynomial exp,
+ * fixed-width partial sums) and double only where a few scalars are accumulated (the sums that
+ * fix the sparsemax/entmax threshold). Sparsemax finds its threshold by Michelot's fixed point
+ * (each pass drops the entries below the current threshold, O(n) per pass, exact), entmax-1.5
+ * sorts, alpha-entmax bisects. The semantics are the reference's (src/ref/align_ref.c). */
+#include "attn/align.h"
+#include "internal.h"
+
+#include <stdlib.h>
+
+/* Defined in src/ref/align_ref.c. */
+attn_status attn__align_check(const char *fn, const attn_tensor *dst, const float *d_positions,
+                              const attn_tensor *d_out, const attn_tensor *out,
+                              const attn_tensor *in, const attn_tensor *mask,
+                              const attn_align_params *p, int64_t *rows, int64_t *n);
+
+#define TRY(expr)                   \
+  do {                              \
+    attn_status st_ = (expr);       \
+    if (st_ != ATTN_OK) return st_; \
+  } while (0)
+
+/* Every row kernel is inlined into align_task_impl, which is compiled three times (baseline,
+ * AVX2, AVX-512) through GCC's target attribute; attn_get_isa() picks one. */
+#define ATTN_AI static inline __attribute__((always_inline))
+
+/* ---- exp for x <= 0 ------------------------------------------------------------------------- */
+
+/* exp(x) for x <= 0 (x > 0 is not needed here); exp(-inf) = 0, NaN stays NaN, x < -87 gives 0
+ * (exp(-87) ~ 1.6e-38 is at the edge of the normal range). x = n ln2 + r with |r| <= ln2/2 and
+ * n = round(x / ln2) by the 1.5 * 2^23 trick, exp(r) by its degree-7 Taylor polynomial
+ * (truncation < 5e-9 relative), 2^n built in the exponent bits. Branch-free so loops over it
+ * vectorise; about 2 ulp. */
+ATTN_AI float exp_neg(float x) {
+  const float magic = 12582912.0f; /* 1.5 * 2^23 */
+  float t = x * 1.44269504f + magic;
+  uint32_t tb;
+  memcpy(&tb, &t, 4);
+  float nf = t - magic;
+  float r = x - nf * 0.693145752f; /* ln2 hi */
+  r = r - nf * 1.42860677e-6f;     /* ln2 lo */
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  uint32_t sb = (tb - 0x4B400000u + 127u) << 23; /* n + 127 in the exponent field */
+  float scale;
+  memcpy(&scale, &sb, 4);
+  float y = p * scale;
+  /* 0 for x < -87 (including -inf), NaN kept; an integer select, which GCC vectorises (with the
+   * default -ftrapping-math it does not if-convert float selects). */
+  int32_t xb, yb;
+  memcpy(&xb, &x, 4);
+  memcpy(&yb, &y, 4);
+  int32_t ab = xb & 0x7fffffff;
+  yb = (xb < 0 && ab > 0x42AE0000 && ab <= 0x7f800000) ? 0 : yb; /* 0x42AE0000 = 87.0f */
+  memcpy(&y, &yb, 4);
+  return y;
+}
+
+/* ---- one row, in f32 ------------------------------------------------------------------------ */
+
+typedef struct row_scratch {
+  float *z, *a, *g, *s; /* n floats each */
+} row_scratch;
+
+static int cmp_desc_f(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x < y) - (x > y);
+}
+
+/* 8 f32 lanes as a GCC vector (one AVX register, two SSE ones); used only inside functions,
+ * never passed by value. */
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+/* max over unblocked entries (-inf if none), their count, and whether any entry is NaN or +inf
+ * (which makes the row NaN). Vectorised by hand: the auto-vectoriser will not if-convert the
+ * float compares. The max is exact, so the lane order does not matter. */
+ATTN_AI float row_max(const float *z, int64_t n, int64_t *count, bool *has_nan) {
+  const v8f ninf = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                    -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  const v8f pinf = -ninf;
+  v8f mv = ninf;
+  v8i cnt = {0}, bad = {0};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    v8f v;
+    memcpy(&v, z + j, sizeof v);
+    v8i gt = v > mv;
+    mv = (v8f)(((v8i)v & gt) | ((v8i)mv & ~gt));
+    cnt -= v > ninf;
+    bad |= (v != v) | (v == pinf);
+  }
+  float m = -INFINITY;
+  int64_t c = 0;
+  bool nan = false;
+  for (int l = 0; l < 8; l++) {
+    m = mv[l] > m ? mv[l] : m;
+    c += cnt[l];
+    nan |= bad[l] != 0;
+  }
+  for (; j < n; j++) {
+    m = z[j] > m ? z[j] : m;
+    c += z[j] > -INFINITY;
+    nan |= z[j] != z[j] || z[j] == INFINITY;
+  }
+  *count = c;
+  *has_nan = nan;
+  return m;
+}
+
+ATTN_AI void fill(float *a, int64_t n, float v) {
+  for (int64_t j = 0; j < n; j++) a[j] = v;
+}
+
+ATTN_AI void softmax_row(const float *z, float *a, int64_t n, float m) {
+  float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; l++) {
+      float e = exp_neg(z[j + l] - m);
+      a[j + l] = e;
+      part[l] += e;
+    }
+  for (; j < n; j++) {
+    a[j] = exp_neg(z[j] - m);
+    part[0] += a[j];
+  }
+  float sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+  float inv = 1.0f / sum;
+  for (j = 0; j < n; j++) a[j] *= inv;
+}
+
+/* a = align(z); s is n floats of scratch. */
+ATTN_AI void fast_row_forward(const attn_align_params *p, const float *z, float *a, float *s,
+                             int64_t n) {
+  if (p->kind == ATTN_ALIGN_SIGMOID) {
+    for (int64_t j = 0; j < n; j++) {
+      float e = exp_neg(-fabsf(z[j]));
+      float inv = 1.0f / (1.0f + e);
+      a[j] = z[j] >= 0.0f ? inv : e * inv;
+      if (z[j] != z[j]) a[j] = z[j];
+    }
+    return;
+  }
+  int64_t count;
+  bool has_nan;
+  float m = row_max(z, n, &count, &has_nan);
+  if (has_nan || count == 0) {
+    fill(a, n, has_nan ? NAN : 0.0f);
+    return;
+  }
+  switch (p->kind) {
+    case ATTN_ALIGN_SOFTMAX: softmax_row(z, a, n, m); break;
+    case ATTN_ALIGN_HARDMAX: {
+      int64_t best = 0;
+      while (!(z[best] == m)) best++;
+      fill(a, n, 0.0f);
+      a[best] = 1.0f;
+      break;
+    }
+    case ATTN_ALIGN_SPARSEMAX: {
+      /* Michelot: with S the entries above tau, tau = (sum_S z - 1)/|S|; repeat until S stops
+       * shrinking. tau only grows, and the fixed point is the sparsemax threshold. The first
+       * pass starts from tau = m - 1, below which no entry can be in the support. */
+      double tau = (double)m - 1.0;
+      int64_t prev = -1;
+      /* k shrinks at every pass but the last; the cap only guards against rounding cycles. */
+      for (int64_t pass = 0; pass <= n + 1; pass++) {
+        double sum = 0.0;
+        int64_t k = 0;
+        for (int64_t j = 0; j < n; j++)
+          if ((double)z[j] > tau) {
+            sum += (double)z[j];
+            k++;
+          }
+        double t_new = (sum - 1.0) / (double)k;
+        if (k == prev) break;
+        prev = k;
+        tau = t_new;
+      }
+      for (int64_t j = 0; j < n; j++) {
+        double d = (double)z[j] - tau;
+        a[j] = d > 0.0 ? (float)d : 0.0f;
+      }
+      break;
+    }
+    case ATTN_ALIGN_ENTMAX15: {
+      /* Only x > -1 can be in the support (tau >= -1, where the top entry alone has p = 1),
+       * so only those are sorted. */
+      int64_t k = 0;
+      for (int64_t j = 0; j < n; j++) {
+        float x = (z[j] - m) * 0.5f;
+        if (x > -1.0f) s[k++] = x;
+      }
+      qsort(s, (size_t)k, sizeof(float), cmp_desc_f);
+      /* Support size k* = #{k : tau_k <= x_(k)}, then tau = tau_{k*} (MECHANISMS.md §3.9). */
+      double s1 = 0.0, s2 = 0.0, tau;
+      int64_t support = 0;
+      for (int64_t i = 0; i < k; i++) {
+        double x = (double)s[i], kk = (double)(i + 1);
+        s1 += x;
+        s2 += x * x;
+        double mu = s1 / kk, delta = (1.0 - (s2 - s1 * mu)) / kk;
+        support += mu - sqrt(delta > 0.0 ? delta : 0.0) <= x;
+      }
+      s1 = s2 = 0.0;
+      for (int64_t i = 0; i < support; i++) {
+        s1 += (double)s[i];
+        s2 += (double)s[i] * (double)s[i];
+      }
+      {
+        double kk = (double)support, mu = s1 / kk, delta = (1.0 - (s2 - s1 * mu)) / kk;
+        tau = mu - sqrt(delta > 0.0 ? delta : 0.0);
+      }
+      for (int64_t j = 0; j < n; j++) {
+        double x = z[j] > -INFINITY ? (double)((z[j] - m) * 0.5f) - tau : 0.0;
+        a[j] = x > 0.0 ? (float)(x * x) : 0.0f;
+      }
+      break;
+    }
+    case ATTN_ALIGN_ENTMAX_BISECT: {
+      float am1 = p->alpha - 1.0f, inv = 1.0f / am1;
+      int pw = p->alpha == 2.0f ? 1 : p->alpha == 1.5f ? 2 : 0;
+      /* s_j = (alpha - 1) z_j, blocked -> -inf. */
+      for (int64_t j = 0; j < n; j++) s[j] = z[j] > -INFINITY ? am1 * z[j] : -INFINITY;
+      float xmax = am1 * m;
+      double tau_lo = (double)xmax - 1.0, tau_hi = (double)xmax - pow(1.0 / (double)count, am1);
+      double dm = tau_hi - tau_lo, tau_m = tau_lo;
+      for (int it = 0; it < p->n_iter; it++) {
+        dm /= 2.0;
+        tau_m = tau_lo + dm;
+        float tf = (float)tau_m;
+        float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        /* y = max(s - tau, 0)^(1/(alpha-1)); the max on the bits (vectorises); blocked s = -inf
+         * gives 0. Sums in 8 lanes, j = l mod 8. */
+        int64_t j = 0;
+        if (pw != 0) {
+          for (; j + 8 <= n; j += 8)
+            for (int l = 0; l < 8; l++) {
+              float x = s[j + l] - tf;
+              int32_t xb;
+              memcpy(&xb, &x, 4);
+              xb = xb < 0 ? 0 : xb;
+              memcpy(&x, &xb, 4);
+              float y = pw == 1 ? x : x * x;
+              a[j + l] = y;
+              part[l] += y;
+            }
+        }
+        for (; j < n; j++) {
+          float x = s[j] - tf;
+          float y = x > 0.0f ? (pw == 1 ? x : pw == 2 ? x * x : powf(x, inv)) : 0.0f;
+          a[j] = y;
+          part[j & 7] += y;
+        }
+        double f = -1.0;
+        for (int l = 0; l < 8; l++) f += (double)part[l];
+        /* f(tau_lo) >= 0 throughout; see the reference for why not f * f_lo >= 0. */
+        if (f >= 0.0) tau_lo = tau_m;
+      }
+      /* a holds p(tau_m) of the last step: renormalise. */
+      double sum = 0.0;
+      for (int64_t j = 0; j < n; j++) sum += (double)a[j];
+      float is = (float)(1.0 / sum);
+      for (int64_t j = 0; j < n; j++) a[j] *= is;
+      break;
+    }
+    default: break;
+  }
+}
+
+ATTN_AI void softmax_grad(const float *a, const float *g, float *dz, int64_t n) {
+  float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t j = 0; j < n; j++) part[j & 7] += a[j] * g[j];
+  float dot = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+  for (int64_t j = 0; j < n; j++) dz[j] = a[j] * (g[j] - dot);
+}
+
+/* dz = J^T g from a (and z for the straight-through hardmax); s is n floats of scratch. */
+ATTN_AI void fast_row_backward(const attn_align_params *p, const float *z, const float *a,
+                              const float *g, float *dz, float *s, int64_t n) {
+  switch (p->kind) {
+    case ATTN_ALIGN_SIGMOID:
+      for (int64_t j = 0; j < n; j++) dz[j] = a[j] * (1.0f - a[j]) * g[j];
+      return;
+    case ATTN_ALIGN_HARDMAX:
+      if (!p->straight_through) {
+        fill(dz, n, 0.0f);
+        return;
+      }
+      {
+        /* Straight-through: the softmax gradient at the same temperature. */
+        attn_align_params sp = *p;
+        sp.kind = ATTN_ALIGN_SOFTMAX;
+        fast_row_forward(&sp, z, s, dz, n);
+        softmax_grad(s, g, dz, n);
+      }
+      return;
+    case ATTN_ALIGN_SOFTMAX: softmax_grad(a, g, dz, n); return;
+    default: {
+      bool sparse = p->kind == ATTN_ALIGN_SPARSEMAX ||
+                    (p->kind == ATTN_ALIGN_ENTMAX_BISECT && p->alpha == 2.0f);
+      bool sq = p->kind == ATTN_ALIGN_ENTMAX15 ||
+                (p->kind == ATTN_ALIGN_ENTMAX_BISECT && p->alpha == 1.5f);
+      float ex = 2.0f - p->alpha;
+      double ssum = 0.0, sg = 0.0;
+      for (int64_t j = 0; j < n; j++) {
+        float v = a[j] > 0.0f ? (sparse ? 1.0f : sq ? sqrtf(a[j]) : powf(a[j], ex)) : 0.0f;
+        s[j] = v;
+        ssum += (double)v;
+        sg += (double)v * (double)g[j];
+      }
+      float c = ssum > 0.0 ? (float)(sg / ssum) : 0.0f;
+      for (int64_t j = 0; j < n; j++) dz[j] = s[j] * (g[j] - c);
+      return;
+    }
+  }
+}
+
+/* ---- driver --------------------------------------------------------------------------------- */
+
+static int64_t row_offset(const attn_tensor *t, const attn_tensor *ref, int64_t r, int64_t *pos) {
+  int64_t off = 0;
+  int nd = ref->ndim;
+  if (pos) *pos = 0;
+  for (int d = nd - 2; d >= 0; d--) {
+    int64_t idx = r % ref->shape[d];
+    r /= ref->shape[d];
+    if (d == nd - 2 && pos) *pos = idx;
+    if (t->shape[d] != 1) off += idx * t->stride[d];
+  }
+  return off;
+}
+
+typedef struct align_job {
+  const attn_align_params *p;
+  const attn_tensor *out, *in, *mask, *d_in, *d_out;
+  float *d_positions;
+  int64_t rows, n, rows_per_item;
+  char *ws;
+  size_t per_thread;
+  bool backward;
+} align_job;
+
+static size_t per_thread_bytes(int64_t n) {
+  return attn__round_up((size_t)n * 4 * sizeof(float), ATTN_ALIGN);
+}
+
+/* z = in / T + mask with the local window; returns [lo, hi] of the window (clipped to the row). */
+ATTN_AI void build_z(const align_job *jb, int64_t r, float *z, int64_t *lo_out, int64_t *hi_out) {
+  const attn_align_params *p = jb->p;
+  int64_t n = jb->n, pos;
+  const float *x = (const float *)jb->in->data + row_offset(jb->in, jb->in, r, &pos);
+  float inv_t = 1.0f / p->temperature;
+  if (p->temperature == 1.0f)
+    for (int64_t j = 0; j < n; j++) z[j] = x[j];
+  else
+    for (int64_t j = 0; j < n; j++) z[j] = x[j] * inv_t;
+  if (jb->mask) {
+    const float *mk = (const float *)jb->mask->data + row_offset(jb->mask, jb->in, r, NULL);
+    /* A -inf mask entry blocks the position even when its score is NaN. */
+    if (jb->mask->shape[jb->mask->ndim - 1] == 1)
+      for (int64_t j = 0; j < n; j++) z[j] = mk[0] == -INFINITY ? -INFINITY : z[j] + mk[0];
+    else
+      for (int64_t j = 0; j < n; j++) z[j] = mk[j] == -INFINITY ? -INFINITY : z[j] + mk[j];
+  }
+  int64_t lo = 0, hi = n - 1;
+  if (p->local != ATTN_ALIGN_LOCAL_NONE) {
+    int64_t c = p->local == ATTN_ALIGN_LOCAL_M ? pos
+                                                : (int64_t)floor((double)p->positions[r] + 0.5);
+    lo = c - p->window > 0 ? c - p->window : 0;
+    hi = c + p->window < n - 1 ? c + p->window : n - 1;
+    for (int64_t j = 0; j < lo; j++) z[j] = -INFINITY;
+    for (int64_t j = hi + 1; j < n; j++) z[j] = -INFINITY;
+  }
+  *lo_out = lo;
+  *hi_out = hi;
+}
+
+ATTN_AI void align_task_impl(void *ctx, int64_t item, int thread_id) {
+  const align_job *jb = (const align_job *)ctx;
+  const attn_align_params *p = jb->p;
+  int64_t n = jb->n;
+  float *base = (float *)(jb->ws + (size_t)thread_id * jb->per_thread);
+  row_scratch w = {base, base + n, base + 2 * n, base + 3 * n};
+  bool local_p = p->local == ATTN_ALIGN_LOCAL_P && p->window > 0;
+  float sigma2 = (float)((double)p->window * (double)p->window / 4.0);
+  int64_t r0 = item * jb->rows_per_item;
+  int64_t r1 = r0 + jb->rows_per_item < jb->rows ? r0 + jb->rows_per_item : jb->rows;
+  for (int64_t r = r0; r < r1; r++) {
+    int64_t lo = 0, hi = n - 1;
+    if (!jb->backward) {
+      build_z(jb, r, w.z, &lo, &hi);
+      float *o = (float *)jb->out->data + row_offset(jb->out, jb->in, r, NULL);
+      fast_row_forward(p, w.z, o, w.s, n);
+      if (local_p) {
+        float pr = p->positions[r];
+        for (int64_t j = lo; j <= hi; j++) {
+          float d = (float)j - pr;
+          o[j] *= exp_neg(-d * d / (2.0f * sigma2));
+        }
+      }
+      continue;
+    }
+    const float *go = (const float *)jb->d_out->data + row_offset(jb->d_out, jb->in, r, NULL);
+    float *di = (float *)jb->d_in->data + row_offset(jb->d_in, jb->in, r, NULL);
+    const float *a;
+    bool recompute = p->local == ATTN_ALIGN_LOCAL_P ||
+                     (p->kind == ATTN_ALIGN_HARDMAX && p->straight_through);
+    if (recompute) {
+      build_z(jb, r, w.z, &lo, &hi);
+      fast_row_forward(p, w.z, w.a, w.s, n);
+      a = w.a;
+    } else {
+      a = (const float *)jb->out->data + row_offset(jb->out, jb->in, r, NULL);
+    }
+    const float *g = go;
+    if (p->local == ATTN_ALIGN_LOCAL_P) {
+      /* a = ã f, f_j = exp(-(j - p)^2 / (2 sigma^2)): dL/dp = sum_j ã_j f_j (j - p)/sigma^2 g_j
+       * and ã receives f g (inside the window; z = -inf outside, so nothing flows there). */
+      float pr = p->positions[r];
+      double dp = 0.0;
+      fill(w.g, n, 0.0f);
+      for (int64_t j = lo; j <= hi; j++) {
+        float f = 1.0f;
+        if (local_p) {
+          float d = (float)j - pr;
+          f = exp_neg(-d * d / (2.0f * sigma2));
+          dp += (double)(a[j] * f * d / sigma2 * go[j]);
+        }
+        w.g[j] = f * go[j];
+      }
+      if (jb->d_positions) jb->d_positions[r] = (float)dp;
+      g = w.g;
+    }
+    fast_row_backward(p, w.z, a, g, di, w.s, n);
+    if (p->temperature != 1.0f) {
+      float inv_t = 1.0f / p->temperature;
+      for (int64_t j = 0; j < n; j++) di[j] *= inv_t;
+    }
+  }
+}
+
+static void align_task_base(void *ctx, int64_t item, int thread_id) {
+  align_task_impl(ctx, item, thread_id);
+}
+#if ATTN_X86 && defined(__GNUC__)
+__attribute__((target("avx2,fma"))) static void align_task_avx2(void *ctx, int64_t item,
+                                                                int thread_id) {
+  align_task_impl(ctx, item, thread_id);
+}
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) static void
+align_task_avx512(void *ctx, int64_t item, int thread_id) {
+  align_task_impl(ctx, item, thread_id);
+}
+#endif
+
+static attn__task_fn pick_task(void) {
+#if ATTN_X86 && defined(__GNUC__)
+  attn_isa isa = attn_get_isa();
+  if (isa == ATTN_ISA_AVX512) return align_task_avx512;
+  if (isa == ATTN_ISA_AVX2) return align_task_avx2;
+#endif
+  return align_task_base;
+}
+
+attn_status attn_align_workspace_size(size_t *size, const attn_tensor *in,
+                                      const attn_align_params *params) {
+  attn__clear_error();
+  (void)params;
+  if (!size) return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_align_workspace_size: size is NULL");
+  if (!in) return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_align_workspace_size: in is NULL");
+  if (in->ndim < 1 || in->ndim > ATTN_MAX_DIMS)
+    return attn__fail(ATTN_STATUS_SHAPE_MISMATCH,
+                      "attn_align_workspace_size: in has %d dims, expected 1 to 4", (int)in->ndim);
+  int64_t n = in->shape[in->ndim - 1];
+  if (n < 1)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                      "attn_align_workspace_size: in: last dim (n) is %lld, must be >= 1",
+                      (long long)n);
+  if ((uint64_t)n > (uint64_t)SIZE_MAX / 64 ||
+      !attn__mul_size(per_thread_bytes(n), (size_t)attn__pool_size(), size))
+    return attn__fail(ATTN_STATUS_OVERFLOW, "attn_align_workspace_size: size overflows");
+  return ATTN_OK;
+}
+
+static attn_status run(const char *fn, align_job *jb, void *workspace, size_t workspace_size) {
+  if (jb->rows == 0) return ATTN_OK;
+  int threads = attn__pool_size();
+  size_t need;
+  if ((uint64_t)jb->n > (uint64_t)SIZE_MAX / 64)
+    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
+  jb->per_thread = per_thread_bytes(jb->n);
+  if (!attn__mul_size(jb->per_thread, (size_t)threads, &need))
+    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
+  void *own = NULL;
+  if (workspace) {
+    if (workspace_size < need)
+      return attn__fail(ATTN_STATUS_WORKSPACE_TOO_SMALL, "%s: workspace is %zu bytes, needs %zu",
+                        fn, workspace_size, need);
+    if ((uintptr_t)workspace % ATTN_ALIGN)
+      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: workspace is not 64-byte aligned", fn);
+    jb->ws = (char *)workspace;
+  } else {
+    own = attn__malloc(need, ATTN_ALIGN);
+    if (!own)
+      return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "%s: %zu bytes of workspace", fn, need);
+    jb->ws = (char *)own;
+  }
+  /* About 16K elements per item, so small rows are batched and long ones spread. */
+  jb->rows_per_item = jb->n >= 16384 ? 1 : 16384 / jb->n;
+  int64_t items = (jb->rows + jb->rows_per_item - 1) / jb->rows_per_item;
+  attn__parallel_for(items, pick_task(), jb);
+  attn__free(own);
+  return ATTN_OK;
+}
+
+attn_status attn_align_forward(const attn_tensor *out, const attn_tensor *in,
+                               const attn_tensor *mask, const attn_align_params *params,
+                               void *workspace, size_t workspace_size) {
+  static const char fn[] = "attn_align_forward";
+  attn__clear_error();
+  attn_align_params p = params ? *params : attn_align_params_default();
+  align_job jb;
+  memset(&jb, 0, sizeof jb);
+  TRY(attn__align_check(fn, out, NULL, NULL, NULL, in, mask, &p, &jb.rows, &jb.n));
+  jb.p = &p;
+  jb.out = out;
+  jb.in = in;
+  jb.mask = mask;
+  return run(fn, &jb, workspace, workspace_size);
+}
+
+attn_status attn_align_backward(const attn_tensor *d_in, float *d_positions,
+                                const attn_tensor *d_out, const attn_tensor *out,
+                                const attn_tensor *in, const attn_tensor *mask,
+                                const attn_align_params *params, void *workspace,
+                                size_t workspace_size) {
+  static const char fn[] = "attn_align_backward";
+  attn__clear_error();
+  attn_align_params p = params ? *params : attn_align_params_default();
+  if (!d_out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: d_out is NULL", fn);
+  if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: out is NULL", fn);
+  align_job jb;
+  memset(&jb, 0, sizeof jb);
+  TRY(attn__align_check(fn, d_in, d_positions, d_out, out, in, mask, &p, &jb.rows, &jb.n));
+  jb.p = &p;
+  jb.out = out;
+  jb.in = in;
+  jb.mask = mask;
+  jb.d_in = d_in;
+  jb.d_out = d_out;
+  jb.d_positions = p.local == ATTN_ALIGN_LOCAL_P ? d_positions : NULL;
+  jb.backward = true;
+  return run(fn, &jb, workspace, workspace_size);
+}

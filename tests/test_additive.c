@@ -1,0 +1,521 @@
+/* Fused additive attention (include/attn/additive.h): the tanh approximation's accuracy, fast
+ * against reference (out, lse, weights, every gradient) on awkward shapes with masks, fully
+ * masked rows, broadcast masks, strided views, every ISA and 1/2/3 threads (bitwise equal),
+ * the reference's backward against central finite differences, NaN in blocked keys, the
+ * workspace bound, bad inputs and a failing allocator.
+ *
+ * Tolerances. Each score e = sum_c w_c tanh(u_c) carries the tanh error (< 5e-7, tested) and f32
+ * rounding, so |e - e_ref| <= 1e-6 W with W = 1 + sum_c |w_c|; softmax turns that into a relative
+ * error <= 2e-6 W of each weight, and out into <= 2e-6 W max|v| plus rounding of the sum over
+ * keys: we allow 1e-5 W (1 + max|v|). Gradients: 1e-4 (1 + max |ref|) per tensor (two more
+ * products and sums over Tq or Tk keys in f32). Finite differences on the reference (double
+ * inside, f32 outputs) with h = 3e-3: noise ~ 1e-7 / h, truncation O(h^2); bound
+ * 2e-3 (1 + max |g|). */
+#include "attn/additive.h"
+#include "common.h"
+
+static bool quick;
+
+static float *F(const t_buf *b) { return (float *)b->data; }
+
+static attn_tensor view(t_buf *b, int nd, const int64_t *shape, int64_t pad) {
+  /* Row-major with the innermost rows padded by `pad` elements. */
+  attn_tensor t;
+  memset(&t, 0, sizeof t);
+  t.data = b->data;
+  t.dtype = ATTN_DTYPE_F32;
+  t.ndim = nd;
+  int64_t s = 1;
+  for (int d = nd - 1; d >= 0; d--) {
+    t.shape[d] = shape[d];
+    t.stride[d] = s;
+    s *= d == nd - 1 ? shape[d] + pad : shape[d];
+  }
+  return t;
+}
+
+static int64_t extent(int nd, const int64_t *shape, int64_t pad) {
+  int64_t s = 1;
+  for (int d = nd - 1; d >= 0; d--) s *= d == nd - 1 ? shape[d] + pad : shape[d];
+  return s;
+}
+
+static void test_tanh(void) {
+  double worst = 0.0, where = 0.0;
+  for (double x = -20.0; x <= 20.0; x += 1.0 / 1024.0 + 1e-7) {
+    float xf = (float)x;
+    double err = fabs((double)attn_tanh_approx(xf) - tanh((double)xf));
+    if (err > worst) {
+      worst = err;
+      where = x;
+    }
+    CHECK(attn_tanh_approx(-xf) == -attn_tanh_approx(xf), "tanh not odd at %g", x);
+  }
+  /* Small arguments: relative accuracy. */
+  for (float x = 1e-30f; x < 1e-2f; x *= 1.7f) {
+    double rel = fabs((double)attn_tanh_approx(x) - tanh((double)x)) / tanh((double)x);
+    CHECK(rel < 1e-6, "tanh(%g): relative error %g", (double)x, rel);
+  }
+  CHECK(worst < 5e-7, "tanh: max |error| %g at %g", worst, where);
+  CHECK(fabsf(attn_tanh_approx(INFINITY) - 1.0f) < 5e-7f && fabsf(attn_tanh_approx(-INFINITY) + 1.0f) < 5e-7f,
+        "tanh(+-inf)");
+  CHECK(isnan(attn_tanh_approx(NAN)), "tanh(NaN) is not NaN");
+  CHECK(attn_tanh_approx(0.0f) == 0.0f, "tanh(0)");
+  printf("tanh approximation: max |error| %.3g at x = %.4f\n", worst, where);
+}
+
+/* ---- one problem --------------------------------------------------------------------------- */
+
+typedef struct prob {
+  int64_t B, Tq, Tk, d, Dv, pad;
+  int mask_mode; /* 0 none, 1 full with -inf and a fully masked row, 2 (1, 1, Tk), 3 (B, Tq, 1) */
+  bool has_b;
+  t_buf q1, k2, v, w, b, mask, out, lse, wts, dout, dq1, dk2, dv, dw, db;
+  attn_tensor tq1, tk2, tv, tw, tb, tmask, tout, tlse, twts, tdout, tdq1, tdk2, tdv, tdw, tdb;
+  attn_additive_params prm;
+} prob;
+
+static void prob_make(prob *p, t_rng *rng) {
+  int64_t sq[3] = {p->B, p->Tq, p->d}, sk[3] = {p->B, p->Tk, p->d}, sv[3] = {p->B, p->Tk, p->Dv};
+  int64_t so[3] = {p->B, p->Tq, p->Dv}, sl[2] = {p->B, p->Tq}, sa[3] = {p->B, p->Tq, p->Tk};
+  int64_t sw[1] = {p->d};
+  int64_t sm[3] = {p->B, p->Tq, p->Tk};
+  if (p->mask_mode == 2) sm[0] = sm[1] = 1;
+  if (p->mask_mode == 3) sm[2] = 1;
+#define MK(buf, t, nd, shape, pad)                          \
+  do {                                                      \
+    p->buf = t_buf_new(ATTN_DTYPE_F32, extent(nd, shape, pad)); \
+    t_buf_fill(&p->buf, NAN);                               \
+    p->t = view(&p->buf, nd, shape, pad);                   \
+  } while (0)
+  MK(q1, tq1, 3, sq, p->pad);
+  MK(k2, tk2, 3, sk, p->pad);
+  MK(v, tv, 3, sv, p->pad);
+  MK(w, tw, 1, sw, 0);
+  MK(b, tb, 1, sw, 0);
+  MK(mask, tmask, 3, sm, 0);
+  MK(out, tout, 3, so, p->pad);
+  MK(lse, tlse, 2, sl, 0);
+  MK(wts, twts, 3, sa, p->pad);
+  MK(dout, tdout, 3, so, p->pad);
+  MK(dq1, tdq1, 3, sq, p->pad);
+  MK(dk2, tdk2, 3, sk, p->pad);
+  MK(dv, tdv, 3, sv, p->pad);
+  MK(dw, tdw, 1, sw, 0);
+  MK(db, tdb, 1, sw, 0);
+#undef MK
+  /* Inputs: fill the logical elements (padding stays NaN, so reading it shows). */
+  t_buf *ins[] = {&p->q1, &p->k2, &p->v, &p->dout};
+  attn_tensor *tins[] = {&p->tq1, &p->tk2, &p->tv, &p->tdout};
+  for (int k = 0; k < 4; k++) {
+    attn_tensor *t = tins[k];
+    for (int64_t i = 0; i < t->shape[0]; i++)
+      for (int64_t j = 0; j < t->shape[1]; j++)
+        for (int64_t c = 0; c < t->shape[2]; c++)
+          F(ins[k])[i * t->stride[0] + j * t->stride[1] + c] = t_normal(rng);
+  }
+  for (int64_t c = 0; c < p->d; c++) {
+    F(&p->w)[c] = t_normal(rng);
+    F(&p->b)[c] = 0.5f * t_normal(rng);
+  }
+  int64_t nm = sm[0] * sm[1] * sm[2];
+  for (int64_t i = 0; i < nm; i++)
+    F(&p->mask)[i] = t_uniform(rng, 0.0f, 1.0f) < 0.25f ? -INFINITY : 0.3f * t_normal(rng);
+  if (p->mask_mode == 1)
+    for (int64_t j = 0; j < p->Tk; j++) F(&p->mask)[(p->B * p->Tq - 1) * p->Tk + j] = -INFINITY;
+  if (p->mask_mode == 3) F(&p->mask)[0] = -INFINITY;
+  p->prm = attn_additive_params_default();
+  p->prm.mask = p->mask_mode ? &p->tmask : NULL;
+}
+
+static void prob_free(prob *p) {
+  t_buf *all[] = {&p->q1, &p->k2, &p->v, &p->w, &p->b, &p->mask, &p->out, &p->lse,
+                  &p->wts, &p->dout, &p->dq1, &p->dk2, &p->dv, &p->dw, &p->db};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+    CHECK(t_buf_guard_ok(all[i]), "guard bytes of buffer %zu", i);
+    t_buf_free(all[i]);
+  }
+}
+
+/* Copies of the logical elements of a view (padding skipped), to compare runs. */
+static void gather(const attn_tensor *t, float *dst) {
+  int64_t n0 = t->ndim == 1 ? 1 : t->shape[0], n1 = t->ndim == 3 ? t->shape[1] : 1,
+          n2 = t->shape[t->ndim - 1], k = 0;
+  for (int64_t i = 0; i < n0; i++)
+    for (int64_t j = 0; j < n1; j++)
+      for (int64_t c = 0; c < n2; c++) {
+        int64_t off = t->ndim == 1   ? c
+                      : t->ndim == 2 ? i * t->stride[0] + c
+                                     : i * t->stride[0] + j * t->stride[1] + c;
+        dst[k++] = ((const float *)t->data)[off];
+      }
+}
+
+static int64_t numel(const attn_tensor *t) {
+  int64_t n = 1;
+  for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
+  return n;
+}
+
+static attn_status fwd(prob *p, bool ref) {
+  const attn_tensor *b = p->has_b ? &p->tb : NULL;
+  return ref ? attn_additive_forward_ref(&p->tout, &p->tlse, &p->twts, &p->tq1, &p->tk2, &p->tv,
+                                         &p->tw, b, &p->prm)
+             : attn_additive_forward(&p->tout, &p->tlse, &p->twts, &p->tq1, &p->tk2, &p->tv,
+                                     &p->tw, b, &p->prm, NULL, 0);
+}
+
+static attn_status bwd(prob *p, bool ref) {
+  const attn_tensor *b = p->has_b ? &p->tb : NULL;
+  const attn_tensor *db = p->has_b ? &p->tdb : NULL;
+  return ref ? attn_additive_backward_ref(&p->tdq1, &p->tdk2, &p->tdv, &p->tdw, db, &p->tdout,
+                                          &p->tq1, &p->tk2, &p->tv, &p->tw, b, &p->tout, &p->tlse,
+                                          &p->prm)
+             : attn_additive_backward(&p->tdq1, &p->tdk2, &p->tdv, &p->tdw, db, &p->tdout,
+                                      &p->tq1, &p->tk2, &p->tv, &p->tw, b, &p->tout, &p->tlse,
+                                      &p->prm, NULL, 0);
+}
+
+enum { N_RES = 8 };
+/* Results of one run: out, lse, weights, dq1, dk2, dv, dw, db. */
+typedef struct results {
+  float *r[N_RES];
+  int64_t n[N_RES];
+} results;
+
+static void collect(prob *p, results *res) {
+  attn_tensor *ts[N_RES] = {&p->tout, &p->tlse, &p->twts, &p->tdq1,
+                            &p->tdk2, &p->tdv,  &p->tdw,  &p->tdb};
+  for (int k = 0; k < N_RES; k++) {
+    res->n[k] = numel(ts[k]);
+    res->r[k] = malloc(sizeof(float) * (size_t)(res->n[k] + 1));
+    gather(ts[k], res->r[k]);
+  }
+}
+
+static void results_free(results *res) {
+  for (int k = 0; k < N_RES; k++) free(res->r[k]);
+}
+
+static const char *res_name[N_RES] = {"out", "lse", "weights", "dq1", "dk2", "dv", "dw", "db"};
+
+static void run_both(prob *p, bool ref, results *res) {
+  CHECK_OK(fwd(p, ref));
+  CHECK_OK(bwd(p, ref));
+  collect(p, res);
+}
+
+static void compare_case(prob *p, t_rng *rng) {
+  prob_make(p, rng);
+  char what[160];
+  snprintf(what, sizeof what, "B %lld Tq %lld Tk %lld d %lld Dv %lld pad %lld mask %d b %d",
+           (long long)p->B, (long long)p->Tq, (long long)p->Tk, (long long)p->d, (long long)p->Dv,
+           (long long)p->pad, p->mask_mode, p->has_b);
+  results ref, fast;
+  run_both(p, true, &ref);
+  /* Each ISA and thread count: the fast forward, then the fast backward from its out and lse. */
+  results first;
+  memset(&first, 0, sizeof first);
+  int n_isa = 0;
+  for (int isa = ATTN_ISA_SCALAR; isa <= ATTN_ISA_AVX512; isa++) {
+    if (!attn_cpu_supports((attn_isa)isa)) continue;
+    CHECK_OK(attn_set_isa((attn_isa)isa));
+    for (int th = 1; th <= 3; th++) {
+      if (quick && th == 2) continue;
+      CHECK_OK(attn_set_num_threads(th));
+      CHECK_OK(fwd(p, false));
+      CHECK_OK(bwd(p, false));
+      collect(p, &fast);
+      if (n_isa == 0 && th == 1) {
+        first = fast;
+        double W = 1.0, vmax = 0.0;
+        for (int64_t c = 0; c < p->d; c++) W += fabs((double)F(&p->w)[c]);
+        for (int64_t i = 0; i < p->v.n; i++)
+          if (!isnan(F(&p->v)[i])) vmax = fmax(vmax, fabs((double)F(&p->v)[i]));
+        for (int k = 0; k < N_RES; k++) {
+          if (k == 7 && !p->has_b) continue;
+          double mx = 0.0, tol;
+          for (int64_t i = 0; i < ref.n[k]; i++)
+            if (isfinite(ref.r[k][i])) mx = fmax(mx, fabs((double)ref.r[k][i]));
+          tol = k < 3 ? 1e-5 * W * (1.0 + (k == 0 ? vmax : 1.0)) : 1e-4 * (1.0 + mx);
+          for (int64_t i = 0; i < ref.n[k]; i++) {
+            float a = fast.r[k][i], b = ref.r[k][i];
+            bool ok = (a == b) || fabs((double)a - (double)b) <= tol;
+            CHECK(ok, "%s: %s[%lld] fast %.8g ref %.8g (tol %g)", what, res_name[k], (long long)i,
+                  (double)a, (double)b, tol);
+            if (!ok) break;
+          }
+        }
+        continue;
+      }
+      for (int k = 0; k < N_RES; k++) {
+        if (k == 7 && !p->has_b) continue;
+        CHECK(memcmp(first.r[k], fast.r[k], sizeof(float) * (size_t)fast.n[k]) == 0,
+              "%s: %s differs between ISA/thread runs (isa %d, %d threads)", what, res_name[k],
+              isa, th);
+      }
+      results_free(&fast);
+    }
+    n_isa++;
+  }
+  CHECK_OK(attn_set_isa(attn_cpu_best_isa()));
+  /* Fully masked rows: out 0, lse -inf, weights 0, dq1 0. */
+  if (p->mask_mode == 1 || p->mask_mode == 3) {
+    int64_t row = p->mask_mode == 1 ? p->B * p->Tq - 1 : 0; /* flattened (b, i) */
+    for (int64_t c = 0; c < p->Dv; c++)
+      CHECK(first.r[0][row * p->Dv + c] == 0.0f, "%s: masked row out %g", what,
+            (double)first.r[0][row * p->Dv + c]);
+    CHECK(first.r[1][row] == -INFINITY, "%s: masked row lse %g", what, (double)first.r[1][row]);
+    for (int64_t c = 0; c < p->d; c++)
+      CHECK(first.r[3][row * p->d + c] == 0.0f, "%s: masked row dq1 %g", what,
+            (double)first.r[3][row * p->d + c]);
+  }
+  results_free(&first);
+  results_free(&ref);
+  prob_free(p);
+}
+
+static void test_fast_vs_ref(void) {
+  t_rng rng = t_rng_make(31);
+  int64_t Tqs[] = {1, 5, 17}, Tks[] = {1, 7, 16, 33}, ds[] = {1, 3, 8, 40}, Dvs[] = {1, 5, 16};
+  int cases = 0;
+  int saved = attn_get_num_threads();
+  for (size_t a = 0; a < 3; a++)
+    for (size_t k = 0; k < 4; k++)
+      for (size_t c = 0; c < 4; c++) {
+        if (quick && (a + k + c) % 3) continue;
+        prob p;
+        memset(&p, 0, sizeof p);
+        p.B = 1 + (int64_t)((a + k + c) % 3);
+        p.Tq = Tqs[a];
+        p.Tk = Tks[k];
+        p.d = ds[c];
+        p.Dv = Dvs[(a + c) % 3];
+        p.pad = t_int(&rng, 0, 2);
+        p.mask_mode = (int)t_int(&rng, 0, 3);
+        p.has_b = t_int(&rng, 0, 1);
+        compare_case(&p, &rng);
+        cases++;
+      }
+  CHECK_OK(attn_set_num_threads(saved));
+  printf("fast vs reference: %d cases\n", cases);
+}
+
+/* ---- finite differences --------------------------------------------------------------------- */
+
+static double loss(prob *p) {
+  /* L = sum dout . out, through the reference. */
+  CHECK_OK(attn_additive_forward_ref(&p->tout, &p->tlse, NULL, &p->tq1, &p->tk2, &p->tv, &p->tw,
+                                     p->has_b ? &p->tb : NULL, &p->prm));
+  double l = 0.0;
+  for (int64_t i = 0; i < p->out.n; i++)
+    if (!isnan(F(&p->out)[i]) && !isnan(F(&p->dout)[i]))
+      l += (double)F(&p->out)[i] * (double)F(&p->dout)[i];
+  return l;
+}
+
+static void test_finite_differences(void) {
+  t_rng rng = t_rng_make(8);
+  for (int rep = 0; rep < 3; rep++) {
+    prob p;
+    memset(&p, 0, sizeof p);
+    p.B = 2;
+    p.Tq = 3;
+    p.Tk = 4;
+    p.d = 3;
+    p.Dv = 2;
+    p.pad = rep;
+    p.mask_mode = rep;
+    p.has_b = true;
+    prob_make(&p, &rng);
+    CHECK_OK(fwd(&p, true));
+    CHECK_OK(bwd(&p, true));
+    results g;
+    collect(&p, &g);
+    CHECK_OK(bwd(&p, false)); /* the fast backward too, from the reference's out and lse */
+    results gf;
+    collect(&p, &gf);
+    t_buf *ins[] = {&p.q1, &p.k2, &p.v, &p.w, &p.b};
+    attn_tensor *tins[] = {&p.tq1, &p.tk2, &p.tv, &p.tw, &p.tb};
+    const float h = 3e-3f;
+    for (int k = 0; k < 5; k++) {
+      int rk = 3 + k; /* dq1, dk2, dv, dw, db */
+      double gmax = 0.0;
+      for (int64_t i = 0; i < g.n[rk]; i++) gmax = fmax(gmax, fabs((double)g.r[rk][i]));
+      int64_t n = numel(tins[k]);
+      float *vals = malloc(sizeof(float) * (size_t)n);
+      gather(tins[k], vals);
+      /* Walk the logical elements in the order gather() uses. */
+      int64_t idx = 0;
+      for (int64_t e = 0; e < ins[k]->n; e++) {
+        if (isnan(F(ins[k])[e])) continue; /* padding */
+        float x0 = F(ins[k])[e];
+        F(ins[k])[e] = x0 + h;
+        double lp = loss(&p);
+        F(ins[k])[e] = x0 - h;
+        double lm = loss(&p);
+        F(ins[k])[e] = x0;
+        double fd = (lp - lm) / (2.0 * (double)h);
+        CHECK(fabs(fd - g.r[rk][idx]) <= 2e-3 * (1.0 + gmax), "rep %d: %s[%lld] ref %.6g, finite "
+              "difference %.6g", rep, res_name[rk], (long long)idx, (double)g.r[rk][idx], fd);
+        CHECK(fabs(fd - gf.r[rk][idx]) <= 2e-3 * (1.0 + gmax), "rep %d: %s[%lld] fast %.6g, "
+              "finite difference %.6g", rep, res_name[rk], (long long)idx, (double)gf.r[rk][idx],
+              fd);
+        idx++;
+      }
+      CHECK(idx == n, "walked %lld of %lld elements", (long long)idx, (long long)n);
+      free(vals);
+    }
+    results_free(&g);
+    results_free(&gf);
+    prob_free(&p);
+  }
+}
+
+/* NaN in a blocked key's k2 or v never reaches a result. */
+static void test_nan_blocked(void) {
+  t_rng rng = t_rng_make(4);
+  prob p;
+  memset(&p, 0, sizeof p);
+  p.B = 1;
+  p.Tq = 6;
+  p.Tk = 20;
+  p.d = 8;
+  p.Dv = 4;
+  p.mask_mode = 2; /* (1, 1, Tk) */
+  p.has_b = true;
+  prob_make(&p, &rng);
+  for (int64_t j = 0; j < p.Tk; j++) F(&p.mask)[j] = j == 3 ? -INFINITY : 0.0f;
+  for (int64_t c = 0; c < p.d; c++) F(&p.k2)[3 * p.d + c] = NAN;
+  for (int64_t c = 0; c < p.Dv; c++) F(&p.v)[3 * p.Dv + c] = NAN;
+  for (int ref = 0; ref < 2; ref++) {
+    results r;
+    run_both(&p, ref, &r);
+    for (int k = 0; k < N_RES; k++)
+      for (int64_t i = 0; i < r.n[k]; i++) {
+        bool blocked_k = (k == 4 && i / p.d == 3) || (k == 5 && i / p.Dv == 3);
+        float x = r.r[k][i];
+        CHECK(blocked_k ? x == 0.0f : isfinite(x), "%s: %s[%lld] = %g", ref ? "ref" : "fast",
+              res_name[k], (long long)i, (double)x);
+      }
+    results_free(&r);
+  }
+  prob_free(&p);
+}
+
+static void test_workspace_bound(void) {
+  /* The issue's bar shape: B = 8, Tq = Tk = 1024, d = 128. The broadcast formulation stores
+   * B Tq Tk d floats = 4 GiB; we need O((Tq_block + Tk) d) per thread. */
+  float dummy = 0.0f;
+  int64_t sq[3] = {8, 1024, 128}, sv[3] = {8, 1024, 128};
+  attn_tensor q = attn_tensor_make(&dummy, ATTN_DTYPE_F32, 3, sq);
+  attn_tensor v = attn_tensor_make(&dummy, ATTN_DTYPE_F32, 3, sv);
+  size_t f = 0, b = 0;
+  CHECK_OK(attn_additive_workspace_size(&f, 0, &q, &q, &v));
+  CHECK_OK(attn_additive_workspace_size(&b, 1, &q, &q, &v));
+  size_t per_thread_limit = (size_t)3 * 1024 * 128 * 4; /* 3 (Tk d) floats */
+  int th = attn_get_num_threads();
+  CHECK(f <= per_thread_limit * (size_t)th && b <= per_thread_limit * (size_t)th,
+        "workspace forward %zu, backward %zu bytes for %d threads", f, b, th);
+  printf("workspace at B 8, T 1024, d 128, %d threads: forward %zu, backward %zu bytes\n", th, f,
+         b);
+}
+
+static void test_bad_inputs(void) {
+  t_rng rng = t_rng_make(1);
+  prob p;
+  memset(&p, 0, sizeof p);
+  p.B = 2;
+  p.Tq = 3;
+  p.Tk = 4;
+  p.d = 5;
+  p.Dv = 2;
+  p.has_b = true;
+  prob_make(&p, &rng);
+  attn_tensor *b = &p.tb;
+  CHECK_STATUS(attn_additive_forward(NULL, NULL, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, NULL, NULL, 0),
+               ATTN_STATUS_NULL_POINTER);
+  CHECK(strstr(attn_last_error(), "out") != NULL, "message: %s", attn_last_error());
+  CHECK_STATUS(attn_additive_forward(&p.tout, NULL, NULL, &p.tq1, &p.tk2, &p.tv, NULL, b, NULL, NULL, 0),
+               ATTN_STATUS_NULL_POINTER);
+  CHECK(strstr(attn_last_error(), "w is NULL") != NULL, "message: %s", attn_last_error());
+  attn_tensor k_bad = p.tk2;
+  k_bad.shape[2] = 4;
+  CHECK_STATUS(attn_additive_forward(&p.tout, NULL, NULL, &p.tq1, &k_bad, &p.tv, &p.tw, b, NULL, NULL, 0),
+               ATTN_STATUS_SHAPE_MISMATCH);
+  CHECK(strstr(attn_last_error(), "k2") != NULL, "message: %s", attn_last_error());
+  attn_tensor k0 = p.tk2, v0 = p.tv;
+  k0.shape[1] = 0;
+  v0.shape[1] = 0;
+  CHECK_STATUS(attn_additive_forward(&p.tout, NULL, NULL, &p.tq1, &k0, &v0, &p.tw, b, NULL, NULL, 0),
+               ATTN_STATUS_INVALID_ARGUMENT);
+  CHECK(strstr(attn_last_error(), "no keys") != NULL, "message: %s", attn_last_error());
+  attn_tensor o_alias = p.tout;
+  o_alias.data = p.q1.data;
+  CHECK_STATUS(attn_additive_forward(&o_alias, NULL, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, NULL, NULL, 0),
+               ATTN_STATUS_ALIASING);
+  attn_tensor h = p.tq1;
+  h.dtype = ATTN_DTYPE_BF16;
+  CHECK_STATUS(attn_additive_forward(&p.tout, NULL, NULL, &h, &p.tk2, &p.tv, &p.tw, b, NULL, NULL, 0),
+               ATTN_STATUS_UNSUPPORTED_DTYPE);
+  int64_t sm[3] = {2, 2, 4};
+  attn_tensor mbad = view(&p.mask, 3, sm, 0);
+  attn_additive_params prm = attn_additive_params_default();
+  prm.mask = &mbad;
+  CHECK_STATUS(attn_additive_forward(&p.tout, NULL, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, &prm, NULL, 0),
+               ATTN_STATUS_SHAPE_MISMATCH);
+  CHECK(strstr(attn_last_error(), "mask") != NULL, "message: %s", attn_last_error());
+  CHECK_STATUS(attn_additive_backward(&p.tdq1, &p.tdk2, &p.tdv, &p.tdw, NULL, &p.tdout, &p.tq1,
+                                      &p.tk2, &p.tv, &p.tw, b, &p.tout, NULL, NULL, NULL, 0),
+               ATTN_STATUS_NULL_POINTER);
+  CHECK(strstr(attn_last_error(), "lse") != NULL, "message: %s", attn_last_error());
+  CHECK_STATUS(attn_additive_backward(&p.tdq1, &p.tdq1, &p.tdv, &p.tdw, NULL, &p.tdout, &p.tq1,
+                                      &p.tk2, &p.tv, &p.tw, b, &p.tout, &p.tlse, NULL, NULL, 0),
+               ATTN_STATUS_SHAPE_MISMATCH);
+  attn_tensor dk_alias = p.tdk2;
+  dk_alias.data = p.dq1.data;
+  CHECK_STATUS(attn_additive_backward(&p.tdq1, &dk_alias, &p.tdv, &p.tdw, NULL, &p.tdout, &p.tq1,
+                                      &p.tk2, &p.tv, &p.tw, b, &p.tout, &p.tlse, NULL, NULL, 0),
+               ATTN_STATUS_ALIASING);
+  /* Workspace too small; then a good run with the caller's workspace. */
+  size_t ws = 0;
+  CHECK_OK(attn_additive_workspace_size(&ws, 0, &p.tq1, &p.tk2, &p.tv));
+  void *buf = aligned_alloc(64, (ws + 63) / 64 * 64);
+  CHECK_STATUS(attn_additive_forward(&p.tout, &p.tlse, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, NULL, buf, ws - 1),
+               ATTN_STATUS_WORKSPACE_TOO_SMALL);
+  CHECK_OK(attn_additive_forward(&p.tout, &p.tlse, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, NULL, buf, ws));
+  free(buf);
+  /* Failing allocator: OUT_OF_MEMORY, outputs untouched, nothing leaked. */
+  for (int which = 0; which < 4; which++) {
+    float keep[64];
+    t_buf *o = which % 2 ? &p.dq1 : &p.out;
+    memcpy(keep, o->data, sizeof(float) * (size_t)(o->n < 64 ? o->n : 64));
+    t_alloc_install(1);
+    attn_status st =
+        which == 0 ? attn_additive_forward(&p.tout, &p.tlse, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, NULL, NULL, 0)
+        : which == 1
+            ? attn_additive_backward(&p.tdq1, &p.tdk2, &p.tdv, &p.tdw, NULL, &p.tdout, &p.tq1,
+                                     &p.tk2, &p.tv, &p.tw, b, &p.tout, &p.tlse, NULL, NULL, 0)
+        : which == 2
+            ? attn_additive_forward_ref(&p.tout, &p.tlse, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, NULL)
+            : attn_additive_backward_ref(&p.tdq1, &p.tdk2, &p.tdv, &p.tdw, NULL, &p.tdout, &p.tq1,
+                                         &p.tk2, &p.tv, &p.tw, b, &p.tout, &p.tlse, NULL);
+    CHECK(st == ATTN_STATUS_OUT_OF_MEMORY, "case %d: %s", which, attn_status_str(st));
+    CHECK(t_alloc_live() == 0, "case %d: leak", which);
+    t_alloc_uninstall();
+    CHECK(memcmp(keep, o->data, sizeof(float) * (size_t)(o->n < 64 ? o->n : 64)) == 0,
+          "case %d: output written", which);
+  }
+  prob_free(&p);
+}
+
+int main(void) {
+  quick = getenv("ATTN_TEST_QUICK") != NULL;
+  test_tanh();
+  test_fast_vs_ref();
+  test_finite_differences();
+  test_nan_blocked();
+  test_workspace_bound();
+  test_bad_inputs();
+  return t_finish("test_additive");
+}
