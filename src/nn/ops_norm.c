@@ -1,0 +1,237 @@
+/* Normalisation over the last dim (layernorm, rmsnorm) and softmax / log-softmax with an additive
+ * mask. Row statistics accumulate in double. */
+#include "nn_internal.h"
+
+/* ---- layernorm ---------------------------------------------------------------------------------- */
+
+/* saved: mean and rstd per row (2R floats). iarg: 0 R, 1 D. */
+static attn_status layernorm_backward(attn_nn_node *n) {
+  bool oom = false;
+  float *gx = attn__nn_in_grad(n, 0, &oom);
+  float *gg = n->in[1] ? attn__nn_in_grad(n, 1, &oom) : NULL;
+  float *gb = n->in[2] ? attn__nn_in_grad(n, 2, &oom) : NULL;
+  if (oom) return ATTN_STATUS_OUT_OF_MEMORY;
+  const int64_t R = n->iarg[0], D = n->iarg[1];
+  const float *stats = n->saved, *x = n->in[0]->data, *dy = n->out->grad;
+  const float *gamma = n->in[1] ? n->in[1]->data : NULL;
+  for (int64_t r = 0; r < R; r++) {
+    const float mean = stats[2 * r], rstd = stats[2 * r + 1];
+    const float *xr = x + r * D, *dyr = dy + r * D;
+    double s1 = 0, s2 = 0; /* sums of dxhat and dxhat * xhat */
+    for (int64_t j = 0; j < D; j++) {
+      const float xh = (xr[j] - mean) * rstd, dxh = dyr[j] * (gamma ? gamma[j] : 1.0f);
+      if (gg) gg[j] += dyr[j] * xh;
+      if (gb) gb[j] += dyr[j];
+      s1 += dxh;
+      s2 += (double)dxh * xh;
+    }
+    if (!gx) continue;
+    const float m1 = (float)(s1 / (double)D), m2 = (float)(s2 / (double)D);
+    for (int64_t j = 0; j < D; j++) {
+      const float xh = (xr[j] - mean) * rstd, dxh = dyr[j] * (gamma ? gamma[j] : 1.0f);
+      gx[r * D + j] += rstd * (dxh - m1 - xh * m2);
+    }
+  }
+  return ATTN_OK;
+}
+
+static bool check_vec(attn_nn_ctx *ctx, const char *op, const char *name, const attn_var *v, int64_t D) {
+  if (!v || (v->ndim == 1 && v->shape[0] == D)) return true;
+  attn__nn_fail(ctx, ATTN_STATUS_SHAPE_MISMATCH, "%s: %s must have shape (%lld)", op, name, (long long)D);
+  return false;
+}
+
+attn_var *attn_nn_layernorm(attn_nn_ctx *ctx, attn_var *x, attn_var *gamma, attn_var *beta,
+                            float eps) {
+  static const char *op = "attn_nn_layernorm";
+  attn_var *ins[3] = {x, gamma, beta};
+  if (!attn__nn_check(ctx, op, 3, ins, 6u)) return NULL;
+  if (x->ndim < 1 || !(eps >= 0.0f))
+    return attn__nn_fail(ctx, ATTN_STATUS_INVALID_ARGUMENT, "%s: x needs >= 1 dim and eps >= 0", op);
+  const int64_t D = x->shape[x->ndim - 1], R = D ? x->numel / D : 0;
+  if (!check_vec(ctx, op, "gamma", gamma, D) || !check_vec(ctx, op, "beta", beta, D)) return NULL;
+  attn_var *y = attn__nn_new(ctx, op, x->ndim, x->shape);
+  float *stats = y ? attn__nn_alloc(ctx, (size_t)(2 * R + 1) * sizeof(float)) : NULL;
+  if (!stats) return y ? attn__nn_fail(ctx, ATTN_STATUS_OUT_OF_MEMORY, "%s: out of memory", op) : NULL;
+  for (int64_t r = 0; r < R; r++) {
+    const float *xr = x->data + r * D;
+    double s = 0, ss = 0;
+    for (int64_t j = 0; j < D; j++) s += xr[j];
+    const double mean = s / (double)D;
+    for (int64_t j = 0; j < D; j++) ss += (xr[j] - mean) * (xr[j] - mean);
+    const float rstd = (float)(1.0 / sqrt(ss / (double)D + eps));
+    stats[2 * r] = (float)mean;
+    stats[2 * r + 1] = rstd;
+    for (int64_t j = 0; j < D; j++) {
+      float v = (xr[j] - (float)mean) * rstd;
+      if (gamma) v *= gamma->data[j];
+      if (beta) v += beta->data[j];
+      y->data[r * D + j] = v;
+    }
+  }
+  attn_nn_node *node;
+  if (!attn__nn_record(ctx, op, y, layernorm_backward, 3, ins, &node)) return NULL;
+  if (node) {
+    node->saved = stats;
+    node->iarg[0] = R;
+    node->iarg[1] = D;
+  }
+  return y;
+}
+
+/* ---- rmsnorm ------------------------------------------------------------------------------------ */
+
+/* saved: rstd per row. iarg: 0 R, 1 D. */
+static attn_status rmsnorm_backward(attn_nn_node *n) {
+  bool oom = false;
+  float *gx = attn__nn_in_grad(n, 0, &oom);
+  float *gg = n->in[1] ? attn__nn_in_grad(n, 1, &oom) : NULL;
+  if (oom) return ATTN_STATUS_OUT_OF_MEMORY;
+  const int64_t R = n->iarg[0], D = n->iarg[1];
+  const float *rs = n->saved, *x = n->in[0]->data, *dy = n->out->grad;
+  const float *gamma = n->in[1] ? n->in[1]->data : NULL;
+  for (int64_t r = 0; r < R; r++) {
+    const float rstd = rs[r], *xr = x + r * D, *dyr = dy + r * D;
+    double s = 0; /* sum of dxhat * x */
+    for (int64_t j = 0; j < D; j++) {
+      const float dxh = dyr[j] * (gamma ? gamma[j] : 1.0f);
+      if (gg) gg[j] += dyr[j] * xr[j] * rstd;
+      s += (double)dxh * xr[j];
+    }
+    if (!gx) continue;
+    const float m = (float)(s / (double)D) * rstd * rstd;
+    for (int64_t j = 0; j < D; j++) {
+      const float dxh = dyr[j] * (gamma ? gamma[j] : 1.0f);
+      gx[r * D + j] += rstd * (dxh - xr[j] * m);
+    }
+  }
+  return ATTN_OK;
+}
+
+attn_var *attn_nn_rmsnorm(attn_nn_ctx *ctx, attn_var *x, attn_var *gamma, float eps) {
+  static const char *op = "attn_nn_rmsnorm";
+  attn_var *ins[2] = {x, gamma};
+  if (!attn__nn_check(ctx, op, 2, ins, 2u)) return NULL;
+  if (x->ndim < 1 || !(eps >= 0.0f))
+    return attn__nn_fail(ctx, ATTN_STATUS_INVALID_ARGUMENT, "%s: x needs >= 1 dim and eps >= 0", op);
+  const int64_t D = x->shape[x->ndim - 1], R = D ? x->numel / D : 0;
+  if (!check_vec(ctx, op, "gamma", gamma, D)) return NULL;
+  attn_var *y = attn__nn_new(ctx, op, x->ndim, x->shape);
+  float *rs = y ? attn__nn_alloc(ctx, (size_t)(R + 1) * sizeof(float)) : NULL;
+  if (!rs) return y ? attn__nn_fail(ctx, ATTN_STATUS_OUT_OF_MEMORY, "%s: out of memory", op) : NULL;
+  for (int64_t r = 0; r < R; r++) {
+    const float *xr = x->data + r * D;
+    double ss = 0;
+    for (int64_t j = 0; j < D; j++) ss += (double)xr[j] * xr[j];
+    const float rstd = (float)(1.0 / sqrt(ss / (double)D + eps));
+    rs[r] = rstd;
+    for (int64_t j = 0; j < D; j++) y->data[r * D + j] = xr[j] * rstd * (gamma ? gamma->data[j] : 1.0f);
+  }
+  attn_nn_node *node;
+  if (!attn__nn_record(ctx, op, y, rmsnorm_backward, 2, ins, &node)) return NULL;
+  if (node) {
+    node->saved = rs;
+    node->iarg[0] = R;
+    node->iarg[1] = D;
+  }
+  return y;
+}
+
+/* ---- softmax / log_softmax ---------------------------------------------------------------------- */
+
+/* iarg[0] = 1 for log_softmax; iarg: 1 R, 2 D. in[1] is the mask (a constant, may be NULL). */
+static attn_status softmax_backward(attn_nn_node *n) {
+  bool oom = false;
+  float *gx = attn__nn_in_grad(n, 0, &oom);
+  if (oom) return ATTN_STATUS_OUT_OF_MEMORY;
+  if (!gx) return ATTN_OK;
+  const bool logsm = n->iarg[0] != 0;
+  const int64_t R = n->iarg[1], D = n->iarg[2];
+  const float *y = n->out->data, *dy = n->out->grad;
+  for (int64_t r = 0; r < R; r++) {
+    const float *yr = y + r * D, *dyr = dy + r * D;
+    float *gr = gx + r * D;
+    double s = 0;
+    if (logsm) {
+      /* y = z - lse: dz_j = dy_j - softmax_j sum(dy) over allowed entries; blocked entries
+       * (y = -inf) get no gradient. */
+      for (int64_t j = 0; j < D; j++)
+        if (yr[j] != -INFINITY) s += dyr[j];
+      for (int64_t j = 0; j < D; j++)
+        if (yr[j] != -INFINITY) gr[j] += dyr[j] - expf(yr[j]) * (float)s;
+    } else {
+      for (int64_t j = 0; j < D; j++) s += (double)dyr[j] * yr[j];
+      for (int64_t j = 0; j < D; j++) gr[j] += yr[j] * (dyr[j] - (float)s);
+    }
+  }
+  return ATTN_OK;
+}
+
+static attn_var *softmax_impl(attn_nn_ctx *ctx, const char *op, attn_var *x, attn_var *mask,
+                              bool logsm) {
+  attn_var *ins[2] = {x, mask};
+  if (!attn__nn_check(ctx, op, 2, ins, 2u)) return NULL;
+  if (x->ndim < 1) return attn__nn_fail(ctx, ATTN_STATUS_SHAPE_MISMATCH, "%s: x needs >= 1 dim", op);
+  const int nd = x->ndim;
+  /* Mask strides over x's dims (0 where the mask broadcasts). */
+  int64_t ms[ATTN_NN_MAX_DIMS] = {0};
+  if (mask) {
+    if (mask->ndim > nd)
+      return attn__nn_fail(ctx, ATTN_STATUS_SHAPE_MISMATCH, "%s: mask has more dims than x", op);
+    for (int d = 0; d < nd; d++) {
+      int dm = d - (nd - mask->ndim);
+      if (dm < 0) continue;
+      if (mask->shape[dm] != 1 && mask->shape[dm] != x->shape[d])
+        return attn__nn_fail(ctx, ATTN_STATUS_SHAPE_MISMATCH,
+                             "%s: mask dim %d (%lld) does not broadcast to x dim %d (%lld)", op, dm,
+                             (long long)mask->shape[dm], d, (long long)x->shape[d]);
+      ms[d] = mask->shape[dm] == 1 ? 0 : mask->stride[dm];
+    }
+  }
+  const int64_t D = x->shape[nd - 1], R = D ? x->numel / D : 0;
+  attn_var *y = attn__nn_new(ctx, op, nd, x->shape);
+  if (!y) return NULL;
+  int64_t idx[ATTN_NN_MAX_DIMS] = {0}, moff = 0;
+  for (int64_t r = 0; r < R; r++) {
+    const float *xr = x->data + r * D;
+    float *yr = y->data + r * D;
+    for (int64_t j = 0; j < D; j++) yr[j] = xr[j] + (mask ? mask->data[moff + j * ms[nd - 1]] : 0.0f);
+    float m = -INFINITY;
+    for (int64_t j = 0; j < D; j++) m = yr[j] > m ? yr[j] : m;
+    if (m == -INFINITY) { /* every entry blocked */
+      for (int64_t j = 0; j < D; j++) yr[j] = logsm ? -INFINITY : 0.0f;
+    } else {
+      double s = 0;
+      for (int64_t j = 0; j < D; j++) s += exp((double)yr[j] - m);
+      if (logsm) {
+        const float lse = m + (float)log(s);
+        for (int64_t j = 0; j < D; j++) yr[j] = yr[j] - lse;
+      } else {
+        const double inv = 1.0 / s;
+        for (int64_t j = 0; j < D; j++) yr[j] = (float)(exp((double)yr[j] - m) * inv);
+      }
+    }
+    for (int d = nd - 2; d >= 0; d--) { /* advance the row index and the mask offset */
+      idx[d]++;
+      moff += ms[d];
+      if (idx[d] < x->shape[d]) break;
+      moff -= idx[d] * ms[d];
+      idx[d] = 0;
+    }
+  }
+  attn_nn_node *node;
+  if (!attn__nn_record(ctx, op, y, softmax_backward, 1, ins, &node)) return NULL;
+  if (node) {
+    node->iarg[0] = logsm;
+    node->iarg[1] = R;
+    node->iarg[2] = D;
+  }
+  return y;
+}
+
+attn_var *attn_nn_softmax(attn_nn_ctx *ctx, attn_var *x, attn_var *mask) {
+  return softmax_impl(ctx, "attn_nn_softmax", x, mask, false);
+}
+attn_var *attn_nn_log_softmax(attn_nn_ctx *ctx, attn_var *x, attn_var *mask) {
+  return softmax_impl(ctx, "attn_nn_log_softmax", x, mask, true);
+}
