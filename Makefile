@@ -8,7 +8,7 @@ ifeq ($(CI),true)
   CMAKE_FLAGS += -DATTN_WERROR=ON
 endif
 
-.PHONY: all build run test test-fast test-san bench clean format
+.PHONY: all build run test test-fast test-san bench clean format model
 
 all: build
 
@@ -34,6 +34,10 @@ $(SAN_BUILD)/CMakeCache.txt:
 test-san: $(SAN_BUILD)/CMakeCache.txt
 	cmake --build $(SAN_BUILD) -j $(JOBS)
 	cd $(SAN_BUILD) && ATTN_TEST_QUICK=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
+
+# The pretrained model of `attn embed` and tests/test_bert (pip, --no-deps: files only).
+model:
+	scripts/model.sh
 
 bench: build
 	./$(BUILD)/attn bench sdpa

@@ -3,10 +3,12 @@
  *   attn demo                 a tour: what libattn found on this machine, a worked example, a
  *                             short benchmark (what `make run` runs)
  *   attn bench sdpa|gemm ...  the benchmarks (bench.c)
+ *   attn embed / similarity   BERT sentence embeddings (embed.c; `attn bench bert` too)
  *   attn version              the library version
  *   attn help                 the list of commands
  *
  * Exit codes: 0 success, 1 a runtime failure (a libattn status, out of memory), 2 bad usage. */
+#include "bert_cli.h"
 #include "cli.h"
 
 #include <string.h>
@@ -23,10 +25,15 @@ static void usage(FILE *f) {
           "  bench sdpa [opts]    benchmark fused attention forward/backward (see 'attn bench "
           "--help')\n"
           "  bench gemm [opts]    benchmark attn_gemm\n"
+          "  bench bert [opts]    benchmark BERT sentence embeddings (all-MiniLM-L6-v2)\n"
+          "  embed [opts] TEXT... sentence embeddings ('-': one sentence a line on stdin;\n"
+          "                       see 'attn embed --help')\n"
+          "  similarity A B       cosine similarity of two sentences' embeddings\n"
           "  version              print the version\n"
           "  help                 this text\n"
           "\n"
-          "environment: ATTN_NUM_THREADS (default thread count: all CPUs), ATTN_ISA\n"
+          "environment: ATTN_MODEL_DIR (model directory for embed/similarity/bench bert),\n"
+          "ATTN_NUM_THREADS (default thread count: all CPUs), ATTN_ISA\n"
           "(scalar|avx2|avx512: force a kernel path).\n"
           "exit codes: 0 success, 1 runtime error, 2 bad usage.\n",
           attn_version());
@@ -52,6 +59,8 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(cmd, "bench")) return cli_bench_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "demo")) return cli_demo_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "embed")) return cli_embed_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "similarity")) return cli_similarity_main(argc - 1, argv + 1);
   cli_errorf("unknown command '%s' (see 'attn help')", cmd);
   return CLI_EXIT_USAGE;
 }

