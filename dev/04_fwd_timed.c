@@ -7,7 +7,7 @@ attn_status attn__sgemm_avx2(bool ta, bool tb, int64_t M, int64_t N, int64_t K, 
 attn_status attn__sgemm_scalar(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) { return 0; }
 const attn__kernels attn__kernels_avx2 = {0}, attn__kernels_scalar = {0}, attn__kernels_avx512 = {0};
 int main(int argc, char **argv) {
-  int64_t N = argc > 1 ? atoll(argv[1]) : 2048, D = argc > 2 ? atoll(argv[2]) : 64, H = 8;
+  int64_t N = argc > 1 ? atoll(argv[1]) : 2048, D = argc > 2 ? atoll(argv[2]) : 64, H = argc > 4 ? atoll(argv[4]) : 8;
   int causal = argc > 3 ? atoi(argv[3]) : 0;
   attn_set_num_threads(1);
   int64_t s4[4] = {1, H, N, D}, l3[3] = {1, H, N};
