@@ -1,7 +1,8 @@
 /* The `attn` command: dispatch to its subcommands.
  *
- *   attn demo                 a tour: what libattn found on this machine, a worked example, a
- *                             short benchmark (what `make run` runs)
+ *   attn demo                 what `make run` runs: what libattn found on this machine, a worked
+ *                             example, then a small Transformer trained live on a built-in task
+ *   attn train / eval / predict  training on built-in tasks, checkpoints (train.c)
  *   attn bench sdpa|gemm ...  the benchmarks (bench.c)
  *   attn embed / similarity   BERT sentence embeddings (embed.c; `attn bench bert` too)
  *   attn version              the library version
@@ -10,6 +11,7 @@
  * Exit codes: 0 success, 1 a runtime failure (a libattn status, out of memory), 2 bad usage. */
 #include "bert_cli.h"
 #include "cli.h"
+#include "train_cli.h"
 
 #include <string.h>
 
@@ -20,8 +22,14 @@ static void usage(FILE *f) {
           "usage: attn <command> [options]\n"
           "\n"
           "commands:\n"
-          "  demo                 what libattn found on this machine (version, ISA, threads), a\n"
-          "                       worked example checked against the reference, a short benchmark\n"
+          "  demo [opts]          what libattn found on this machine (version, ISA, threads), a\n"
+          "                       worked example checked against the reference, then a small\n"
+          "                       Transformer trained live on a task (see 'attn demo --help')\n"
+          "  train [opts]         train a Transformer on a built-in task (copy, reverse, sort,\n"
+          "                       recall, listops); writes a checkpoint ('attn train --help')\n"
+          "  eval CKPT [opts]     accuracy and loss of a checkpoint on held-out examples\n"
+          "  predict CKPT TOK...  the model's output for one input\n"
+          "  report CKPT [opts]   rebuild a checkpoint's HTML report (curves, attention heatmaps)\n"
           "  bench sdpa [opts]    benchmark fused attention forward/backward (see 'attn bench "
           "--help')\n"
           "  bench gemm [opts]    benchmark attn_gemm\n"
@@ -59,6 +67,10 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(cmd, "bench")) return cli_bench_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "demo")) return cli_demo_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "train")) return cli_train_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "eval")) return cli_eval_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "predict")) return cli_predict_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "report")) return cli_report_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "embed")) return cli_embed_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "similarity")) return cli_similarity_main(argc - 1, argv + 1);
   cli_errorf("unknown command '%s' (see 'attn help')", cmd);
