@@ -35,6 +35,22 @@ attn_status attn__fail(attn_status status, const char *fmt, ...)
 /* Clear this thread's last error (called on entry of every public call). */
 void attn__clear_error(void);
 
+/* ---- tensor view validation (src/core/validate.c) -------------------------------------------- */
+
+/* Byte range [lo, hi) a view touches; empty when lo == hi. */
+typedef struct attn__range {
+  uintptr_t lo, hi;
+} attn__range;
+bool attn__ranges_overlap(attn__range a, attn__range b);
+
+/* The layout rules every kernel operand follows, on a view whose ndim (1..4) and dtype the caller
+ * has already checked: non-negative shape and strides, element count and extent without int64
+ * overflow, innermost stride 1 (unless that dim is 1), no zero stride on an output dim of size > 1,
+ * non-NULL data when it has elements. *r receives its byte range for the aliasing checks. Errors
+ * name `fn` and `name`. */
+attn_status attn__check_view_layout(const char *fn, const char *name, const attn_tensor *t,
+                                    bool is_output, attn__range *r);
+
 /* ---- memory ---------------------------------------------------------------------------------- */
 
 /* Allocate through the allocator hook; NULL on failure (and for size 0 returns a valid pointer

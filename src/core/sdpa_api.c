@@ -53,63 +53,17 @@ void attn__sdpa_slice(const attn__sdpa_problem *pr, int64_t b, attn__slice *s) {
 
 /* ---- validation ------------------------------------------------------------------------------ */
 
-typedef struct range {
-  uintptr_t lo, hi; /* byte range [lo, hi); empty when lo == hi */
-} range;
-
-/* Checks one operand: non-NULL data (when it has elements), known dtype, ndim, non-negative shape
- * and strides, innermost stride 1, no int64 overflow of its extent, and (for outputs) no zero
- * stride on a dim of size > 1. Computes its byte range for the aliasing checks. */
+/* One operand: rank, a known dtype, then the shared layout rules (attn__check_view_layout). */
 static attn_status check_tensor(const char *fn, const char *name, const attn_tensor *t, int ndim,
-                                bool is_output, range *r) {
+                                bool is_output, attn__range *r) {
   if (t->ndim != ndim)
     return attn__fail(ATTN_STATUS_SHAPE_MISMATCH, "%s: %s has %d dims, expected %d", fn, name,
                       (int)t->ndim, ndim);
-  size_t es = attn_dtype_size(t->dtype);
-  if (!es)
+  if (!attn_dtype_size(t->dtype))
     return attn__fail(ATTN_STATUS_UNSUPPORTED_DTYPE, "%s: %s has unknown dtype %d", fn, name,
                       (int)t->dtype);
-  int64_t count = 1, extent = 0;
-  for (int d = 0; d < ndim; d++) {
-    if (t->shape[d] < 0)
-      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: %s: dim %d is %lld (negative)", fn,
-                        name, d, (long long)t->shape[d]);
-    if (t->stride[d] < 0)
-      return attn__fail(ATTN_STATUS_BAD_STRIDE, "%s: %s: stride %d is %lld (negative)", fn, name, d,
-                        (long long)t->stride[d]);
-    if (!attn__mul_i64(count, t->shape[d], &count))
-      return attn__fail(ATTN_STATUS_OVERFLOW, "%s: %s: element count overflows int64", fn, name);
-  }
-  if (count == 0) {
-    *r = (range){0, 0};
-    return ATTN_OK;
-  }
-  for (int d = 0; d < ndim; d++) {
-    int64_t span;
-    if (!attn__mul_i64(t->shape[d] - 1, t->stride[d], &span) ||
-        !attn__add_i64(extent, span, &extent))
-      return attn__fail(ATTN_STATUS_OVERFLOW, "%s: %s: extent (shape x stride) overflows int64",
-                        fn, name);
-    if (is_output && t->shape[d] > 1 && t->stride[d] == 0)
-      return attn__fail(ATTN_STATUS_BAD_STRIDE, "%s: %s: stride %d is 0 on an output dim of size %lld",
-                        fn, name, d, (long long)t->shape[d]);
-  }
-  if (t->shape[ndim - 1] > 1 && t->stride[ndim - 1] != 1)
-    return attn__fail(ATTN_STATUS_BAD_STRIDE, "%s: %s: innermost stride is %lld, must be 1", fn,
-                      name, (long long)t->stride[ndim - 1]);
-  int64_t bytes;
-  if (!attn__add_i64(extent, 1, &bytes) || !attn__mul_i64(bytes, (int64_t)es, &bytes) ||
-      (uint64_t)bytes > (uint64_t)PTRDIFF_MAX)
-    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: %s: byte extent overflows", fn, name);
-  if (!t->data) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s->data is NULL", fn, name);
-  uintptr_t lo = (uintptr_t)t->data;
-  if (lo + (uintptr_t)bytes < lo)
-    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: %s: address range wraps", fn, name);
-  *r = (range){lo, lo + (uintptr_t)bytes};
-  return ATTN_OK;
+  return attn__check_view_layout(fn, name, t, is_output, r);
 }
-
-static bool overlaps(range a, range b) { return a.lo < a.hi && b.lo < b.hi && a.lo < b.hi && b.lo < a.hi; }
 
 static attn_status check_dim(const char *fn, const char *name, const attn_tensor *t, int d,
                              const char *dim_name, int64_t want, const char *ref_name) {
@@ -127,7 +81,7 @@ static attn_status check_dim(const char *fn, const char *name, const attn_tensor
 
 typedef struct named_range {
   const char *name;
-  range r;
+  attn__range r;
 } named_range;
 
 /* Validates everything and fills `pr`. `params_store` holds the defaults when params is NULL.
@@ -158,7 +112,7 @@ static attn_status validate(const char *fn, attn__sdpa_problem *pr, attn_sdpa_pa
 
   named_range in[8], outs[5];
   int n_in = 0, n_out = 0;
-  range r;
+  attn__range r;
   TRY(check_tensor(fn, "q", q, 4, false, &r));
   in[n_in++] = (named_range){"q", r};
   TRY(check_tensor(fn, "k", k, 4, false, &r));
@@ -325,11 +279,11 @@ static attn_status validate(const char *fn, attn__sdpa_problem *pr, attn_sdpa_pa
   /* Aliasing: outputs must not overlap inputs or each other. */
   for (int o = 0; o < n_out; o++) {
     for (int i = 0; i < n_in; i++)
-      if (overlaps(outs[o].r, in[i].r))
+      if (attn__ranges_overlap(outs[o].r, in[i].r))
         return attn__fail(ATTN_STATUS_ALIASING, "%s: %s overlaps input %s", fn, outs[o].name,
                           in[i].name);
     for (int o2 = 0; o2 < o; o2++)
-      if (overlaps(outs[o].r, outs[o2].r))
+      if (attn__ranges_overlap(outs[o].r, outs[o2].r))
         return attn__fail(ATTN_STATUS_ALIASING, "%s: %s overlaps %s", fn, outs[o].name,
                           outs[o2].name);
   }

@@ -26,64 +26,24 @@ attn_additive_params attn_additive_params_default(void) {
     if (st_ != ATTN_OK) return st_; \
   } while (0)
 
-typedef struct range {
-  uintptr_t lo, hi;
-} range;
 
-static bool overlaps(range a, range b) {
-  return a.lo < a.hi && b.lo < b.hi && a.lo < b.hi && b.lo < a.hi;
-}
-
-/* An f32 operand of `nd` dims whose shape is `want` (a dim of size 1 passes against anything
- * when broadcast is set). */
+/* An f32 operand of `nd` dims: the shared layout rules, then its shape against `want` (a dim of
+ * size 1 passes against anything when broadcast is set; want[d] < 0 accepts any size). */
 static attn_status check_op(const char *fn, const char *name, const attn_tensor *t, int nd,
                             const int64_t *want, const char *const *dim_names, bool broadcast,
-                            bool is_output, range *r) {
+                            bool is_output, attn__range *r) {
   if (t->ndim != nd)
     return attn__fail(ATTN_STATUS_SHAPE_MISMATCH, "%s: %s has %d dims, expected %d", fn, name,
                       (int)t->ndim, nd);
   if (t->dtype != ATTN_DTYPE_F32)
     return attn__fail(ATTN_STATUS_UNSUPPORTED_DTYPE, "%s: %s has dtype %d, only f32 is supported",
                       fn, name, (int)t->dtype);
-  int64_t count = 1, extent = 0;
-  for (int d = 0; d < nd; d++) {
-    if (t->shape[d] < 0)
-      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: %s: dim %d is %lld (negative)", fn, name,
-                        d, (long long)t->shape[d]);
-    if (t->stride[d] < 0)
-      return attn__fail(ATTN_STATUS_BAD_STRIDE, "%s: %s: stride %d is %lld (negative)", fn, name, d,
-                        (long long)t->stride[d]);
-    if (want && want[d] >= 0 && t->shape[d] != want[d] && !(broadcast && t->shape[d] == 1))
+  attn_status st = attn__check_view_layout(fn, name, t, is_output, r);
+  if (st != ATTN_OK) return st;
+  for (int d = 0; want && d < nd; d++)
+    if (want[d] >= 0 && t->shape[d] != want[d] && !(broadcast && t->shape[d] == 1))
       return attn__fail(ATTN_STATUS_SHAPE_MISMATCH, "%s: %s: dim %d (%s) is %lld, expected %lld", fn,
                         name, d, dim_names[d], (long long)t->shape[d], (long long)want[d]);
-    if (!attn__mul_i64(count, t->shape[d], &count))
-      return attn__fail(ATTN_STATUS_OVERFLOW, "%s: %s: element count overflows int64", fn, name);
-  }
-  if (count == 0) {
-    *r = (range){0, 0};
-    return ATTN_OK;
-  }
-  for (int d = 0; d < nd; d++) {
-    int64_t span;
-    if (!attn__mul_i64(t->shape[d] - 1, t->stride[d], &span) ||
-        !attn__add_i64(extent, span, &extent))
-      return attn__fail(ATTN_STATUS_OVERFLOW, "%s: %s: extent overflows int64", fn, name);
-    if (is_output && t->shape[d] > 1 && t->stride[d] == 0)
-      return attn__fail(ATTN_STATUS_BAD_STRIDE, "%s: %s: stride %d is 0 on an output dim", fn, name,
-                        d);
-  }
-  if (t->shape[nd - 1] > 1 && t->stride[nd - 1] != 1)
-    return attn__fail(ATTN_STATUS_BAD_STRIDE, "%s: %s: innermost stride is %lld, must be 1", fn,
-                      name, (long long)t->stride[nd - 1]);
-  int64_t bytes;
-  if (!attn__add_i64(extent, 1, &bytes) || !attn__mul_i64(bytes, 4, &bytes) ||
-      (uint64_t)bytes > (uint64_t)PTRDIFF_MAX)
-    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: %s: byte extent overflows", fn, name);
-  if (!t->data) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s->data is NULL", fn, name);
-  uintptr_t lo = (uintptr_t)t->data;
-  if (lo + (uintptr_t)bytes < lo)
-    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: %s: address range wraps", fn, name);
-  *r = (range){lo, lo + (uintptr_t)bytes};
   return ATTN_OK;
 }
 
@@ -110,7 +70,7 @@ attn_status attn__additive_check(const char *fn, bool backward, const attn_tenso
   for (size_t i = 0; i < sizeof req / sizeof req[0]; i++)
     if (req[i].required && !req[i].t)
       return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, req[i].name);
-  range rq, rk, rv, rw, rb = {0, 0}, rm = {0, 0}, ro, rl = {0, 0}, ra = {0, 0};
+  attn__range rq, rk, rv, rw, rb = {0, 0}, rm = {0, 0}, ro, rl = {0, 0}, ra = {0, 0};
   TRY(check_op(fn, "q1", q1, 3, NULL, n_q, false, false, &rq));
   int64_t B = q1->shape[0], Tq = q1->shape[1], d = q1->shape[2];
   int64_t wk[3] = {B, -1, d};
@@ -132,7 +92,7 @@ attn_status attn__additive_check(const char *fn, bool backward, const attn_tenso
   if (weights) TRY(check_op(fn, "weights", weights, 3, wa, n_a, false, true, &ra));
   struct {
     const char *name;
-    range r;
+    attn__range r;
   } ins[16], outs[8];
   int n_in = 0, n_out = 0;
 #define ADD(arr, cnt, nm, rr) (arr[cnt].name = nm, arr[cnt].r = rr, cnt++)
@@ -147,7 +107,7 @@ attn_status attn__additive_check(const char *fn, bool backward, const attn_tenso
     ADD(outs, n_out, "lse", rl);
     ADD(outs, n_out, "weights", ra);
   } else {
-    range rdq, rdk, rdv, rdw, rdb = {0, 0}, rdo;
+    attn__range rdq, rdk, rdv, rdw, rdb = {0, 0}, rdo;
     TRY(check_op(fn, "dout", dout, 3, wo, n_o, false, false, &rdo));
     TRY(check_op(fn, "dq1", dq1, 3, (int64_t[3]){B, Tq, d}, n_q, false, true, &rdq));
     TRY(check_op(fn, "dk2", dk2, 3, (int64_t[3]){B, Tk, d}, n_k, false, true, &rdk));
@@ -166,11 +126,11 @@ attn_status attn__additive_check(const char *fn, bool backward, const attn_tenso
 #undef ADD
   for (int i = 0; i < n_out; i++) {
     for (int j = 0; j < n_in; j++)
-      if (overlaps(outs[i].r, ins[j].r))
+      if (attn__ranges_overlap(outs[i].r, ins[j].r))
         return attn__fail(ATTN_STATUS_ALIASING, "%s: %s overlaps %s", fn, outs[i].name,
                           ins[j].name);
     for (int j = i + 1; j < n_out; j++)
-      if (overlaps(outs[i].r, outs[j].r))
+      if (attn__ranges_overlap(outs[i].r, outs[j].r))
         return attn__fail(ATTN_STATUS_ALIASING, "%s: %s overlaps %s", fn, outs[i].name,
                           outs[j].name);
   }

@@ -31,13 +31,6 @@ attn_align_params attn_align_params_default(void) {
 
 /* ---- validation ------------------------------------------------------------------------------ */
 
-typedef struct range {
-  uintptr_t lo, hi; /* [lo, hi), empty when lo == hi */
-} range;
-
-static bool overlaps(range a, range b) {
-  return a.lo < a.hi && b.lo < b.hi && a.lo < b.hi && b.lo < a.hi;
-}
 
 #define TRY(expr)                   \
   do {                              \
@@ -45,11 +38,11 @@ static bool overlaps(range a, range b) {
     if (st_ != ATTN_OK) return st_; \
   } while (0)
 
-/* One f32 operand of 1..4 dims: shape, strides, data, byte range. `ref` (when not NULL) is the
- * tensor whose shape it must have; `broadcast` allows dims of size 1 against ref. */
+/* One f32 operand of 1..4 dims: the shared layout rules, then its shape against `ref` (when not
+ * NULL); `broadcast` allows dims of size 1 against ref. */
 static attn_status check_tensor(const char *fn, const char *name, const attn_tensor *t,
                                 const attn_tensor *ref, const char *ref_name, bool broadcast,
-                                bool is_output, range *r) {
+                                bool is_output, attn__range *r) {
   if (t->ndim < 1 || t->ndim > ATTN_MAX_DIMS)
     return attn__fail(ATTN_STATUS_SHAPE_MISMATCH, "%s: %s has %d dims, expected 1 to 4", fn, name,
                       (int)t->ndim);
@@ -60,48 +53,13 @@ static attn_status check_tensor(const char *fn, const char *name, const attn_ten
   if (ref && ref->ndim != nd)
     return attn__fail(ATTN_STATUS_SHAPE_MISMATCH, "%s: %s has %d dims but %s has %d", fn, name, nd,
                       ref_name, (int)ref->ndim);
-  int64_t count = 1, extent = 0;
-  for (int d = 0; d < nd; d++) {
-    if (t->shape[d] < 0)
-      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: %s: dim %d is %lld (negative)", fn, name,
-                        d, (long long)t->shape[d]);
-    if (t->stride[d] < 0)
-      return attn__fail(ATTN_STATUS_BAD_STRIDE, "%s: %s: stride %d is %lld (negative)", fn, name, d,
-                        (long long)t->stride[d]);
-    if (ref && t->shape[d] != ref->shape[d] && !(broadcast && t->shape[d] == 1))
+  attn_status st = attn__check_view_layout(fn, name, t, is_output, r);
+  if (st != ATTN_OK) return st;
+  for (int d = 0; ref && d < nd; d++)
+    if (t->shape[d] != ref->shape[d] && !(broadcast && t->shape[d] == 1))
       return attn__fail(ATTN_STATUS_SHAPE_MISMATCH, "%s: %s: dim %d is %lld but %s has %lld%s", fn,
                         name, d, (long long)t->shape[d], ref_name, (long long)ref->shape[d],
                         broadcast ? " (and it is not 1)" : "");
-    if (!attn__mul_i64(count, t->shape[d], &count))
-      return attn__fail(ATTN_STATUS_OVERFLOW, "%s: %s: element count overflows int64", fn, name);
-  }
-  if (count == 0) {
-    *r = (range){0, 0};
-    return ATTN_OK;
-  }
-  for (int d = 0; d < nd; d++) {
-    int64_t span;
-    if (!attn__mul_i64(t->shape[d] - 1, t->stride[d], &span) ||
-        !attn__add_i64(extent, span, &extent))
-      return attn__fail(ATTN_STATUS_OVERFLOW, "%s: %s: extent (shape x stride) overflows int64", fn,
-                        name);
-    if (is_output && t->shape[d] > 1 && t->stride[d] == 0)
-      return attn__fail(ATTN_STATUS_BAD_STRIDE,
-                        "%s: %s: stride %d is 0 on an output dim of size %lld", fn, name, d,
-                        (long long)t->shape[d]);
-  }
-  if (t->shape[nd - 1] > 1 && t->stride[nd - 1] != 1)
-    return attn__fail(ATTN_STATUS_BAD_STRIDE, "%s: %s: innermost stride is %lld, must be 1", fn,
-                      name, (long long)t->stride[nd - 1]);
-  int64_t bytes;
-  if (!attn__add_i64(extent, 1, &bytes) || !attn__mul_i64(bytes, 4, &bytes) ||
-      (uint64_t)bytes > (uint64_t)PTRDIFF_MAX)
-    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: %s: byte extent overflows", fn, name);
-  if (!t->data) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s->data is NULL", fn, name);
-  uintptr_t lo = (uintptr_t)t->data;
-  if (lo + (uintptr_t)bytes < lo)
-    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: %s: address range wraps", fn, name);
-  *r = (range){lo, lo + (uintptr_t)bytes};
   return ATTN_OK;
 }
 
@@ -114,8 +72,8 @@ static bool same_view(const attn_tensor *a, const attn_tensor *b) {
 }
 
 static attn_status check_params(const char *fn, const attn_tensor *in, int64_t rows, int64_t n,
-                                const attn_align_params *p, range *pos_range) {
-  *pos_range = (range){0, 0};
+                                const attn_align_params *p, attn__range *pos_range) {
+  *pos_range = (attn__range){0, 0};
   if (p->kind < ATTN_ALIGN_SOFTMAX || p->kind > ATTN_ALIGN_ENTMAX_BISECT)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: params->kind is %d, not an attn_align_kind",
                       fn, (int)p->kind);
@@ -168,7 +126,7 @@ static attn_status check_params(const char *fn, const attn_tensor *in, int64_t r
                         (long long)(n - 1));
   }
   uintptr_t lo = (uintptr_t)p->positions;
-  *pos_range = (range){lo, lo + (uintptr_t)rows * 4u};
+  *pos_range = (attn__range){lo, lo + (uintptr_t)rows * 4u};
   return ATTN_OK;
 }
 
@@ -180,7 +138,7 @@ attn_status attn__align_check(const char *fn, const attn_tensor *dst, const floa
   const char *dst_name = backward ? "d_in" : "out";
   if (!in) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: in is NULL", fn);
   if (!dst) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, dst_name);
-  range r_in, r_dst, r_mask = {0, 0}, r_dout = {0, 0}, r_out = {0, 0}, r_pos;
+  attn__range r_in, r_dst, r_mask = {0, 0}, r_dout = {0, 0}, r_out = {0, 0}, r_pos;
   TRY(check_tensor(fn, "in", in, NULL, NULL, false, false, &r_in));
   TRY(check_tensor(fn, dst_name, dst, in, "in", false, true, &r_dst));
   if (mask) TRY(check_tensor(fn, "mask", mask, in, "in", true, false, &r_mask));
@@ -198,29 +156,29 @@ attn_status attn__align_check(const char *fn, const attn_tensor *dst, const floa
     TRY(check_tensor(fn, "out", out, in, "in", false, false, &r_out));
     const struct {
       const char *name;
-      range r;
+      attn__range r;
     } inputs[] = {{"d_out", r_dout}, {"out", r_out}, {"in", r_in}, {"mask", r_mask},
                   {"params->positions", r_pos}};
     for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
-      if (overlaps(r_dst, inputs[i].r))
+      if (attn__ranges_overlap(r_dst, inputs[i].r))
         return attn__fail(ATTN_STATUS_ALIASING, "%s: d_in overlaps %s", fn, inputs[i].name);
     if (d_positions && p->local == ATTN_ALIGN_LOCAL_P && rows > 0) {
       uintptr_t lo = (uintptr_t)d_positions;
-      range r_dp = {lo, lo + (uintptr_t)rows * 4u};
-      if (overlaps(r_dp, r_dst))
+      attn__range r_dp = {lo, lo + (uintptr_t)rows * 4u};
+      if (attn__ranges_overlap(r_dp, r_dst))
         return attn__fail(ATTN_STATUS_ALIASING, "%s: d_positions overlaps d_in", fn);
       for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
-        if (overlaps(r_dp, inputs[i].r))
+        if (attn__ranges_overlap(r_dp, inputs[i].r))
           return attn__fail(ATTN_STATUS_ALIASING, "%s: d_positions overlaps %s", fn,
                             inputs[i].name);
     }
   } else {
-    if (overlaps(r_dst, r_in) && !same_view(dst, in))
+    if (attn__ranges_overlap(r_dst, r_in) && !same_view(dst, in))
       return attn__fail(ATTN_STATUS_ALIASING,
                         "%s: out overlaps in (only the very same view, in place, is allowed)", fn);
-    if (overlaps(r_dst, r_mask))
+    if (attn__ranges_overlap(r_dst, r_mask))
       return attn__fail(ATTN_STATUS_ALIASING, "%s: out overlaps mask", fn);
-    if (overlaps(r_dst, r_pos))
+    if (attn__ranges_overlap(r_dst, r_pos))
       return attn__fail(ATTN_STATUS_ALIASING, "%s: out overlaps params->positions", fn);
   }
   *rows_out = rows;
