@@ -55,6 +55,13 @@ typedef struct attn_train_config {
                              steps, log_every, ckpt_every and eval_examples are taken from here
                              when > 0) */
   int64_t fault_nan_step; /* testing hook: make the loss of this step NaN; -1 = never */
+  /* Your own data (attn/dataset.h). With data_shape.seq_len > 0 the model has this shape (kind,
+   * seq_len, vocab, n_classes) instead of the task's, training batch s is examples
+   * [s batch, (s + 1) batch) of data_train (modulo its size; required) and the final validation
+   * uses the first min(eval_examples, n) examples of data_valid (none when NULL). Checkpoints
+   * record the shape as "task": "data"; the caller keeps the vocabularies beside them. */
+  attn_task_shape data_shape;
+  const struct attn_dataset *data_train, *data_valid;
 } attn_train_config;
 
 /* The defaults above for a task. */
@@ -134,6 +141,9 @@ ATTN_API const attn_nn_params *attn_seq_model_params(const attn_seq_model *m);
  * length and vocabulary; INVALID_ARGUMENT otherwise). */
 ATTN_API attn_status attn_seq_model_eval(attn_seq_model *m, const attn_task_config *task,
                                          attn_split split, int64_t n, attn_eval_result *res);
+/* Evaluates the first n examples of a dataset (n clipped to ds->n) with the model's shape. */
+ATTN_API attn_status attn_seq_model_eval_data(attn_seq_model *m, const struct attn_dataset *ds,
+                                              int64_t n, attn_eval_result *res);
 /* The argmax output at every position of one input ids[0, len) (len <= the model's sequence
  * length, tokens in [0, vocab)): out[0, len). */
 ATTN_API attn_status attn_seq_model_predict(attn_seq_model *m, const int32_t *ids, int32_t len,

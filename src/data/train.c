@@ -1,5 +1,6 @@
 /* The training loop, model, checkpoints and evaluation of attn/train.h. */
 #include "attn/train.h"
+#include "attn/dataset.h"
 #include "attn/safetensors.h"
 
 #include "../io/json.h"
@@ -60,8 +61,18 @@ static double now_s(void) {
 }
 
 static attn_status check_train_config(const attn_train_config *c, attn_task_shape *shape) {
-  attn_status st = attn_task_get_shape(&c->task, shape);
-  if (st != ATTN_OK) return st;
+  if (c->data_shape.seq_len > 0) { /* your own data */
+    const attn_task_shape *d = &c->data_shape;
+    if (d->seq_len > ATTN_DATA_MAX_LEN || d->vocab < 2 || d->n_classes < 1 ||
+        (d->kind != ATTN_TASK_LABELING && d->kind != ATTN_TASK_CLASSIFICATION))
+      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                        "train config: bad data shape (length %d, vocabulary %d, %d classes)",
+                        (int)d->seq_len, (int)d->vocab, (int)d->n_classes);
+    *shape = *d;
+  } else {
+    attn_status st = attn_task_get_shape(&c->task, shape);
+    if (st != ATTN_OK) return st;
+  }
 #define RANGE(field, lo, hi)                                                                    \
   if (c->field < (lo) || c->field > (hi))                                                       \
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,                                             \
@@ -121,6 +132,7 @@ attn_seq_model *attn_seq_model_new(const attn_train_config *cfg) {
   m->cfg = *cfg;
   m->cfg.out_dir = NULL;
   m->cfg.resume = 0;
+  m->cfg.data_train = m->cfg.data_valid = NULL; /* borrowed for one run only */
   m->shape = sh;
   const uint64_t seed = cfg->seed;
   const int64_t T = sh.seq_len, D = cfg->dim;
@@ -235,6 +247,31 @@ static attn_status batch_alloc(batch_buf *b, int64_t B, int64_t T) {
   return ATTN_OK;
 }
 
+/* A batch of a task's split, or of a dataset when ds is not NULL. */
+static attn_status get_batch(const attn_task_config *task, const attn_dataset *ds,
+                             attn_split split, int64_t first, int64_t n, batch_buf *bb) {
+  if (ds) return attn_dataset_batch(ds, first, n, bb->ids, bb->lens, bb->tg);
+  return attn_task_batch(task, split, first, n, bb->ids, bb->lens, bb->tg);
+}
+
+static attn_status eval_impl(attn_seq_model *m, const attn_task_config *task,
+                             const attn_dataset *ds, attn_split split, int64_t n,
+                             attn_eval_result *res);
+
+attn_status attn_seq_model_eval_data(attn_seq_model *m, const attn_dataset *ds, int64_t n,
+                                     attn_eval_result *res) {
+  attn__clear_error();
+  if (!m || !ds || !res)
+    return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_seq_model_eval_data: NULL argument");
+  memset(res, 0, sizeof *res);
+  if (ds->seq_len != m->shape.seq_len || ds->kind != m->shape.kind)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                      "data (%s, length %d) does not fit the model (%s, length %d)",
+                      attn_task_kind_name(ds->kind), (int)ds->seq_len,
+                      attn_task_kind_name(m->shape.kind), (int)m->shape.seq_len);
+  return eval_impl(m, NULL, ds, ATTN_SPLIT_VALID, n < ds->n ? n : ds->n, res);
+}
+
 attn_status attn_seq_model_eval(attn_seq_model *m, const attn_task_config *task, attn_split split,
                                 int64_t n, attn_eval_result *res) {
   attn__clear_error();
@@ -244,6 +281,10 @@ attn_status attn_seq_model_eval(attn_seq_model *m, const attn_task_config *task,
   attn_task_shape sh = {0};
   attn_status st = attn_task_get_shape(task, &sh);
   if (st != ATTN_OK) return st;
+  if (m->cfg.data_shape.seq_len > 0)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                      "the model was trained on your own data, not on task %s",
+                      attn_task_name(task->id));
   if (sh.seq_len != m->shape.seq_len || sh.vocab != m->shape.vocab ||
       sh.n_classes != m->shape.n_classes)
     return attn__fail(
@@ -251,19 +292,25 @@ attn_status attn_seq_model_eval(attn_seq_model *m, const attn_task_config *task,
         "task %s (length %d, vocabulary %d) does not fit the model (length %d, vocabulary %d)",
         attn_task_name(task->id), (int)sh.seq_len, (int)sh.vocab, (int)m->shape.seq_len,
         (int)m->shape.vocab);
+  return eval_impl(m, task, NULL, split, n, res);
+}
+
+static attn_status eval_impl(attn_seq_model *m, const attn_task_config *task,
+                             const attn_dataset *ds, attn_split split, int64_t n,
+                             attn_eval_result *res) {
   if (n < 0)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "attn_seq_model_eval: n %lld < 0",
                       (long long)n);
-  const int64_t T = sh.seq_len, C = sh.n_classes;
+  const int64_t T = m->shape.seq_len, C = m->shape.n_classes;
   batch_buf bb;
-  st = batch_alloc(&bb, EVAL_CHUNK, T);
+  attn_status st = batch_alloc(&bb, EVAL_CHUNK, T);
   if (st != ATTN_OK) return st;
   const int prev = attn_nn_set_grad_enabled(m->ctx, 0);
   int64_t tok_ok = 0, tok_n = 0, seq_ok = 0;
   double loss_sum = 0;
   for (int64_t first = 0; first < n && st == ATTN_OK; first += EVAL_CHUNK) {
     const int64_t B = n - first < EVAL_CHUNK ? n - first : EVAL_CHUNK;
-    st = attn_task_batch(task, split, first, B, bb.ids, bb.lens, bb.tg);
+    st = get_batch(task, ds, split, first, B, &bb);
     if (st != ATTN_OK) break;
     attn_nn_ctx_reset(m->ctx);
     attn_var *logits = forward(m, bb.ids, bb.lens, B, bb.pos, bb.rpos);
@@ -397,7 +444,8 @@ static attn_status write_config(const char *dir, const attn_train_config *c,
       "  \"warmup\": %lld,\n  \"lr\": %.9g,\n  \"min_lr\": %.9g,\n  \"weight_decay\": %.9g,\n"
       "  \"clip\": %.9g,\n  \"log_every\": %lld,\n  \"ckpt_every\": %lld,\n"
       "  \"eval_examples\": %lld,\n  \"n_params\": %lld,\n  \"step\": %lld",
-      attn_task_name(c->task.id), attn_task_kind_name(sh->kind), (int)c->task.n_symbols,
+      c->data_shape.seq_len > 0 ? "data" : attn_task_name(c->task.id),
+      attn_task_kind_name(sh->kind), (int)c->task.n_symbols,
       (int)c->task.min_len, (int)c->task.max_len, (unsigned long long)c->task.seed,
       (int)sh->seq_len, (int)sh->vocab, (int)sh->n_classes, (long long)c->dim, (long long)c->heads,
       (long long)c->hidden, (long long)c->layers, (unsigned long long)c->seed, (long long)c->steps,
@@ -560,13 +608,14 @@ static attn_status read_config(const char *dir, attn_train_config *c, int64_t *s
   const attn__json_node *fmt = attn__json_get(&doc, root, "format");
   const attn__json_node *task = attn__json_get(&doc, root, "task");
   attn_task_id id = ATTN_TASK_COPY;
+  const int is_data = task && task->kind == ATTN__JSON_STRING && strcmp(task->str, "data") == 0;
   if (!fmt || fmt->kind != ATTN__JSON_STRING || strcmp(fmt->str, "attn-seq-model") != 0)
     st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
                     "%s: not an attn-seq-model checkpoint (no \"format\": \"attn-seq-model\")",
                     path);
   else if (!task || task->kind != ATTN__JSON_STRING)
     st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: 'task' missing", path);
-  else if (attn_task_from_name(task->str, &id) != ATTN_OK)
+  else if (!is_data && attn_task_from_name(task->str, &id) != ATTN_OK)
     st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: unknown task '%s'", path, task->str);
   *c = attn_train_config_default(id);
   int64_t v = 0;
@@ -588,6 +637,21 @@ static attn_status read_config(const char *dir, attn_train_config *c, int64_t *s
   GETI("log_every", log_every, 1, big)
   GETI("ckpt_every", ckpt_every, 0, big)
   GETI("eval_examples", eval_examples, 0, big)
+  if (is_data) {
+    const attn__json_node *kind = attn__json_get(&doc, root, "task_kind");
+    if (st == ATTN_OK && (!kind || kind->kind != ATTN__JSON_STRING ||
+                          (strcmp(kind->str, attn_task_kind_name(ATTN_TASK_LABELING)) != 0 &&
+                           strcmp(kind->str, attn_task_kind_name(ATTN_TASK_CLASSIFICATION)) != 0)))
+      st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: 'task_kind' missing or not one of data",
+                      path);
+    if (st == ATTN_OK)
+      c->data_shape.kind = strcmp(kind->str, attn_task_kind_name(ATTN_TASK_LABELING)) == 0
+                               ? ATTN_TASK_LABELING
+                               : ATTN_TASK_CLASSIFICATION;
+    GETI("seq_len", data_shape.seq_len, 1, ATTN_DATA_MAX_LEN)
+    GETI("vocab", data_shape.vocab, 2, INT32_MAX)
+    GETI("n_classes", data_shape.n_classes, 1, INT32_MAX)
+  }
 #undef GETI
   if (st == ATTN_OK) st = jfloat(&doc, path, "lr", &c->lr);
   if (st == ATTN_OK) st = jfloat(&doc, path, "min_lr", &c->min_lr);
@@ -696,6 +760,8 @@ attn_status attn_train_run(const attn_train_config *cfg, const attn_train_callba
     if (cfg->ckpt_every > 0) c.ckpt_every = cfg->ckpt_every;
     if (cfg->eval_examples > 0) c.eval_examples = cfg->eval_examples;
     c.fault_nan_step = cfg->fault_nan_step;
+    c.data_train = cfg->data_train;
+    c.data_valid = cfg->data_valid;
     if (step > c.steps) {
       attn_seq_model_free(m);
       return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
@@ -734,9 +800,29 @@ attn_status attn_train_run(const attn_train_config *cfg, const attn_train_callba
     attn_seq_model_free(m);
     return st;
   }
-  /* A task space too small for a validation split fails now, not after training. */
-  if (c.eval_examples > 0)
+  const int own_data = c.data_shape.seq_len > 0;
+  const attn_dataset *valid_ds = own_data ? c.data_valid : NULL;
+  if (own_data) { /* the datasets must have the model's shape */
+    const attn_dataset *bad = !c.data_train || c.data_train->seq_len != T ||
+                                      c.data_train->kind != m->shape.kind
+                                  ? c.data_train
+                                  : valid_ds && (valid_ds->seq_len != T ||
+                                                 valid_ds->kind != m->shape.kind)
+                                        ? valid_ds
+                                        : NULL;
+    if (!c.data_train)
+      st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "train config: data_shape without data_train");
+    else if (bad)
+      st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                      "data (%s, length %d) does not fit the model (%s, length %d)",
+                      attn_task_kind_name(bad->kind), (int)bad->seq_len,
+                      attn_task_kind_name(m->shape.kind), (int)T);
+    if (!valid_ds) c.eval_examples = 0;
+    else if (c.eval_examples > valid_ds->n) c.eval_examples = valid_ds->n;
+  } else if (c.eval_examples > 0) {
+    /* A task space too small for a validation split fails now, not after training. */
     st = attn_task_batch(&c.task, ATTN_SPLIT_VALID, 0, 1, bb.ids, bb.lens, bb.tg);
+  }
   if (st != ATTN_OK) {
     batch_free(&bb);
     optim_free(&o);
@@ -757,7 +843,7 @@ attn_status attn_train_run(const attn_train_config *cfg, const attn_train_callba
       result->stop = ATTN_TRAIN_INTERRUPTED;
       break;
     }
-    st = attn_task_batch(&c.task, ATTN_SPLIT_TRAIN, step * B, B, bb.ids, bb.lens, bb.tg);
+    st = get_batch(&c.task, own_data ? c.data_train : NULL, ATTN_SPLIT_TRAIN, step * B, B, &bb);
     if (st != ATTN_OK) break;
     attn_nn_ctx_reset(m->ctx);
     attn_nn_params_zero_grad(&m->params);
@@ -837,7 +923,9 @@ attn_status attn_train_run(const attn_train_config *cfg, const attn_train_callba
   }
   if (st == ATTN_OK && result->stop == ATTN_TRAIN_DONE) {
     if (c.eval_examples > 0)
-      st = attn_seq_model_eval(m, &c.task, ATTN_SPLIT_VALID, c.eval_examples, &result->valid);
+      st = own_data ? attn_seq_model_eval_data(m, valid_ds, c.eval_examples, &result->valid)
+                    : attn_seq_model_eval(m, &c.task, ATTN_SPLIT_VALID, c.eval_examples,
+                                          &result->valid);
     if (st == ATTN_OK && dir) {
       st = save_checkpoint(dir, m, &o, result->steps_done,
                            c.eval_examples > 0 ? &result->valid : NULL);

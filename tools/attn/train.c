@@ -7,11 +7,14 @@
 #include "cli.h"
 #include "train_cli.h"
 
+#include "attn/dataset.h"
+
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- a small option table ------------------------------------------------------------------ */
@@ -42,6 +45,7 @@ static void opt_usage(FILE *f, const opt *opts, int n) {
              : opts[i].kind == OPT_INT                                         ? " N"
              : !strcmp(opts[i].name, "out") || !strcmp(opts[i].name, "resume") ? " DIR"
              : !strcmp(opts[i].name, "task")                                   ? " T"
+             : !strncmp(opts[i].name, "data", 4)                               ? " FILE"
                                                                                : " NAME");
     fprintf(f, "  %-22s %s", left, opts[i].help);
     if (opts[i].def) fprintf(f, " (default: %s)", opts[i].def);
@@ -272,7 +276,7 @@ int cli_train_session(const char *who, const attn_train_config *cfg, cli_progres
   }
   if (valid_seq_acc) *valid_seq_acc = r.valid.seq_acc;
   char report[4200] = "";
-  if (dir) {
+  if (dir && cfg->data_shape.seq_len == 0) { /* the report knows built-in tasks only */
     const int rrc = cli_write_report(dir, NULL, 3, report, sizeof report);
     if (rrc) return rrc;
   }
@@ -289,7 +293,7 @@ int cli_train_session(const char *who, const attn_train_config *cfg, cli_progres
     else
       fputs("null", stdout);
     fputs(",\"report\":", stdout);
-    if (dir)
+    if (dir && *report)
       json_string(stdout, report);
     else
       fputs("null", stdout);
@@ -304,7 +308,8 @@ int cli_train_session(const char *who, const attn_train_config *cfg, cli_progres
           (long long)r.valid.examples, 100 * r.valid.seq_acc, 100 * r.valid.token_acc,
           r.valid.loss);
     if (dir) printf("checkpoint: %s/model.safetensors, %s/config.json\n", dir, dir);
-    if (dir) printf("report: %s (loss and accuracy curves, attention heatmaps)\n", report);
+    if (dir && *report)
+      printf("report: %s (loss and accuracy curves, attention heatmaps)\n", report);
   }
   fflush(stdout);
   return CLI_EXIT_OK;
@@ -342,13 +347,21 @@ static opt train_opts[] = {
      NULL},
     {"json", OPT_FLAG, 0, 0, NULL,
      "one JSON object per logged step (also when stdout is not a terminal)", NULL},
+    {"data-train", OPT_STR, 0, 0, NULL,
+     "train on your own data instead of --task (tsv: label<TAB>text; conll: token tag)", NULL},
+    {"data-val", OPT_STR, 0, 0, NULL, "validation file of your own data (same format)", NULL},
+    {"format", OPT_STR, 0, 0, "tsv", "format of --data-train/--data-val: tsv or conll", NULL},
+    {"tokens", OPT_STR, 0, 0, "char", "tsv text tokens: char (UTF-8 characters) or word", NULL},
+    {"min-freq", OPT_INT, 1, BIG, "1", "rarer tokens of --data-train become <unk>", NULL},
 };
 #define N_TRAIN_OPTS ((int)(sizeof train_opts / sizeof train_opts[0]))
 
 static void train_usage(FILE *f) {
   fputs(
-      "usage: attn train [--task T] [options]\n"
-      "  Trains a small Transformer encoder on a built-in task and writes DIR/model.safetensors\n"
+      "usage: attn train [--task T | --data-train FILE [--data-val FILE]] [options]\n"
+      "  Trains a small Transformer encoder on a built-in task or on your own data (TSV\n"
+      "  label<TAB>text, or CoNLL token/tag lines; see docs/cli.md) and writes\n"
+      "  DIR/model.safetensors\n"
       "  and DIR/config.json (and DIR/optim.safetensors, to resume). Progress: a line updated in\n"
       "  place on a terminal, else one JSON object per logged step. Ctrl-C / SIGTERM saves a\n"
       "  checkpoint and exits (130 / 143); 'attn train --resume DIR' continues it, ending with "
@@ -399,7 +412,9 @@ static int train_config_from_opts(const char *cmd, const opt *o, int n, attn_tra
     return CLI_EXIT_USAGE;
   }
   attn_task_shape sh;
-  if (attn_task_get_shape(&c->task, &sh) != ATTN_OK) {
+  if (opt_given(o, n, "data-train")) {
+    c->task = attn_task_config_default(ATTN_TASK_COPY); /* unused: the data give the shape */
+  } else if (attn_task_get_shape(&c->task, &sh) != ATTN_OK) {
     cli_errorf("%s: %s", cmd, attn_last_error());
     return CLI_EXIT_USAGE;
   }
@@ -408,6 +423,158 @@ static int train_config_from_opts(const char *cmd, const opt *o, int n, attn_tra
   else
     snprintf(out_buf, out_cap, "attn-%s", attn_task_name(id));
   c->out_dir = out_buf;
+  return 0;
+}
+
+/* ---- your own data ------------------------------------------------------------------------- */
+
+/* What a checkpoint trained on your own data keeps beside config.json. */
+#define DATA_META "data.json"
+
+typedef struct own_data {
+  attn_vocab *vocab, *labels;
+  attn_dataset train, valid;
+  int have_train, have_valid;
+} own_data;
+
+static void own_data_free(own_data *d) {
+  attn_vocab_free(d->vocab);
+  attn_vocab_free(d->labels);
+  if (d->have_train) attn_dataset_free(&d->train);
+  if (d->have_valid) attn_dataset_free(&d->valid);
+  memset(d, 0, sizeof *d);
+}
+
+/* Reads --data-train / --data-val into d and c (the model's shape), and writes vocab.txt,
+ * labels.txt and data.json into out_dir. Returns 0 or an exit code after a message. */
+static int own_data_setup(const opt *o, int n, const char *out_dir, attn_train_config *c,
+                          own_data *d) {
+  memset(d, 0, sizeof *d);
+  attn_data_options dopt = attn_data_options_default();
+  if (attn_data_format_from_name(opt_str(o, n, "format"), &dopt.format) != ATTN_OK ||
+      attn_data_tokens_from_name(opt_str(o, n, "tokens"), &dopt.tokens) != ATTN_OK) {
+    cli_errorf("train: %s", attn_last_error());
+    return CLI_EXIT_USAGE;
+  }
+  if (opt_given(o, n, "task") || opt_given(o, n, "symbols") || opt_given(o, n, "min-len")) {
+    cli_errorf("train: --task, --symbols and --min-len do not apply to --data-train");
+    return CLI_EXIT_USAGE;
+  }
+  dopt.min_freq = (int32_t)opt_int(o, n, "min-freq");
+  if (opt_given(o, n, "max-len")) dopt.max_len = (int32_t)opt_int(o, n, "max-len");
+  if (attn_dataset_build(opt_str(o, n, "data-train"), &dopt, &d->vocab, &d->labels, &d->train) !=
+      ATTN_OK) {
+    cli_errorf("train: %s", attn_last_error());
+    return CLI_EXIT_RUNTIME;
+  }
+  d->have_train = 1;
+  if (opt_given(o, n, "data-val")) {
+    attn_data_options vopt = dopt;
+    vopt.seq_len = d->train.seq_len;
+    if (attn_dataset_load(opt_str(o, n, "data-val"), &vopt, d->vocab, d->labels, &d->valid) !=
+        ATTN_OK) {
+      cli_errorf("train: %s", attn_last_error());
+      own_data_free(d);
+      return CLI_EXIT_RUNTIME;
+    }
+    d->have_valid = 1;
+  }
+  c->data_shape.kind = d->train.kind;
+  c->data_shape.seq_len = d->train.seq_len;
+  c->data_shape.vocab = attn_vocab_size(d->vocab);
+  c->data_shape.n_classes = attn_vocab_size(d->labels);
+  c->data_train = &d->train;
+  c->data_valid = d->have_valid ? &d->valid : NULL;
+  char path[4200];
+  int rc = 0;
+  if (mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
+    cli_errorf("train: %s: cannot create the directory: %s", out_dir, strerror(errno));
+    rc = CLI_EXIT_RUNTIME;
+  }
+  snprintf(path, sizeof path, "%s/vocab.txt", out_dir);
+  if (!rc && attn_vocab_save(d->vocab, path) != ATTN_OK) rc = CLI_EXIT_RUNTIME;
+  snprintf(path, sizeof path, "%s/labels.txt", out_dir);
+  if (!rc && attn_vocab_save(d->labels, path) != ATTN_OK) rc = CLI_EXIT_RUNTIME;
+  if (rc == CLI_EXIT_RUNTIME && attn_last_error()[0]) cli_errorf("train: %s", attn_last_error());
+  snprintf(path, sizeof path, "%s/" DATA_META, out_dir);
+  FILE *f = rc ? NULL : fopen(path, "w");
+  if (!rc && (!f || fprintf(f, "{\"format\": \"%s\", \"tokens\": \"%s\", \"min_freq\": %d}\n",
+                            dopt.format == ATTN_DATA_TSV ? "tsv" : "conll",
+                            dopt.tokens == ATTN_DATA_CHARS ? "char" : "word",
+                            (int)dopt.min_freq) < 0)) {
+    cli_errorf("train: %s: cannot write", path);
+    rc = CLI_EXIT_RUNTIME;
+  }
+  if (f && fclose(f) != 0 && !rc) {
+    cli_errorf("train: %s: cannot write", path);
+    rc = CLI_EXIT_RUNTIME;
+  }
+  if (rc) own_data_free(d);
+  else if (opt_given(o, n, "json") || !isatty(STDOUT_FILENO))
+    printf("{\"event\":\"data\",\"train_examples\":%lld,\"tokens\":%lld,\"unknown\":%lld,"
+           "\"truncated\":%lld,\"seq_len\":%d,\"vocab\":%d,\"labels\":%d,"
+           "\"valid_examples\":%lld}\n",
+           (long long)d->train.n, (long long)d->train.tokens, (long long)d->train.unknown,
+           (long long)d->train.truncated, (int)d->train.seq_len, (int)attn_vocab_size(d->vocab),
+           (int)attn_vocab_size(d->labels), d->have_valid ? (long long)d->valid.n : 0LL);
+  else
+    printf("data: %lld training examples (%lld tokens, %lld unknown, %lld cut to %d), %d tokens "
+           "in the vocabulary, %d labels, %s%lld validation examples\n",
+           (long long)d->train.n, (long long)d->train.tokens, (long long)d->train.unknown,
+           (long long)d->train.truncated, (int)d->train.seq_len, (int)attn_vocab_size(d->vocab),
+           (int)attn_vocab_size(d->labels), d->have_valid ? "" : "no ",
+           d->have_valid ? (long long)d->valid.n : 0LL);
+  return rc;
+}
+
+/* Loads the vocabularies of a checkpoint trained on your own data (and *dopt, its data options)
+ * and reads train_file into d->train, val_file into d->valid with them (either may be NULL). */
+static int own_data_from_ckpt(const char *who, const char *dir, const attn_train_config *c,
+                              const char *train_file, const char *val_file, own_data *d,
+                              attn_data_options *dopt) {
+  memset(d, 0, sizeof *d);
+  char path[4200];
+  *dopt = attn_data_options_default();
+  dopt->format = c->data_shape.kind == ATTN_TASK_LABELING ? ATTN_DATA_CONLL : ATTN_DATA_TSV;
+  dopt->seq_len = c->data_shape.seq_len;
+  snprintf(path, sizeof path, "%s/" DATA_META, dir);
+  FILE *f = fopen(path, "r");
+  char meta[512] = "";
+  if (f) {
+    size_t got = fread(meta, 1, sizeof meta - 1, f);
+    meta[got] = '\0';
+    fclose(f);
+  }
+  if (!f || !strstr(meta, "\"tokens\"")) {
+    cli_errorf("%s: %s: missing or unreadable (written by 'attn train --data-train')", who, path);
+    return CLI_EXIT_RUNTIME;
+  }
+  dopt->tokens = strstr(meta, "\"tokens\": \"word\"") ? ATTN_DATA_WORDS : ATTN_DATA_CHARS;
+  attn_status st;
+  snprintf(path, sizeof path, "%s/vocab.txt", dir);
+  st = attn_vocab_load(&d->vocab, path);
+  snprintf(path, sizeof path, "%s/labels.txt", dir);
+  if (st == ATTN_OK) st = attn_vocab_load(&d->labels, path);
+  if (st == ATTN_OK && (attn_vocab_size(d->vocab) != c->data_shape.vocab ||
+                        attn_vocab_size(d->labels) != c->data_shape.n_classes)) {
+    cli_errorf("%s: %s: vocab.txt / labels.txt do not match config.json (%d tokens, %d labels)",
+               who, dir, (int)c->data_shape.vocab, (int)c->data_shape.n_classes);
+    own_data_free(d);
+    return CLI_EXIT_RUNTIME;
+  }
+  if (st == ATTN_OK && train_file) {
+    st = attn_dataset_load(train_file, dopt, d->vocab, d->labels, &d->train);
+    d->have_train = st == ATTN_OK;
+  }
+  if (st == ATTN_OK && val_file) {
+    st = attn_dataset_load(val_file, dopt, d->vocab, d->labels, &d->valid);
+    d->have_valid = st == ATTN_OK;
+  }
+  if (st != ATTN_OK) {
+    cli_errorf("%s: %s", who, attn_last_error());
+    own_data_free(d);
+    return CLI_EXIT_RUNTIME;
+  }
   return 0;
 }
 
@@ -424,7 +591,8 @@ int cli_train_main(int argc, char **argv) {
   attn_train_config c;
   if (opt_given(train_opts, N_TRAIN_OPTS, "resume")) {
     static const char *const allowed[] = {"resume",        "steps",   "log-every", "ckpt-every",
-                                          "eval-examples", "threads", "json"};
+                                          "eval-examples", "threads", "json",
+                                          "data-train",    "data-val"};
     for (int i = 0; i < N_TRAIN_OPTS; i++) {
       if (!train_opts[i].value) continue;
       int ok = 0;
@@ -453,7 +621,63 @@ int cli_train_main(int argc, char **argv) {
     c.eval_examples = opt_given(train_opts, N_TRAIN_OPTS, "eval-examples")
                           ? opt_int(train_opts, N_TRAIN_OPTS, "eval-examples")
                           : 0;
+    /* A run on your own data resumes with its files read through the saved vocabularies. */
+    attn_seq_model *peek = NULL;
+    attn_train_config saved;
+    if (attn_seq_model_load(&peek, out_dir, &saved, NULL) != ATTN_OK) {
+      cli_errorf("train: %s", attn_last_error());
+      return CLI_EXIT_RUNTIME;
+    }
+    attn_seq_model_free(peek);
+    if ((saved.data_shape.seq_len > 0) != opt_given(train_opts, N_TRAIN_OPTS, "data-train")) {
+      cli_errorf(saved.data_shape.seq_len > 0
+                     ? "train: %s was trained on your own data: resume with --data-train FILE"
+                     : "train: %s was trained on a built-in task: --data-train does not apply",
+                 out_dir);
+      return CLI_EXIT_USAGE;
+    }
+    if (saved.data_shape.seq_len > 0) {
+      own_data d;
+      attn_data_options dopt;
+      rc = own_data_from_ckpt("train", out_dir, &saved,
+                              opt_str(train_opts, N_TRAIN_OPTS, "data-train"),
+                              opt_given(train_opts, N_TRAIN_OPTS, "data-val")
+                                  ? opt_str(train_opts, N_TRAIN_OPTS, "data-val")
+                                  : NULL,
+                              &d, &dopt);
+      if (rc) return rc;
+      c.data_shape = saved.data_shape;
+      c.data_train = &d.train;
+      c.data_valid = d.have_valid ? &d.valid : NULL;
+      rc = set_threads("train", opt_int(train_opts, N_TRAIN_OPTS, "threads"));
+      if (!rc)
+        rc = cli_train_session(
+            "train", &c,
+            opt_given(train_opts, N_TRAIN_OPTS, "json") ? CLI_PROGRESS_JSON : CLI_PROGRESS_AUTO,
+            NULL);
+      own_data_free(&d);
+      return rc;
+    }
+  } else if (opt_given(train_opts, N_TRAIN_OPTS, "data-train")) {
+    rc = train_config_from_opts("train", train_opts, N_TRAIN_OPTS, &c, out_dir, sizeof out_dir);
+    if (rc) return rc;
+    if (!opt_given(train_opts, N_TRAIN_OPTS, "out")) snprintf(out_dir, sizeof out_dir, "attn-data");
+    own_data d;
+    rc = own_data_setup(train_opts, N_TRAIN_OPTS, out_dir, &c, &d);
+    if (rc) return rc;
+    rc = set_threads("train", opt_int(train_opts, N_TRAIN_OPTS, "threads"));
+    if (!rc)
+      rc = cli_train_session(
+          "train", &c,
+          opt_given(train_opts, N_TRAIN_OPTS, "json") ? CLI_PROGRESS_JSON : CLI_PROGRESS_AUTO,
+          NULL);
+    own_data_free(&d);
+    return rc;
   } else {
+    if (opt_given(train_opts, N_TRAIN_OPTS, "data-val")) {
+      cli_errorf("train: --data-val needs --data-train");
+      return CLI_EXIT_USAGE;
+    }
     rc = train_config_from_opts("train", train_opts, N_TRAIN_OPTS, &c, out_dir, sizeof out_dir);
     if (rc) return rc;
   }
@@ -470,7 +694,9 @@ static opt eval_opts[] = {
     {"task", OPT_STR, 0, 0, "the checkpoint's", "evaluate on this task (same lengths and symbols)",
      NULL},
     {"split", OPT_STR, 0, 0, "test", "test or valid", NULL},
-    {"examples", OPT_INT, 1, 10000000, "1000", "examples evaluated", NULL},
+    {"examples", OPT_INT, 1, 10000000, "1000 (--data: all)", "examples evaluated", NULL},
+    {"data", OPT_STR, 0, 0, NULL,
+     "evaluate on this file of your own data (a checkpoint of 'attn train --data-train')", NULL},
     {"threads", OPT_INT, 0, 1024, "0 = ATTN_NUM_THREADS or all CPUs", "threads", NULL},
     {"json", OPT_FLAG, 0, 0, NULL, "print one JSON object", NULL},
 };
@@ -478,7 +704,7 @@ static opt eval_opts[] = {
 
 static void eval_usage(FILE *f) {
   fputs(
-      "usage: attn eval CKPT_DIR [options]\n"
+      "usage: attn eval CKPT_DIR [--task T | --data FILE] [options]\n"
       "  Accuracy (per sequence and per token) and loss of a checkpoint on held-out examples.\n"
       "options:\n",
       f);
@@ -523,6 +749,50 @@ int cli_eval_main(int argc, char **argv) {
   if (attn_seq_model_load(&m, pos[0], &c, &step) != ATTN_OK) {
     cli_errorf("eval: %s", attn_last_error());
     return CLI_EXIT_RUNTIME;
+  }
+  const int own = c.data_shape.seq_len > 0;
+  if (own != opt_given(eval_opts, N_EVAL_OPTS, "data") || (own && have_task)) {
+    cli_errorf(own ? "eval: %s was trained on your own data: give --data FILE (not --task)"
+                   : "eval: %s was trained on a built-in task: --data does not apply",
+               pos[0]);
+    attn_seq_model_free(m);
+    return CLI_EXIT_USAGE;
+  }
+  if (own) {
+    own_data d;
+    attn_eval_result dev;
+    attn_data_options dopt;
+    rc = own_data_from_ckpt("eval", pos[0], &c, NULL, opt_str(eval_opts, N_EVAL_OPTS, "data"), &d,
+                            &dopt);
+    if (!rc) {
+      const long nd = opt_given(eval_opts, N_EVAL_OPTS, "examples")
+                          ? opt_int(eval_opts, N_EVAL_OPTS, "examples")
+                          : (long)d.valid.n;
+      if (attn_seq_model_eval_data(m, &d.valid, nd, &dev) != ATTN_OK) {
+        cli_errorf("eval: %s", attn_last_error());
+        rc = CLI_EXIT_RUNTIME;
+      }
+    }
+    attn_seq_model_free(m);
+    if (!rc && (opt_given(eval_opts, N_EVAL_OPTS, "json") || !isatty(STDOUT_FILENO))) {
+      printf("{\"event\":\"eval\",\"checkpoint\":");
+      json_string(stdout, pos[0]);
+      printf(",\"data\":");
+      json_string(stdout, opt_str(eval_opts, N_EVAL_OPTS, "data"));
+      printf(",\"step\":%lld,\"examples\":%lld,\"unknown_tokens\":%lld,\"loss\":%.6g,"
+             "\"token_acc\":%.6g,\"seq_acc\":%.6g}\n",
+             (long long)step, (long long)dev.examples, (long long)d.valid.unknown, dev.loss,
+             dev.token_acc, dev.seq_acc);
+    } else if (!rc) {
+      printf("%s on %s (%lld examples, %lld unknown tokens; checkpoint at step %lld):\n"
+             "  %s accuracy %.1f%%, token accuracy %.1f%%, loss %.4f\n",
+             pos[0], opt_str(eval_opts, N_EVAL_OPTS, "data"), (long long)dev.examples,
+             (long long)d.valid.unknown, (long long)step,
+             c.data_shape.kind == ATTN_TASK_CLASSIFICATION ? "classification" : "sentence",
+             100 * dev.seq_acc, 100 * dev.token_acc, dev.loss);
+    }
+    if (!rc) own_data_free(&d);
+    return rc;
   }
   attn_task_config task = c.task;
   if (have_task) {
@@ -614,6 +884,102 @@ static void predict_usage(FILE *f) {
   opt_usage(f, predict_opts, N_PREDICT_OPTS);
 }
 
+/* `attn predict` for a checkpoint trained on your own data: the arguments are one text. */
+static int predict_own_data(const char **pos, int n_pos, attn_seq_model *m,
+                            const attn_train_config *c) {
+  own_data d;
+  attn_data_options dopt;
+  int rc = own_data_from_ckpt("predict", pos[0], c, NULL, NULL, &d, &dopt);
+  if (rc) return rc;
+  size_t total = 1;
+  for (int i = 1; i < n_pos; i++) total += strlen(pos[i]) + 1;
+  char *text = malloc(total);
+  const int32_t T = c->data_shape.seq_len;
+  int32_t *ids = malloc((size_t)T * sizeof *ids), *out = malloc((size_t)T * sizeof *out);
+  float *w = NULL;
+  int32_t len = 0;
+  if (!text || !ids || !out) {
+    cli_errorf("predict: out of memory");
+    rc = CLI_EXIT_RUNTIME;
+  } else {
+    text[0] = '\0';
+    for (int i = 1; i < n_pos; i++) {
+      if (i > 1) strcat(text, " ");
+      strcat(text, pos[i]);
+    }
+    if (attn_data_encode(d.vocab, dopt.format, dopt.tokens, text, ids, T, &len) != ATTN_OK) {
+      cli_errorf("predict: %s", attn_last_error());
+      rc = CLI_EXIT_USAGE;
+    } else if (attn_seq_model_predict(m, ids, len, out) != ATTN_OK) {
+      cli_errorf("predict: %s", attn_last_error());
+      rc = CLI_EXIT_RUNTIME;
+    }
+  }
+  const int show = opt_given(predict_opts, N_PREDICT_OPTS, "show-attention");
+  if (!rc && show) {
+    w = malloc((size_t)(c->layers * c->heads * len * len) * sizeof *w);
+    if (!w || attn_seq_model_attention(m, ids, len, w) != ATTN_OK) {
+      cli_errorf("predict: %s", w ? attn_last_error() : "out of memory");
+      rc = CLI_EXIT_RUNTIME;
+    }
+  }
+  const int first = c->data_shape.kind == ATTN_TASK_CLASSIFICATION ? len - 1 : 0;
+  const int json = opt_given(predict_opts, N_PREDICT_OPTS, "json");
+  if (!rc && json) {
+    printf("{\"input\":[");
+    for (int32_t t = 0; t < len; t++) {
+      printf("%s", t ? "," : "");
+      json_string(stdout, attn_vocab_token(d.vocab, ids[t]));
+    }
+    printf("],\"output\":[");
+    for (int32_t t = first; t < len; t++) {
+      printf("%s", t > first ? "," : "");
+      json_string(stdout, attn_vocab_token(d.labels, out[t]));
+    }
+    printf("]");
+    if (w) { /* [layer][head][query][key] */
+      printf(",\"attention\":[");
+      for (int64_t l = 0; l < c->layers; l++) {
+        printf("%s[", l ? "," : "");
+        for (int64_t h = 0; h < c->heads; h++) {
+          printf("%s[", h ? "," : "");
+          for (int32_t i = 0; i < len; i++) {
+            printf("%s[", i ? "," : "");
+            for (int32_t j = 0; j < len; j++)
+              printf("%s%.4f", j ? "," : "", (double)w[((l * c->heads + h) * len + i) * len + j]);
+            printf("]");
+          }
+          printf("]");
+        }
+        printf("]");
+      }
+      printf("]");
+    }
+    printf("}\n");
+  } else if (!rc) {
+    for (int32_t t = first; t < len; t++)
+      printf("%s%s", t > first ? " " : "", attn_vocab_token(d.labels, out[t]));
+    printf("\n");
+  }
+  for (int64_t l = 0; !rc && !json && w && l < c->layers; l++)
+    for (int64_t h = 0; h < c->heads; h++) {
+      printf("\nlayer %lld, head %lld (row i: query token i, columns: keys 0..%d)\n", (long long)l,
+             (long long)h, (int)len - 1);
+      for (int32_t i = 0; i < len; i++) {
+        printf("%-8.8s", attn_vocab_token(d.vocab, ids[i]));
+        for (int32_t j = 0; j < len; j++)
+          printf(" %5.2f", (double)w[((l * c->heads + h) * len + i) * len + j]);
+        printf("\n");
+      }
+    }
+  free(w);
+  free(text);
+  free(ids);
+  free(out);
+  own_data_free(&d);
+  return rc;
+}
+
 int cli_predict_main(int argc, char **argv) {
   const char *pos[MAX_TOKENS + 1];
   int n_pos;
@@ -640,6 +1006,11 @@ int cli_predict_main(int argc, char **argv) {
   }
   static int32_t ids[MAX_TOKENS], out[MAX_TOKENS], want[MAX_TOKENS];
   int32_t len = 0;
+  if (c.data_shape.seq_len > 0) {
+    rc = predict_own_data(pos, n_pos, m, &c);
+    attn_seq_model_free(m);
+    return rc;
+  }
   attn_task_shape sh;
   attn_task_get_shape(&c.task, &sh);
   rc = 0;
