@@ -1,5 +1,6 @@
 /* `attn bench sdpa` and `attn bench gemm`: measure this machine's FMA peak, then time the kernels
  * on a grid of shapes and report GFLOP/s, % of peak and extra memory (DESIGN.md section 6). */
+#include "bench_train.h"
 #include "bert_cli.h"
 #include "cli.h"
 
@@ -13,6 +14,7 @@ void cli_bench_usage(FILE *f) {
       "usage: attn bench sdpa [options]    fused attention forward/backward\n"
       "       attn bench gemm [options]    attn_gemm, square row-major C = A B\n"
       "       attn bench bert [options]    BERT sentence embeddings (attn bench bert --help)\n"
+      "       attn bench train [options]   GPT-like training steps (attn bench train --help)\n"
       "\n"
       "Every run first measures the FMA peak of one core (a register-resident FMA loop of\n"
       "the ISA libattn dispatches to); a T-thread figure is compared with T x that peak.\n"
@@ -335,8 +337,9 @@ int cli_bench_main(int argc, char **argv) {
   }
   const char *kernel = argv[1];
   if (!strcmp(kernel, "bert")) return cli_bench_bert_main(argc - 1, argv + 1);
+  if (!strcmp(kernel, "train")) return cli_bench_train_main(argc - 1, argv + 1);
   if (strcmp(kernel, "sdpa") != 0 && strcmp(kernel, "gemm") != 0) {
-    cli_errorf("bench: unknown kernel '%s' (expected sdpa or gemm; see 'attn bench --help')",
+    cli_errorf("bench: unknown kernel '%s' (expected sdpa, gemm, bert or train; see 'attn bench --help')",
                kernel);
     return CLI_EXIT_USAGE;
   }
