@@ -73,36 +73,8 @@ static inline __attribute__((always_inline)) float tanh_r(float x) {
 
 float attn_tanh_approx(float x) { return tanh_r(x); }
 
-/* exp(x) for x <= 0 (see src/cpu/align.c): exp(-inf) = 0, NaN kept, x < -87 gives 0. */
-static inline __attribute__((always_inline)) float exp_neg(float x) {
-  const float magic = 12582912.0f;
-  float t = x * 1.44269504f + magic;
-  uint32_t tb;
-  memcpy(&tb, &t, 4);
-  float nf = t - magic;
-  float r = x - nf * 0.693145752f;
-  r = r - nf * 1.42860677e-6f;
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  uint32_t sb = (tb - 0x4B400000u + 127u) << 23;
-  float scale;
-  memcpy(&scale, &sb, 4);
-  float y = p * scale;
-  /* 0 for x < -87 (including -inf), on the bits so loops vectorise; NaN is kept. */
-  int32_t xb, yb;
-  memcpy(&xb, &x, 4);
-  memcpy(&yb, &y, 4);
-  int32_t ab = xb & 0x7fffffff;
-  yb = (xb < 0 && ab > 0x42AE0000 && ab <= 0x7f800000) ? 0 : yb; /* 0x42AE0000 = 87.0f */
-  memcpy(&y, &yb, 4);
-  return y;
-}
+#include "scalar_math.h"
+
 
 
 /* ---- the two inner kernels, written once ------------------------------------------------------ */
@@ -318,7 +290,7 @@ static inline __attribute__((always_inline)) void forward_task_impl(void *ctx, i
       } else {
         float part[LANES] = {0};
         for (int64_t j = 0; j < Tk; j++) {
-          p[j] = exp_neg(p[j] - mx);
+          p[j] = attn__exp_neg(p[j] - mx);
           part[j % LANES] += p[j];
         }
         float sum = 0.0f;
@@ -383,7 +355,7 @@ static inline __attribute__((always_inline)) void backward_task_impl(void *ctx, 
       for (int64_t c = 0; c < Dv; c++) D += go[c] * o[c]; /* once per row: left scalar */
       for (int64_t j = 0; j < Tk; j++) {
         float x = s[j] - lse;
-        float pj = exp_neg(x < 0.0f ? x : 0.0f);
+        float pj = attn__exp_neg(x < 0.0f ? x : 0.0f);
         if (s[j] == -INFINITY || pj == 0.0f) {
           s[j] = 0.0f;
           continue;

@@ -26,43 +26,10 @@ attn_status attn__align_check(const char *fn, const attn_tensor *dst, const floa
  * AVX2, AVX-512) through GCC's target attribute; attn_get_isa() picks one. */
 #define ATTN_AI static inline __attribute__((always_inline))
 
+#include "scalar_math.h"
+
 /* ---- exp for x <= 0 ------------------------------------------------------------------------- */
 
-/* exp(x) for x <= 0 (x > 0 is not needed here); exp(-inf) = 0, NaN stays NaN, x < -87 gives 0
- * (exp(-87) ~ 1.6e-38 is at the edge of the normal range). x = n ln2 + r with |r| <= ln2/2 and
- * n = round(x / ln2) by the 1.5 * 2^23 trick, exp(r) by its degree-7 Taylor polynomial
- * (truncation < 5e-9 relative), 2^n built in the exponent bits. Branch-free so loops over it
- * vectorise; about 2 ulp. */
-ATTN_AI float exp_neg(float x) {
-  const float magic = 12582912.0f; /* 1.5 * 2^23 */
-  float t = x * 1.44269504f + magic;
-  uint32_t tb;
-  memcpy(&tb, &t, 4);
-  float nf = t - magic;
-  float r = x - nf * 0.693145752f; /* ln2 hi */
-  r = r - nf * 1.42860677e-6f;     /* ln2 lo */
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  uint32_t sb = (tb - 0x4B400000u + 127u) << 23; /* n + 127 in the exponent field */
-  float scale;
-  memcpy(&scale, &sb, 4);
-  float y = p * scale;
-  /* 0 for x < -87 (including -inf), NaN kept; an integer select, which GCC vectorises (with the
-   * default -ftrapping-math it does not if-convert float selects). */
-  int32_t xb, yb;
-  memcpy(&xb, &x, 4);
-  memcpy(&yb, &y, 4);
-  int32_t ab = xb & 0x7fffffff;
-  yb = (xb < 0 && ab > 0x42AE0000 && ab <= 0x7f800000) ? 0 : yb; /* 0x42AE0000 = 87.0f */
-  memcpy(&y, &yb, 4);
-  return y;
-}
 
 /* ---- one row, in f32 ------------------------------------------------------------------------ */
 
@@ -125,12 +92,12 @@ ATTN_AI void softmax_row(const float *z, float *a, int64_t n, float m) {
   int64_t j = 0;
   for (; j + 8 <= n; j += 8)
     for (int l = 0; l < 8; l++) {
-      float e = exp_neg(z[j + l] - m);
+      float e = attn__exp_neg(z[j + l] - m);
       a[j + l] = e;
       part[l] += e;
     }
   for (; j < n; j++) {
-    a[j] = exp_neg(z[j] - m);
+    a[j] = attn__exp_neg(z[j] - m);
     part[0] += a[j];
   }
   float sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
@@ -143,7 +110,7 @@ ATTN_AI void fast_row_forward(const attn_align_params *p, const float *z, float 
                              int64_t n) {
   if (p->kind == ATTN_ALIGN_SIGMOID) {
     for (int64_t j = 0; j < n; j++) {
-      float e = exp_neg(-fabsf(z[j]));
+      float e = attn__exp_neg(-fabsf(z[j]));
       float inv = 1.0f / (1.0f + e);
       a[j] = z[j] >= 0.0f ? inv : e * inv;
       if (z[j] != z[j]) a[j] = z[j];
@@ -405,7 +372,7 @@ ATTN_AI void align_task_impl(void *ctx, int64_t item, int thread_id) {
         float pr = p->positions[r];
         for (int64_t j = lo; j <= hi; j++) {
           float d = (float)j - pr;
-          o[j] *= exp_neg(-d * d / (2.0f * sigma2));
+          o[j] *= attn__exp_neg(-d * d / (2.0f * sigma2));
         }
       }
       continue;
@@ -433,7 +400,7 @@ ATTN_AI void align_task_impl(void *ctx, int64_t item, int thread_id) {
         float f = 1.0f;
         if (local_p) {
           float d = (float)j - pr;
-          f = exp_neg(-d * d / (2.0f * sigma2));
+          f = attn__exp_neg(-d * d / (2.0f * sigma2));
           dp += (double)(a[j] * f * d / sigma2 * go[j]);
         }
         w.g[j] = f * go[j];
