@@ -334,12 +334,11 @@ static attn_status eval_impl(attn_seq_model *m, const attn_task_config *task,
   return ATTN_OK;
 }
 
-attn_status attn_seq_model_predict(attn_seq_model *m, const int32_t *ids, int32_t len,
-                                   int32_t *out) {
-  attn__clear_error();
-  if (!m || !ids || !out)
-    return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_seq_model_predict: NULL argument");
-  const int64_t T = m->shape.seq_len, C = m->shape.n_classes;
+/* A batch of one sequence for predict/attention: checks the length and the token ids, then pads
+ * to the model's length. */
+static attn_status single_batch(const attn_seq_model *m, const int32_t *ids, int32_t len,
+                                batch_buf *bb) {
+  const int64_t T = m->shape.seq_len;
   if (len < 1 || len > T)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%d tokens; the model takes 1..%lld", (int)len,
                       (long long)T);
@@ -347,11 +346,22 @@ attn_status attn_seq_model_predict(attn_seq_model *m, const int32_t *ids, int32_
     if (ids[t] < 0 || ids[t] >= m->shape.vocab)
       return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "token %d at position %d not in [0, %d)",
                         (int)ids[t], (int)t, (int)m->shape.vocab);
-  batch_buf bb;
-  attn_status st = batch_alloc(&bb, 1, T);
+  attn_status st = batch_alloc(bb, 1, T);
   if (st != ATTN_OK) return st;
-  for (int64_t t = 0; t < T; t++) bb.ids[t] = t < len ? ids[t] : ATTN_TASK_PAD;
-  bb.lens[0] = len;
+  for (int64_t t = 0; t < T; t++) bb->ids[t] = t < len ? ids[t] : ATTN_TASK_PAD;
+  bb->lens[0] = len;
+  return ATTN_OK;
+}
+
+attn_status attn_seq_model_predict(attn_seq_model *m, const int32_t *ids, int32_t len,
+                                   int32_t *out) {
+  attn__clear_error();
+  if (!m || !ids || !out)
+    return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_seq_model_predict: NULL argument");
+  const int64_t C = m->shape.n_classes;
+  batch_buf bb;
+  attn_status st = single_batch(m, ids, len, &bb);
+  if (st != ATTN_OK) return st;
   const int prev = attn_nn_set_grad_enabled(m->ctx, 0);
   attn_nn_ctx_reset(m->ctx);
   attn_var *logits = forward(m, bb.ids, bb.lens, 1, bb.pos, bb.rpos);
@@ -377,18 +387,9 @@ attn_status attn_seq_model_attention(attn_seq_model *m, const int32_t *ids, int3
   if (!m || !ids || !weights)
     return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_seq_model_attention: NULL argument");
   const int64_t T = m->shape.seq_len, H = m->cfg.heads;
-  if (len < 1 || len > T)
-    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%d tokens; the model takes 1..%lld", (int)len,
-                      (long long)T);
-  for (int32_t t = 0; t < len; t++)
-    if (ids[t] < 0 || ids[t] >= m->shape.vocab)
-      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "token %d at position %d not in [0, %d)",
-                        (int)ids[t], (int)t, (int)m->shape.vocab);
   batch_buf bb;
-  attn_status st = batch_alloc(&bb, 1, T);
+  attn_status st = single_batch(m, ids, len, &bb);
   if (st != ATTN_OK) return st;
-  for (int64_t t = 0; t < T; t++) bb.ids[t] = t < len ? ids[t] : ATTN_TASK_PAD;
-  bb.lens[0] = len;
   attn_nn_ctx *ctx = m->ctx;
   const int prev = attn_nn_set_grad_enabled(ctx, 0);
   attn_nn_ctx_reset(ctx);
