@@ -948,6 +948,70 @@ static void test_training_local_p(void) {
   attn_nn_params_clear(&ps);
 }
 
+/* ---- thread determinism ---- */
+
+/* Every gradient of a Bahdanau and a local-p Luong layer and of the align op over several kinds,
+ * concatenated into g (returns the count). Shapes large enough to split over the pool. */
+static int64_t det_run(float *g, int64_t cap) {
+  enum { B = 4, T = 16, SK = 33, DQ = 8, DK = 12 };
+  attn_nn_params ps = {0};
+  attn_nn_bahdanau bl;
+  attn_nn_luong ll;
+  CHECK_OK(attn_nn_bahdanau_init(&bl, DQ, DK, 24, 3, &ps));
+  attn_nn_luong_config cfg = attn_nn_luong_config_default(DQ, DK);
+  cfg.align.kind = ATTN_ALIGN_ENTMAX15;
+  cfg.align.local = ATTN_ALIGN_LOCAL_P;
+  cfg.align.window = 5;
+  CHECK_OK(attn_nn_luong_init(&ll, &cfg, 4, &ps));
+  t_rng r = t_rng_make(555);
+  static float hq[B * T * DQ], hk[B * SK * DK];
+  for (int i = 0; i < B * T * DQ; i++) hq[i] = t_uniform(&r, -1, 1);
+  for (int i = 0; i < B * SK * DK; i++) hk[i] = t_uniform(&r, -1, 1);
+  const int32_t lens[B] = {33, 20, 1, 30};
+  attn_nn_ctx_reset(ctx);
+  attn_var *q = attn_nn_tensor(ctx, 3, S(B, T, DQ), hq, 1),
+           *k = attn_nn_tensor(ctx, 3, S(B, SK, DK), hk, 1);
+  attn_var *loss = attn_nn_add(
+      ctx, attn_nn_sum_all(ctx, attn_nn_bahdanau_forward(ctx, &bl, q, k, NULL, lens, NULL)),
+      attn_nn_sum_all(ctx, attn_nn_luong_forward(ctx, &ll, q, k, lens, NULL)));
+  for (int kind = 0; kind <= ATTN_ALIGN_ENTMAX_BISECT; kind++) {
+    attn_align_params p = attn_align_params_default();
+    p.kind = (attn_align_kind)kind;
+    p.straight_through = 1;
+    attn_var *a = attn_nn_align(ctx, attn_nn_reshape(ctx, k, 2, S(B * SK, DK)), NULL, &p, NULL);
+    loss = attn_nn_add(ctx, loss, attn_nn_sum_all(ctx, attn_nn_mul(ctx, a, a)));
+  }
+  CHECK(loss != NULL, "determinism run: %s", attn_nn_ctx_error(ctx));
+  int64_t n = 0;
+  if (loss && attn_backward(loss) == ATTN_OK) {
+    attn_var *vs[2] = {q, k};
+    for (int i = 0; i < 2; i++)
+      for (int64_t j = 0; j < vs[i]->numel && n < cap; j++) g[n++] = vs[i]->grad[j];
+    for (int64_t i = 0; i < ps.n; i++)
+      for (int64_t j = 0; j < ps.items[i]->numel && n < cap; j++) g[n++] = ps.items[i]->grad[j];
+  }
+  attn_nn_bahdanau_free(&bl);
+  attn_nn_luong_free(&ll);
+  attn_nn_params_clear(&ps);
+  return n;
+}
+
+static void test_thread_determinism(void) {
+  enum { CAP = 1 << 16 };
+  static float ref[CAP], got[CAP];
+  const int saved = attn_get_num_threads();
+  CHECK_OK(attn_set_num_threads(1));
+  const int64_t n = det_run(ref, CAP);
+  CHECK(n > 1000, "determinism: %lld gradient values", (long long)n);
+  for (int threads = 2; threads <= 3; threads++) {
+    CHECK_OK(attn_set_num_threads(threads));
+    const int64_t m = det_run(got, CAP);
+    CHECK(m == n && memcmp(ref, got, (size_t)n * sizeof(float)) == 0,
+          "gradients with %d threads differ from 1 thread", threads);
+  }
+  attn_set_num_threads(saved);
+}
+
 int main(void) {
   rng = t_rng_make(20260411);
   ctx = attn_nn_ctx_new();
@@ -957,6 +1021,7 @@ int main(void) {
   test_layers();
   test_bad_inputs();
   test_failing_allocator();
+  test_thread_determinism();
   test_training();
   test_training_local_p();
   attn_nn_ctx_free(ctx);
