@@ -4,8 +4,8 @@
  *   - help: `attn help` and `attn CMD --help` list the commands and options;
  *   - train writes model.safetensors, optim.safetensors, config.json (the step reached),
  *     log.jsonl (one line a logged step), report.html and, with --png, PNG files that parse
- *     (signature, chunk CRC-32s, IHDR, the stored zlib stream inflating to the right byte count
- *     with the right Adler-32), one per heatmap and curve;
+ *     (tests/png_check.h: signature, chunk CRC-32s, IHDR, the zlib stream inflating to the right
+ *     byte count with the right Adler-32), one per heatmap and curve;
  *   - the report is well formed (balanced tags after the doctype) with one heatmap <svg> per
  *     layer x head x example; eval prints accuracies; predict prints one output of the right form;
  *     --show-attention prints every layer's and head's weights, rows summing to 1;
@@ -18,6 +18,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "common.h"
+#include "png_check.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -237,96 +238,6 @@ static int html_balanced(const char *s) {
   return depth == 0 && seen > 0;
 }
 
-/* An independent CRC-32 (bitwise) and Adler-32 for the PNG checks. */
-static uint32_t crc32_bitwise(const uint8_t *p, size_t n) {
-  uint32_t c = 0xffffffffu;
-  for (size_t i = 0; i < n; i++) {
-    c ^= p[i];
-    for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1)));
-  }
-  return ~c;
-}
-
-static uint32_t be32(const uint8_t *p) {
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* A PNG file as `attn --png` writes it: the signature, chunks with good CRCs, IHDR first (8-bit
- * RGB), the concatenated IDAT a zlib stream of stored deflate blocks whose data is h rows of
- * 1 + 3 w bytes (filter byte 0) with the right Adler-32, IEND last. Returns 1 when good. */
-static int png_ok(const char *path, int *w_out, int *h_out) {
-  size_t n = 0;
-  uint8_t *d = (uint8_t *)read_all(path, &n);
-  static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  int ok = d && n > 8 + 25 + 12 && !memcmp(d, sig, 8);
-  uint8_t *z = NULL;
-  size_t zn = 0, at = 8;
-  uint32_t w = 0, h = 0;
-  int chunks = 0, ended = 0;
-  while (ok && at + 12 <= n && !ended) {
-    const uint32_t len = be32(d + at);
-    if (len > n - at - 12) {
-      ok = 0;
-      break;
-    }
-    const uint8_t *type = d + at + 4, *body = d + at + 8;
-    ok &= crc32_bitwise(type, len + 4) == be32(body + len);
-    if (chunks == 0) {
-      ok &= !memcmp(type, "IHDR", 4) && len == 13;
-      if (ok) {
-        w = be32(body);
-        h = be32(body + 4);
-        ok &= w > 0 && h > 0 && body[8] == 8 && body[9] == 2 && body[12] == 0;
-      }
-    } else if (!memcmp(type, "IDAT", 4)) {
-      z = realloc(z, zn + len + 1);
-      memcpy(z + zn, body, len);
-      zn += len;
-    } else if (!memcmp(type, "IEND", 4)) {
-      ended = 1;
-    }
-    chunks++;
-    at += 12 + len;
-  }
-  ok &= ended && at == n && zn > 6;
-  /* zlib header, stored blocks, Adler-32 */
-  size_t want = (size_t)h * (1 + 3 * (size_t)w), got = 0, zi = 2;
-  uint8_t *raw = ok ? malloc(want + 1) : NULL;
-  ok &= raw && ((z[0] << 8) | z[1]) % 31 == 0 && (z[0] & 0x0f) == 8;
-  int final = 0;
-  while (ok && !final) {
-    if (zi + 5 > zn) {
-      ok = 0;
-      break;
-    }
-    final = z[zi] & 1;
-    ok &= ((z[zi] >> 1) & 3) == 0; /* stored */
-    const size_t len = (size_t)z[zi + 1] | (size_t)z[zi + 2] << 8;
-    const size_t nlen = (size_t)z[zi + 3] | (size_t)z[zi + 4] << 8;
-    ok &= (len ^ 0xffff) == nlen && zi + 5 + len <= zn && got + len <= want;
-    if (!ok) break;
-    memcpy(raw + got, z + zi + 5, len);
-    got += len;
-    zi += 5 + len;
-  }
-  ok &= got == want && zi + 4 == zn;
-  if (ok) {
-    uint32_t a = 1, b = 0;
-    for (size_t i = 0; i < got; i++) {
-      a = (a + raw[i]) % 65521;
-      b = (b + a) % 65521;
-    }
-    ok &= (b << 16 | a) == be32(z + zi);
-    for (uint32_t y = 0; y < h && ok; y++) ok &= raw[(size_t)y * (1 + 3 * (size_t)w)] == 0;
-  }
-  free(raw);
-  free(z);
-  free(d);
-  if (w_out) *w_out = (int)w;
-  if (h_out) *h_out = (int)h;
-  return ok;
-}
-
 /* Counts the .png files of a folder and checks each; *bad receives the number that fail. */
 static int check_pngs(const char *folder, int *heatmaps, int *bad) {
   char p[600], f[900];
@@ -342,9 +253,11 @@ static int check_pngs(const char *folder, int *heatmaps, int *bad) {
     snprintf(f, sizeof f, "%s/%s", p, de->d_name);
     n++;
     if (!strncmp(de->d_name, "example", 7)) (*heatmaps)++;
-    if (!png_ok(f, NULL, NULL)) {
+    char why[128];
+    int w = 0, h = 0;
+    if (!png_check(f, &w, &h, NULL, why, sizeof why) || w < 16 || h < 16) {
       (*bad)++;
-      fprintf(stderr, "bad PNG: %s\n", f);
+      fprintf(stderr, "bad PNG: %s: %s (%dx%d)\n", f, why, w, h);
     }
   }
   closedir(dp);

@@ -253,6 +253,99 @@ static int chunk(FILE *f, const char type[4], const uint8_t *data, uint32_t len)
              : -1;
 }
 
+/* ---- deflate with the fixed Huffman codes (RFC 1951, 3.2.6) ------------------------------- */
+
+typedef struct bitw {
+  uint8_t *p;
+  size_t n; /* bytes completed */
+  uint32_t acc;
+  int bits; /* bits pending in acc (< 8 between calls) */
+} bitw;
+
+/* Appends the low `n` bits of v, least significant first (the order of deflate's fields). */
+static void put_bits(bitw *w, uint32_t v, int n) {
+  w->acc |= v << w->bits;
+  w->bits += n;
+  while (w->bits >= 8) {
+    w->p[w->n++] = (uint8_t)w->acc;
+    w->acc >>= 8;
+    w->bits -= 8;
+  }
+}
+
+/* Appends a Huffman code of `len` bits, most significant bit first. */
+static void put_code(bitw *w, uint32_t code, int len) {
+  uint32_t r = 0;
+  for (int i = 0; i < len; i++) r |= ((code >> i) & 1) << (len - 1 - i);
+  put_bits(w, r, len);
+}
+
+/* Literal/length symbol 0..287 with its fixed code. */
+static void put_symbol(bitw *w, int sym) {
+  if (sym < 144)
+    put_code(w, 0x30 + (uint32_t)sym, 8);
+  else if (sym < 256)
+    put_code(w, 0x190 + (uint32_t)(sym - 144), 9);
+  else if (sym < 280)
+    put_code(w, (uint32_t)(sym - 256), 7);
+  else
+    put_code(w, 0xc0 + (uint32_t)(sym - 280), 8);
+}
+
+static const uint16_t len_base[29] = {3,  4,  5,  6,  7,  8,  9,  10, 11,  13,  15,  17,  19,  23, 27,
+                                      31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
+static const uint8_t len_extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
+                                      2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+static const uint16_t dist_base[30] = {1,    2,    3,    4,    5,    7,     9,     13,    17,  25,
+                                       33,   49,   65,   97,   129,  193,   257,   385,   513, 769,
+                                       1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
+static const uint8_t dist_extra[30] = {0, 0, 0, 0, 1, 1, 2, 2,  3,  3,  4,  4,  5,  5,  6,
+                                       6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
+
+static void put_match(bitw *w, int len, int dist) {
+  int k = 28;
+  while (len_base[k] > len) k--;
+  put_symbol(w, 257 + k);
+  put_bits(w, (uint32_t)(len - len_base[k]), len_extra[k]);
+  int d = 29;
+  while (dist_base[d] > dist) d--;
+  put_code(w, (uint32_t)d, 5);
+  put_bits(w, (uint32_t)(dist - dist_base[d]), dist_extra[d]);
+}
+
+/* The longest match (<= 258 bytes) of raw[i..] with the bytes `dist` back; 0 if out of reach. */
+static int match_len(const uint8_t *raw, size_t n, size_t i, size_t dist) {
+  if (dist == 0 || dist > i || dist > 32768) return 0;
+  const size_t most = n - i < 258 ? n - i : 258;
+  size_t k = 0;
+  while (k < most && raw[i + k] == raw[i + k - dist]) k++;
+  return (int)k;
+}
+
+/* One final fixed-Huffman block of raw[0, n) into out (capacity n + n / 8 + 64: a literal costs at
+ * most 9 bits). Matches are only tried against the previous pixel (3 bytes back) and the pixel
+ * above (one row back): flat cells and axes, what these pictures are made of, cost a few bits a
+ * run. Returns the bytes written. */
+static size_t deflate_fixed(uint8_t *out, const uint8_t *raw, size_t n, size_t row) {
+  bitw w = {out, 0, 0, 0};
+  put_bits(&w, 1, 1); /* BFINAL */
+  put_bits(&w, 1, 2); /* BTYPE 01: fixed Huffman codes */
+  for (size_t i = 0; i < n;) {
+    const int a = match_len(raw, n, i, 3), b = match_len(raw, n, i, row);
+    const int len = a >= b ? a : b;
+    if (len >= 3) {
+      put_match(&w, len, a >= b ? 3 : (int)row);
+      i += (size_t)len;
+    } else {
+      put_symbol(&w, raw[i]);
+      i++;
+    }
+  }
+  put_symbol(&w, 256); /* end of block */
+  if (w.bits > 0) put_bits(&w, 0, 8 - w.bits);
+  return w.n;
+}
+
 int cli_png_write(const char *path, const cli_image *img) {
   if (!img->rgb || img->w < 1 || img->h < 1) {
     errno = EINVAL;
@@ -260,9 +353,9 @@ int cli_png_write(const char *path, const cli_image *img) {
   }
   /* The filtered image: each row is filter byte 0 (None) then its RGB bytes. */
   const size_t row = (size_t)img->w * 3 + 1, raw_n = row * (size_t)img->h;
-  /* zlib: 2 header bytes, per stored block of <= 65535 bytes 5 header bytes, Adler-32. */
-  const size_t blocks = raw_n / 65535 + 1, z_n = 2 + raw_n + 5 * blocks + 4;
-  if (z_n > 0x7fffffffu) {
+  /* zlib: 2 header bytes, the deflate stream, Adler-32. */
+  const size_t z_n = 2 + raw_n + raw_n / 8 + 64 + 4;
+  if (raw_n > 0x7fffffffu) {
     errno = EFBIG;
     return -1;
   }
@@ -280,17 +373,7 @@ int cli_png_write(const char *path, const cli_image *img) {
   size_t k = 0;
   z[k++] = 0x78; /* CMF: deflate, 32 KiB window */
   z[k++] = 0x01; /* FLG: no dictionary, check bits make 0x7801 a multiple of 31 */
-  for (size_t at = 0, b = 0; b < blocks; b++) {
-    const size_t len = raw_n - at < 65535 ? raw_n - at : 65535;
-    z[k++] = b + 1 == blocks ? 1 : 0; /* BFINAL on the last block, BTYPE 00 (stored) */
-    z[k++] = (uint8_t)len;
-    z[k++] = (uint8_t)(len >> 8);
-    z[k++] = (uint8_t)~len;
-    z[k++] = (uint8_t)(~len >> 8);
-    memcpy(z + k, raw + at, len);
-    k += len;
-    at += len;
-  }
+  k += deflate_fixed(z + k, raw, raw_n, row);
   be32(z + k, cli_adler32(1, raw, raw_n));
   k += 4;
   free(raw);

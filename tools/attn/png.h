@@ -1,8 +1,8 @@
 /* Pictures for `attn train/demo/report --png`: an RGB canvas with rectangles, lines and text in a
  * 5x7 bitmap font of our own, written as PNG by our own encoder (no libpng, no zlib): an 8-bit
- * RGB image, filter 0 on every row, one zlib stream of stored (uncompressed) deflate blocks with
- * its Adler-32, chunks with their CRC-32 (PNG spec, RFC 1950, RFC 1951). Not part of the
- * library. */
+ * RGB image, filter 0 on every row, one zlib stream holding one deflate block with the fixed
+ * Huffman codes (matches against the previous pixel and the pixel above only) and its Adler-32,
+ * chunks with their CRC-32 (PNG spec, RFC 1950, RFC 1951). Not part of the library. */
 #ifndef ATTN_CLI_PNG_H
 #define ATTN_CLI_PNG_H
 
