@@ -197,14 +197,14 @@ static int same_file(const char *a, const char *b) {
 
 /* One bad input: the exit code, exactly one line on stderr starting with "attn: " and holding
  * `want`. */
-#define CHECK_FAILS(code_want, want, ...)                                                     \
-  do {                                                                                        \
-    run_result r_ = RUN(__VA_ARGS__);                                                         \
-    CHECK(r_.code == (code_want) && count_lines(r_.err) == 1 && !strncmp(r_.err, "attn: ", 6) && \
-              strstr(r_.err, want),                                                           \
-          "exit %d (want %d), stderr '%s' (want one line with '%s')", r_.code, code_want,      \
-          r_.err, want);                                                                      \
-    run_free(&r_);                                                                            \
+#define CHECK_FAILS(code_want, want, ...)                                                         \
+  do {                                                                                            \
+    run_result r_ = RUN(__VA_ARGS__);                                                             \
+    CHECK(r_.code == (code_want) && count_lines(r_.err) == 1 && !strncmp(r_.err, "attn: ", 6) &&  \
+              strstr(r_.err, want),                                                               \
+          "exit %d (want %d), stderr '%s' (want one line with '%s')", r_.code, code_want, r_.err, \
+          want);                                                                                  \
+    run_free(&r_);                                                                                \
   } while (0)
 
 /* ---- checking outputs ------------------------------------------------------------------------ */
@@ -282,10 +282,11 @@ static void test_help(void) {
             strstr(r.out, "predict") && strstr(r.out, "report") && strstr(r.out, "demo"),
         "attn help: exit %d, '%s'", r.code, r.out);
   run_free(&r);
-  static const char *const cmds[][3] = {
-      {"train", "--steps", "--no-shuffle"}, {"eval", "--data", "--split"},
-      {"predict", "--show-attention", "--json"}, {"report", "--png", "--examples"},
-      {"demo", "--png", "--steps"}};
+  static const char *const cmds[][3] = {{"train", "--steps", "--no-shuffle"},
+                                        {"eval", "--data", "--split"},
+                                        {"predict", "--show-attention", "--json"},
+                                        {"report", "--png", "--examples"},
+                                        {"demo", "--png", "--steps"}};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
     r = RUN(cmds[i][0], "--help");
     CHECK(r.code == 0 && strstr(r.out, "usage: attn") && strstr(r.out, cmds[i][1]) &&
@@ -343,8 +344,8 @@ static void test_eval_predict_report(void) {
         "predict: exit %d, '%s'", r.code, r.out);
   run_free(&r);
   r = RUN("predict", dir, "--json", "3,1,4");
-  CHECK(r.code == 0 && strstr(r.out, "\"input\":[3,1,4]") && strstr(r.out, "\"expected\":[4,1,3]") &&
-            count_lines(r.out) == 1,
+  CHECK(r.code == 0 && strstr(r.out, "\"input\":[3,1,4]") &&
+            strstr(r.out, "\"expected\":[4,1,3]") && count_lines(r.out) == 1,
         "predict --json: '%s'", r.out);
   run_free(&r);
 
@@ -358,7 +359,7 @@ static void test_eval_predict_report(void) {
       const char *p = strstr(r.out, want);
       if (!p) continue;
       heads++;
-      p = strchr(p, '\n'); /* title */
+      p = strchr(p, '\n');            /* title */
       if (p) p = strchr(p + 1, '\n'); /* column labels */
       for (int i = 0; i < 3 && p; i++) {
         char lab[16];
@@ -413,7 +414,8 @@ static void test_interrupt_resume(void) {
   r = RUN("train", "--resume", b, "--threads", "1");
   CHECK(r.code == 0 && json_number(r.out, "steps") == 150, "resume: exit %d %s", r.code, r.err);
   run_free(&r);
-  CHECK(same_file("straight", "stopped"), "resumed model.safetensors differs from the straight run");
+  CHECK(same_file("straight", "stopped"),
+        "resumed model.safetensors differs from the straight run");
 }
 
 static void test_own_data(void) {
@@ -430,7 +432,8 @@ static void test_own_data(void) {
   }
   write_text("train.tsv", tr);
   w = va;
-  for (int i = 0; i < 20; i++) w += sprintf(w, "%s\tle film%s\n", i % 2 ? "pos" : "neg", i % 2 ? " génial" : "");
+  for (int i = 0; i < 20; i++)
+    w += sprintf(w, "%s\tle film%s\n", i % 2 ? "pos" : "neg", i % 2 ? " génial" : "");
   write_text("val.tsv", va);
   free(tr);
   free(va);
@@ -477,8 +480,8 @@ static void test_own_data(void) {
   /* Shuffled own data: interrupted and resumed equals straight. */
   path_of(a, sizeof a, "d_straight", NULL);
   path_of(b, sizeof b, "d_stopped", NULL);
-  r = RUN("train", "--data-train", trp, "--steps", "120", "--log-every", "2", "--batch", "16",
-          TINY, "--out", a);
+  r = RUN("train", "--data-train", trp, "--steps", "120", "--log-every", "2", "--batch", "16", TINY,
+          "--out", a);
   CHECK(r.code == 0, "own data straight: exit %d %s", r.code, r.err);
   run_free(&r);
   r = RUN_INTERRUPTED(SIGINT, "train", "--data-train", trp, "--steps", "120", "--log-every", "2",
@@ -547,9 +550,9 @@ static void test_bad_inputs(void) {
               "--steps", "1", "--out", nodir);
   /* A checkpoint whose model.safetensors is another model's (same step, other width). */
   path_of(other, sizeof other, "other", NULL);
-  run_result r = RUN("train", "--task", "reverse", "--steps", "40", "--dim", "8", "--heads", "2",
-                     "--layers", "1", "--hidden", "8", "--eval-examples", "0", "--threads", "1",
-                     "--out", other);
+  run_result r =
+      RUN("train", "--task", "reverse", "--steps", "40", "--dim", "8", "--heads", "2", "--layers",
+          "1", "--hidden", "8", "--eval-examples", "0", "--threads", "1", "--out", other);
   CHECK(r.code == 0, "other model: exit %d %s", r.code, r.err);
   run_free(&r);
   path_of(mixed, sizeof mixed, "mixed", NULL);

@@ -386,7 +386,8 @@ static void test_shuffle_order(void) {
     CHECK_OK(attn_data_shuffle_order(p, 3, 9, e));
     count[p[0] * 2 + (p[1] > p[2])]++;
   }
-  for (int k = 0; k < 6; k++) CHECK(count[k] > 850 && count[k] < 1150, "order %d drawn %d / 6000", k, count[k]);
+  for (int k = 0; k < 6; k++)
+    CHECK(count[k] > 850 && count[k] < 1150, "order %d drawn %d / 6000", k, count[k]);
   a[0] = 42;
   CHECK_STATUS(attn_data_shuffle_order(a, 0, 1, 0), ATTN_STATUS_INVALID_ARGUMENT);
   CHECK_STATUS(attn_data_shuffle_order(a, 3, 1, -1), ATTN_STATUS_INVALID_ARGUMENT);

@@ -249,8 +249,8 @@ static attn_status batch_alloc(batch_buf *b, int64_t B, int64_t T) {
 }
 
 /* A batch of a task's split, or of a dataset when ds is not NULL. */
-static attn_status get_batch(const attn_task_config *task, const attn_dataset *ds,
-                             attn_split split, int64_t first, int64_t n, batch_buf *bb) {
+static attn_status get_batch(const attn_task_config *task, const attn_dataset *ds, attn_split split,
+                             int64_t first, int64_t n, batch_buf *bb) {
   if (ds) return attn_dataset_batch(ds, first, n, bb->ids, bb->lens, bb->tg);
   return attn_task_batch(task, split, first, n, bb->ids, bb->lens, bb->tg);
 }
@@ -468,12 +468,12 @@ static attn_status write_config(const char *dir, const attn_train_config *c,
       "  \"clip\": %.9g,\n  \"log_every\": %lld,\n  \"ckpt_every\": %lld,\n"
       "  \"eval_examples\": %lld,\n  \"n_params\": %lld,\n  \"step\": %lld",
       c->data_shape.seq_len > 0 ? "data" : attn_task_name(c->task.id),
-      attn_task_kind_name(sh->kind), (int)c->task.n_symbols,
-      (int)c->task.min_len, (int)c->task.max_len, (unsigned long long)c->task.seed,
-      (int)sh->seq_len, (int)sh->vocab, (int)sh->n_classes, (long long)c->dim, (long long)c->heads,
-      (long long)c->hidden, (long long)c->layers, (unsigned long long)c->seed, (long long)c->steps,
-      (long long)c->batch, (long long)c->warmup, (double)c->lr, (double)c->min_lr,
-      (double)c->weight_decay, (double)c->clip, (long long)c->log_every, (long long)c->ckpt_every,
+      attn_task_kind_name(sh->kind), (int)c->task.n_symbols, (int)c->task.min_len,
+      (int)c->task.max_len, (unsigned long long)c->task.seed, (int)sh->seq_len, (int)sh->vocab,
+      (int)sh->n_classes, (long long)c->dim, (long long)c->heads, (long long)c->hidden,
+      (long long)c->layers, (unsigned long long)c->seed, (long long)c->steps, (long long)c->batch,
+      (long long)c->warmup, (double)c->lr, (double)c->min_lr, (double)c->weight_decay,
+      (double)c->clip, (long long)c->log_every, (long long)c->ckpt_every,
       (long long)c->eval_examples, (long long)n_params, (long long)step);
   if (c->data_shape.seq_len > 0) fprintf(f, ",\n  \"shuffle\": %d", c->shuffle ? 1 : 0);
   if (valid)
@@ -832,13 +832,11 @@ attn_status attn_train_run(const attn_train_config *cfg, const attn_train_callba
   const int own_data = c.data_shape.seq_len > 0;
   const attn_dataset *valid_ds = own_data ? c.data_valid : NULL;
   if (own_data) { /* the datasets must have the model's shape */
-    const attn_dataset *bad = !c.data_train || c.data_train->seq_len != T ||
-                                      c.data_train->kind != m->shape.kind
-                                  ? c.data_train
-                                  : valid_ds && (valid_ds->seq_len != T ||
-                                                 valid_ds->kind != m->shape.kind)
-                                        ? valid_ds
-                                        : NULL;
+    const attn_dataset *bad =
+        !c.data_train || c.data_train->seq_len != T || c.data_train->kind != m->shape.kind
+            ? c.data_train
+        : valid_ds && (valid_ds->seq_len != T || valid_ds->kind != m->shape.kind) ? valid_ds
+                                                                                  : NULL;
     if (!c.data_train)
       st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "train config: data_shape without data_train");
     else if (bad)
@@ -846,8 +844,10 @@ attn_status attn_train_run(const attn_train_config *cfg, const attn_train_callba
                       "data (%s, length %d) does not fit the model (%s, length %d)",
                       attn_task_kind_name(bad->kind), (int)bad->seq_len,
                       attn_task_kind_name(m->shape.kind), (int)T);
-    if (!valid_ds) c.eval_examples = 0;
-    else if (c.eval_examples > valid_ds->n) c.eval_examples = valid_ds->n;
+    if (!valid_ds)
+      c.eval_examples = 0;
+    else if (c.eval_examples > valid_ds->n)
+      c.eval_examples = valid_ds->n;
   } else if (c.eval_examples > 0) {
     /* A task space too small for a validation split fails now, not after training. */
     st = attn_task_batch(&c.task, ATTN_SPLIT_VALID, 0, 1, bb.ids, bb.lens, bb.tg);
@@ -966,9 +966,9 @@ attn_status attn_train_run(const attn_train_config *cfg, const attn_train_callba
   }
   if (st == ATTN_OK && result->stop == ATTN_TRAIN_DONE) {
     if (c.eval_examples > 0)
-      st = own_data ? attn_seq_model_eval_data(m, valid_ds, c.eval_examples, &result->valid)
-                    : attn_seq_model_eval(m, &c.task, ATTN_SPLIT_VALID, c.eval_examples,
-                                          &result->valid);
+      st = own_data
+               ? attn_seq_model_eval_data(m, valid_ds, c.eval_examples, &result->valid)
+               : attn_seq_model_eval(m, &c.task, ATTN_SPLIT_VALID, c.eval_examples, &result->valid);
     if (st == ATTN_OK && dir) {
       st = save_checkpoint(dir, m, &o, result->steps_done,
                            c.eval_examples > 0 ? &result->valid : NULL);

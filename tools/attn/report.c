@@ -191,7 +191,7 @@ static void vocab_label(char *buf, size_t cap, const char *s, int png) {
       k += strlen(more);
       break;
     }
-    const char *rep_str = *s == ' ' ? (png ? "_" : "\xe2\x90\xa3")
+    const char *rep_str = *s == ' '    ? (png ? "_" : "\xe2\x90\xa3")
                           : *s == '\t' ? (png ? ">" : "\xe2\x87\xa5")
                                        : NULL;
     if (rep_str) {
@@ -273,7 +273,8 @@ static int png_heatmap(const char *path, const char *title, const float *w, int3
     const int n = cli_text_chars(lab);
     if (n > maxc) maxc = n;
   }
-  const int L = 4 + (labels ? maxc * CLI_FONT_W + 4 : 0), T = 16 + (labels ? maxc * CLI_FONT_H + 2 : 0);
+  const int L = 4 + (labels ? maxc * CLI_FONT_W + 4 : 0),
+            T = 16 + (labels ? maxc * CLI_FONT_H + 2 : 0);
   int W = L + cell * len + 4;
   const int tw = 4 + cli_text_chars(title) * CLI_FONT_W + 4;
   if (W < tw) W = tw;
@@ -283,7 +284,8 @@ static int png_heatmap(const char *path, const char *title, const float *w, int3
   for (int32_t j = 0; labels && j < len; j++) {
     in_label(lab, sizeof lab, r, ids[j], 1);
     const int n = cli_text_chars(lab);
-    cli_image_text_down(&img, L + cell * j + (cell - 5) / 2, T - 2 - n * CLI_FONT_H, lab, 0x333333, 1);
+    cli_image_text_down(&img, L + cell * j + (cell - 5) / 2, T - 2 - n * CLI_FONT_H, lab, 0x333333,
+                        1);
     cli_image_text(&img, L - 4 - n * CLI_FONT_W, T + cell * j + (cell - 7) / 2, lab, 0x333333, 1);
   }
   for (int32_t i = 0; i < len; i++)
@@ -457,14 +459,14 @@ int cli_write_report(const char *dir, const cli_report_opts *o, char *written, s
     return CLI_EXIT_RUNTIME;
   }
   int rc = 0, pngs = 0;
-#define PNG_OR_FAIL(call)                                                                 \
-  do {                                                                                    \
-    if (!rc && (call) != 0) {                                                             \
-      cli_errorf("report: cannot write %s: %s", pngpath, strerror(errno));                \
-      rc = CLI_EXIT_RUNTIME;                                                              \
-    } else if (!rc) {                                                                     \
-      pngs++;                                                                             \
-    }                                                                                     \
+#define PNG_OR_FAIL(call)                                                  \
+  do {                                                                     \
+    if (!rc && (call) != 0) {                                              \
+      cli_errorf("report: cannot write %s: %s", pngpath, strerror(errno)); \
+      rc = CLI_EXIT_RUNTIME;                                               \
+    } else if (!rc) {                                                      \
+      pngs++;                                                              \
+    }                                                                      \
   } while (0)
   fputs(
       "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n<title>attn "
@@ -480,10 +482,11 @@ int cli_write_report(const char *dir, const cli_report_opts *o, char *written, s
   html_text(f, dir);
   fputs("</h1>\n", f);
   if (own) {
-    fprintf(f, "<table>\n<tr><th>data</th><td>your own data (%s, %s): %d positions, %d tokens in "
-               "the vocabulary, %d labels</td></tr>\n",
-            c.data_shape.kind == ATTN_TASK_LABELING ? "CoNLL" : "TSV",
-            attn_task_kind_name(sh.kind), (int)sh.seq_len, (int)sh.vocab, (int)sh.n_classes);
+    fprintf(f,
+            "<table>\n<tr><th>data</th><td>your own data (%s, %s): %d positions, %d tokens in "
+            "the vocabulary, %d labels</td></tr>\n",
+            c.data_shape.kind == ATTN_TASK_LABELING ? "CoNLL" : "TSV", attn_task_kind_name(sh.kind),
+            (int)sh.seq_len, (int)sh.vocab, (int)sh.n_classes);
   } else {
     fprintf(f, "<table>\n<tr><th>task</th><td>%s (%s), %d symbols, lengths %d..%d%s</td></tr>\n",
             attn_task_name(c.task.id), attn_task_kind_name(sh.kind), (int)c.task.n_symbols,

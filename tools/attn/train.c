@@ -211,8 +211,8 @@ static int on_log(const attn_train_progress *p, void *user) {
   return 0;
 }
 
-int cli_train_session(const char *who, const attn_train_config *cfg, cli_progress mode,
-                      int png, double *valid_seq_acc) {
+int cli_train_session(const char *who, const attn_train_config *cfg, cli_progress mode, int png,
+                      double *valid_seq_acc) {
   const int tty = isatty(STDOUT_FILENO);
   session s = {.json = mode == CLI_PROGRESS_JSON || (mode == CLI_PROGRESS_AUTO && !tty),
                .tty = tty};
@@ -397,7 +397,8 @@ static int train_config_from_opts(const char *cmd, const opt *o, int n, attn_tra
   }
   *c = attn_train_config_default(id);
   /* ListOps needs longer: 2000 steps reached 37.7 % test accuracy in 15 minutes here. */
-  c->steps = opt_given(o, n, "steps") ? opt_int(o, n, "steps") : (id == ATTN_TASK_LISTOPS ? 2000 : 600);
+  c->steps =
+      opt_given(o, n, "steps") ? opt_int(o, n, "steps") : (id == ATTN_TASK_LISTOPS ? 2000 : 600);
   c->batch = opt_int(o, n, "batch");
   c->lr = (float)opt_float(o, n, "lr");
   c->min_lr = (float)opt_float(o, n, "min-lr");
@@ -570,21 +571,24 @@ static int own_data_setup(const opt *o, int n, const char *out_dir, attn_train_c
     remove(tmp);
     rc = CLI_EXIT_RUNTIME;
   }
-  if (rc) cli_own_data_free(d);
+  if (rc)
+    cli_own_data_free(d);
   else if (opt_given(o, n, "json") || !isatty(STDOUT_FILENO))
-    printf("{\"event\":\"data\",\"train_examples\":%lld,\"tokens\":%lld,\"unknown\":%lld,"
-           "\"truncated\":%lld,\"seq_len\":%d,\"vocab\":%d,\"labels\":%d,"
-           "\"valid_examples\":%lld}\n",
-           (long long)d->train.n, (long long)d->train.tokens, (long long)d->train.unknown,
-           (long long)d->train.truncated, (int)d->train.seq_len, (int)attn_vocab_size(d->vocab),
-           (int)attn_vocab_size(d->labels), d->have_valid ? (long long)d->valid.n : 0LL);
+    printf(
+        "{\"event\":\"data\",\"train_examples\":%lld,\"tokens\":%lld,\"unknown\":%lld,"
+        "\"truncated\":%lld,\"seq_len\":%d,\"vocab\":%d,\"labels\":%d,"
+        "\"valid_examples\":%lld}\n",
+        (long long)d->train.n, (long long)d->train.tokens, (long long)d->train.unknown,
+        (long long)d->train.truncated, (int)d->train.seq_len, (int)attn_vocab_size(d->vocab),
+        (int)attn_vocab_size(d->labels), d->have_valid ? (long long)d->valid.n : 0LL);
   else
-    printf("data: %lld training examples (%lld tokens, %lld unknown, %lld cut to %d), %d tokens "
-           "in the vocabulary, %d labels, %s%lld validation examples\n",
-           (long long)d->train.n, (long long)d->train.tokens, (long long)d->train.unknown,
-           (long long)d->train.truncated, (int)d->train.seq_len, (int)attn_vocab_size(d->vocab),
-           (int)attn_vocab_size(d->labels), d->have_valid ? "" : "no ",
-           d->have_valid ? (long long)d->valid.n : 0LL);
+    printf(
+        "data: %lld training examples (%lld tokens, %lld unknown, %lld cut to %d), %d tokens "
+        "in the vocabulary, %d labels, %s%lld validation examples\n",
+        (long long)d->train.n, (long long)d->train.tokens, (long long)d->train.unknown,
+        (long long)d->train.truncated, (int)d->train.seq_len, (int)attn_vocab_size(d->vocab),
+        (int)attn_vocab_size(d->labels), d->have_valid ? "" : "no ",
+        d->have_valid ? (long long)d->valid.n : 0LL);
   return rc;
 }
 
@@ -652,8 +656,8 @@ int cli_train_main(int argc, char **argv) {
   attn_train_config c;
   if (opt_given(train_opts, N_TRAIN_OPTS, "resume")) {
     static const char *const allowed[] = {"resume",        "steps",   "log-every", "ckpt-every",
-                                          "eval-examples", "threads", "json",
-                                          "data-train",    "data-val",  "png"};
+                                          "eval-examples", "threads", "json",      "data-train",
+                                          "data-val",      "png"};
     for (int i = 0; i < N_TRAIN_OPTS; i++) {
       if (!train_opts[i].value) continue;
       int ok = 0;
@@ -701,11 +705,11 @@ int cli_train_main(int argc, char **argv) {
       cli_own_data d;
       attn_data_options dopt;
       rc = cli_own_data_from_ckpt("train", out_dir, &saved,
-                              opt_str(train_opts, N_TRAIN_OPTS, "data-train"),
-                              opt_given(train_opts, N_TRAIN_OPTS, "data-val")
-                                  ? opt_str(train_opts, N_TRAIN_OPTS, "data-val")
-                                  : NULL,
-                              &d, &dopt);
+                                  opt_str(train_opts, N_TRAIN_OPTS, "data-train"),
+                                  opt_given(train_opts, N_TRAIN_OPTS, "data-val")
+                                      ? opt_str(train_opts, N_TRAIN_OPTS, "data-val")
+                                      : NULL,
+                                  &d, &dopt);
       if (rc) return rc;
       c.data_shape = saved.data_shape;
       c.data_train = &d.train;
@@ -824,8 +828,8 @@ int cli_eval_main(int argc, char **argv) {
     cli_own_data d;
     attn_eval_result dev;
     attn_data_options dopt;
-    rc = cli_own_data_from_ckpt("eval", pos[0], &c, NULL, opt_str(eval_opts, N_EVAL_OPTS, "data"), &d,
-                            &dopt);
+    rc = cli_own_data_from_ckpt("eval", pos[0], &c, NULL, opt_str(eval_opts, N_EVAL_OPTS, "data"),
+                                &d, &dopt);
     if (!rc) {
       const long nd = opt_given(eval_opts, N_EVAL_OPTS, "examples")
                           ? opt_int(eval_opts, N_EVAL_OPTS, "examples")
@@ -841,17 +845,19 @@ int cli_eval_main(int argc, char **argv) {
       json_string(stdout, pos[0]);
       printf(",\"data\":");
       json_string(stdout, opt_str(eval_opts, N_EVAL_OPTS, "data"));
-      printf(",\"step\":%lld,\"examples\":%lld,\"unknown_tokens\":%lld,\"loss\":%.6g,"
-             "\"token_acc\":%.6g,\"seq_acc\":%.6g}\n",
-             (long long)step, (long long)dev.examples, (long long)d.valid.unknown, dev.loss,
-             dev.token_acc, dev.seq_acc);
+      printf(
+          ",\"step\":%lld,\"examples\":%lld,\"unknown_tokens\":%lld,\"loss\":%.6g,"
+          "\"token_acc\":%.6g,\"seq_acc\":%.6g}\n",
+          (long long)step, (long long)dev.examples, (long long)d.valid.unknown, dev.loss,
+          dev.token_acc, dev.seq_acc);
     } else if (!rc) {
-      printf("%s on %s (%lld examples, %lld unknown tokens; checkpoint at step %lld):\n"
-             "  %s accuracy %.1f%%, token accuracy %.1f%%, loss %.4f\n",
-             pos[0], opt_str(eval_opts, N_EVAL_OPTS, "data"), (long long)dev.examples,
-             (long long)d.valid.unknown, (long long)step,
-             c.data_shape.kind == ATTN_TASK_CLASSIFICATION ? "classification" : "sentence",
-             100 * dev.seq_acc, 100 * dev.token_acc, dev.loss);
+      printf(
+          "%s on %s (%lld examples, %lld unknown tokens; checkpoint at step %lld):\n"
+          "  %s accuracy %.1f%%, token accuracy %.1f%%, loss %.4f\n",
+          pos[0], opt_str(eval_opts, N_EVAL_OPTS, "data"), (long long)dev.examples,
+          (long long)d.valid.unknown, (long long)step,
+          c.data_shape.kind == ATTN_TASK_CLASSIFICATION ? "classification" : "sentence",
+          100 * dev.seq_acc, 100 * dev.token_acc, dev.loss);
     }
     if (!rc) cli_own_data_free(&d);
     return rc;

@@ -22,10 +22,11 @@ typedef enum cli_progress {
 } cli_progress;
 
 /* Runs one training with live progress (see cli_progress), SIGINT/SIGTERM saving a checkpoint,
- * then writes the report (with PNG pictures when png). `who` prefixes messages ("train", "demo"). *valid_seq_acc (may be NULL) receives the final
- * validation sequence accuracy. Returns the exit code. */
-int cli_train_session(const char *who, const attn_train_config *cfg, cli_progress mode,
-                      int png, double *valid_seq_acc);
+ * then writes the report (with PNG pictures when png). `who` prefixes messages ("train", "demo").
+ * *valid_seq_acc (may be NULL) receives the final validation sequence accuracy. Returns the exit
+ * code. */
+int cli_train_session(const char *who, const attn_train_config *cfg, cli_progress mode, int png,
+                      double *valid_seq_acc);
 
 /* Your own data as a checkpoint of `attn train --data-train` sees it: its vocabularies and the
  * files read with them. */
