@@ -538,6 +538,9 @@ static void test_bad_inputs(void) {
   CHECK_FAILS(2, "missing the checkpoint directory", "report");
   CHECK_FAILS(2, "--data does not apply", "report", t1, "--data", bad);
   CHECK_FAILS(2, "unexpected argument 'x'", "version", "x");
+  CHECK_FAILS(2, "was trained on a built-in task", "train", "--resume", t1, "--data-train", bad);
+  path_of(src, sizeof src, "d1", NULL);
+  CHECK_FAILS(1, "missing.tsv", "report", src, "--data", missing);
   CHECK_FAILS(1, "config.json: cannot open", "eval", nodir);
   CHECK_FAILS(1, "config.json: cannot open", "report", nodir);
   CHECK_FAILS(1, "missing.tsv", "train", "--data-train", missing, "--steps", "1", "--out", nodir);

@@ -566,6 +566,30 @@ static void test_training(void) {
     free(laid.targets);
     free(laid.lens);
   }
+  /* A failing allocator at every allocation of a shuffled run (model, optimizer, batch, order)
+   * gives OUT_OF_MEMORY and leaks nothing. */
+  {
+    attn_train_config r = c;
+    r.steps = 2;
+    r.batch = 8;
+    r.warmup = 1;
+    r.eval_examples = 4;
+    r.out_dir = NULL;
+    int64_t ok_at = 0;
+    for (int64_t k = 1; k < 100000 && !ok_at; k++) {
+      t_alloc_install(k);
+      const attn_status st = attn_train_run(&r, NULL, &res);
+      const int64_t count = t_alloc_count(), live = t_alloc_live();
+      t_alloc_uninstall();
+      CHECK(live == 0, "failing allocation %lld: %lld blocks leaked", (long long)k,
+            (long long)live);
+      CHECK(st == ATTN_OK || st == ATTN_STATUS_OUT_OF_MEMORY, "failing allocation %lld: %s",
+            (long long)k, attn_status_str(st));
+      if (st == ATTN_OK || count < k) ok_at = k;
+      if (live != 0) break;
+    }
+    CHECK(ok_at > 5, "training succeeded at allocation %lld", (long long)ok_at);
+  }
   /* A dataset of another shape is refused. */
   c.data_shape.seq_len = dt.seq_len + 1;
   c.out_dir = NULL;
