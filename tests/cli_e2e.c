@@ -9,9 +9,9 @@
  *   - the report is well formed (balanced tags after the doctype) with one heatmap <svg> per
  *     layer x head x example; eval prints accuracies; predict prints one output of the right form;
  *     --show-attention prints every layer's and head's weights, rows summing to 1;
- *   - SIGINT after the first progress line leaves a loadable checkpoint (exit 130), and resuming
- *     it ends byte-identical (model.safetensors) to an uninterrupted run, for a built-in task and
- *     for shuffled own data;
+ *   - SIGINT after the first progress line leaves a loadable checkpoint (exit 130; SIGTERM: 143),
+ *     and resuming it ends byte-identical (model.safetensors) to an uninterrupted run, for a
+ *     built-in task and for shuffled own data;
  *   - own data (TSV, CoNLL): train, eval --data, predict, report with the data's tokens;
  *   - each bad input gives one line on stderr and its exit code (2 usage, 1 runtime). */
 #ifndef _POSIX_C_SOURCE
@@ -416,6 +416,17 @@ static void test_interrupt_resume(void) {
   run_free(&r);
   CHECK(same_file("straight", "stopped"),
         "resumed model.safetensors differs from the straight run");
+  /* SIGTERM: the same, with exit 143. */
+  path_of(b, sizeof b, "terminated", NULL);
+  r = RUN_INTERRUPTED(SIGTERM, "train", "--task", "sort", "--steps", "100", "--log-every", "2",
+                      TINY, "--out", b);
+  CHECK(r.code == 143 && strstr(r.err, "terminated at step") && count_lines(r.err) == 1,
+        "SIGTERM: exit %d, stderr '%s'", r.code, r.err);
+  run_free(&r);
+  r = RUN("predict", b, "2", "1");
+  CHECK(r.code == 0 && count_lines(r.out) == 1, "predict with the SIGTERM checkpoint: exit %d",
+        r.code);
+  run_free(&r);
 }
 
 static void test_own_data(void) {
@@ -467,6 +478,11 @@ static void test_own_data(void) {
   r = RUN("predict", dir, "un", "film", "génial");
   CHECK(r.code == 0 && (!strcmp(r.out, "pos\n") || !strcmp(r.out, "neg\n")), "predict: '%s'",
         r.out);
+  run_free(&r);
+  r = RUN("predict", dir, "--show-attention", "le", "film");
+  CHECK(r.code == 0 && strstr(r.out, "layer 1, head 1") && strstr(r.out, "\nfilm ") &&
+            count_of(r.out, "\nle ") == 4,
+        "own data --show-attention: '%s'", r.out);
   run_free(&r);
   r = RUN("report", dir, "--data", trp, "--examples", "1");
   html = slurp("d1", "report.html");
