@@ -590,6 +590,15 @@ static void test_training(void) {
     }
     CHECK(ok_at > 5, "training succeeded at allocation %lld", (long long)ok_at);
   }
+  /* An empty dataset is refused. */
+  {
+    attn_train_config r = c;
+    attn_dataset empty = dt;
+    empty.n = 0;
+    r.data_train = &empty;
+    r.out_dir = NULL;
+    CHECK_STATUS(attn_train_run(&r, NULL, &res), ATTN_STATUS_INVALID_ARGUMENT);
+  }
   /* A dataset of another shape is refused. */
   c.data_shape.seq_len = dt.seq_len + 1;
   c.out_dir = NULL;

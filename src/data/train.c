@@ -839,6 +839,8 @@ attn_status attn_train_run(const attn_train_config *cfg, const attn_train_callba
                                                                                   : NULL;
     if (!c.data_train)
       st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "train config: data_shape without data_train");
+    else if (c.data_train->n < 1)
+      st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "train config: data_train has no examples");
     else if (bad)
       st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
                       "data (%s, length %d) does not fit the model (%s, length %d)",
