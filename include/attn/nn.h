@@ -615,6 +615,34 @@ ATTN_API attn_status attn_nn_pad_batch(int32_t *ids, int32_t *lens, const int32_
                                        const int64_t *seq_lens, int64_t n, int64_t max_len,
                                        int32_t pad);
 
+/* ---- score functions ---- */
+
+/* The score functions of attn/score.h as one differentiable op (one tape record; the backward
+ * runs attn_score_backward and accumulates into q, k and every parameter that requires a
+ * gradient). Shapes and semantics are the kernel's: q (B, Tq, dq), k (B, Tk, dk);
+ * e (B, Tq, Tk), (B, 1, Tk) for LOCATION, (B, Tq, Tk, F) for MULTIDIM. q may be NULL for
+ * LOCATION and k for LUONG_LOCATION. Initialise the spec with attn_nn_score_spec_default(kind)
+ * (tanh, slope 0.01, T = 1, no tensors) and set the parameters the kind reads (the table of
+ * attn/score.h; W, b, w, W1, W2, Wo, bo, and contexts/U for ADDITIVE, any of them a parameter
+ * or a tensor of ctx). Errors are the kernel's (a missing or misshaped parameter is named), plus
+ * SHAPE_MISMATCH for a tensor of more than 4 dims. */
+#include "attn/score.h"
+
+typedef struct attn_nn_score_spec {
+  attn_score_kind kind;
+  attn_score_act act;
+  float leaky_slope;
+  float temperature;
+  attn_var *W, *b, *w, *W1, *W2, *Wo, *bo;
+  int n_contexts;               /* ADDITIVE: 0..ATTN_SCORE_MAX_CONTEXTS */
+  attn_var *const *contexts;    /* n_contexts tensors (B, dc_m) */
+  attn_var *const *U;           /* n_contexts tensors (d, dc_m) */
+} attn_nn_score_spec;
+
+ATTN_API attn_nn_score_spec attn_nn_score_spec_default(attn_score_kind kind);
+ATTN_API attn_var *attn_nn_score(attn_nn_ctx *ctx, attn_var *q, attn_var *k,
+                                 const attn_nn_score_spec *spec);
+
 #ifdef __cplusplus
 }
 #endif
