@@ -207,8 +207,149 @@ static void test_errors(void) {
   attn_nn_ctx_free(ctx);
 }
 
+/* ---- score -> softmax -> context ------------------------------------------------------------ */
+
+static attn_var *attend(attn_nn_ctx *ctx, gcase *g, attn_var *v, const int32_t *lens, int fused) {
+  attn_nn_ctx_reset(ctx);
+  return attn_nn_score_attention(ctx, g->v[P_Q], g->v[P_K], v, &g->spec, lens, fused);
+}
+
+static void zero_all(gcase *g, attn_var *v) {
+  for (int i = 0; i < NP; i++)
+    if (g->v[i]) attn_nn_zero_grad(g->v[i]);
+  attn_nn_zero_grad(v);
+}
+
+/* Fused (attn_nn_sdpa) and unfused (score -> softmax -> matmul) routes: same values and
+ * gradients within 1e-5 (1 + max |.|), with and without key lengths (a row with no key too). */
+static void test_routes_agree(void) {
+  attn_nn_ctx *ctx = attn_nn_ctx_new();
+  t_rng r = t_rng_make(21);
+  float rr[256];
+  for (int i = 0; i < 256; i++) rr[i] = t_normal(&r);
+  const int32_t lens[2] = {3, 0};
+  const attn_score_kind kinds[4] = {ATTN_SCORE_DOT, ATTN_SCORE_SCALED_DOT, ATTN_SCORE_GENERAL,
+                                    ATTN_SCORE_BIASED_GENERAL};
+  for (int kk = 0; kk < 4; kk++)
+    for (int with_lens = 0; with_lens < 2; with_lens++) {
+      const char *kn = attn_score_kind_name(kinds[kk]);
+      gcase g;
+      case_make(&g, kinds[kk], ATTN_SCORE_ACT_TANH, &r);
+      attn_var *v = mk(&r, 3, 2, 4, 5, "v");
+      const int32_t *kl = with_lens ? lens : NULL;
+      float *res[2], *grads[2];
+      int64_t n_out = 0, n_grad = 0;
+      for (int i = 0; i < NP; i++) n_grad += g.v[i] ? g.v[i]->numel : 0;
+      n_grad += v->numel;
+      for (int fused = 1; fused >= 0; fused--) {
+        zero_all(&g, v);
+        attn_var *o = attend(ctx, &g, v, kl, fused);
+        CHECK(o != NULL, "%s fused %d: %s", kn, fused, attn_nn_ctx_error(ctx));
+        if (!o) return;
+        CHECK(o->ndim == 3 && o->shape[0] == 2 && o->shape[1] == 3 && o->shape[2] == 5,
+              "%s: out shape", kn);
+        /* The fused route records no Tq x Tk score tensor: its tape is projection + sdpa. */
+        if (fused)
+          CHECK(attn_nn_tape_size(ctx) <= 6, "%s: fused tape has %lld records", kn,
+                (long long)attn_nn_tape_size(ctx));
+        n_out = o->numel;
+        res[fused] = malloc((size_t)n_out * sizeof(float));
+        memcpy(res[fused], o->data, (size_t)n_out * sizeof(float));
+        CHECK_OK(attn_backward_from(o, rr));
+        grads[fused] = malloc((size_t)n_grad * sizeof(float));
+        float *at = grads[fused];
+        for (int i = 0; i < NP; i++)
+          if (g.v[i]) {
+            memcpy(at, g.v[i]->grad, (size_t)g.v[i]->numel * sizeof(float));
+            at += g.v[i]->numel;
+          }
+        memcpy(at, v->grad, (size_t)v->numel * sizeof(float));
+      }
+      double mo = 0.0, mg = 0.0;
+      for (int64_t i = 0; i < n_out; i++) mo = fmax(mo, fabs(res[0][i]));
+      for (int64_t i = 0; i < n_grad; i++) mg = fmax(mg, fabs(grads[0][i]));
+      for (int64_t i = 0; i < n_out; i++)
+        CHECK(fabs(res[1][i] - res[0][i]) <= 1e-5 * (1.0 + mo), "%s lens %d: out[%lld] %g vs %g",
+              kn, with_lens, (long long)i, (double)res[1][i], (double)res[0][i]);
+      for (int64_t i = 0; i < n_grad; i++)
+        CHECK(fabs(grads[1][i] - grads[0][i]) <= 1e-5 * (1.0 + mg),
+              "%s lens %d: grad[%lld] %g vs %g", kn, with_lens, (long long)i,
+              (double)grads[1][i], (double)grads[0][i]);
+      if (with_lens)
+        for (int64_t i = 15; i < 30; i++)
+          CHECK(res[1][i] == 0.0f, "%s: a row with no key gives %g", kn, (double)res[1][i]);
+      for (int f = 0; f < 2; f++) {
+        free(res[f]);
+        free(grads[f]);
+      }
+      attn_nn_param_free(v);
+      case_free(&g);
+    }
+  attn_nn_ctx_free(ctx);
+}
+
+/* The unfused route of the other kinds, against finite differences (v included). */
+static void test_attention_gradcheck(void) {
+  attn_nn_ctx *ctx = attn_nn_ctx_new();
+  t_rng r = t_rng_make(31);
+  float rr[256];
+  for (int i = 0; i < 256; i++) rr[i] = t_normal(&r);
+  const int32_t lens[2] = {2, 4};
+  const attn_score_kind kinds[4] = {ATTN_SCORE_ADDITIVE, ATTN_SCORE_MULTIDIM, ATTN_SCORE_LOCATION,
+                                    ATTN_SCORE_COSINE};
+  for (int kk = 0; kk < 4; kk++) {
+    const char *kn = attn_score_kind_name(kinds[kk]);
+    gcase g;
+    case_make(&g, kinds[kk], ATTN_SCORE_ACT_TANH, &r);
+    attn_var *v = mk(&r, 3, 2, 4, kinds[kk] == ATTN_SCORE_MULTIDIM ? 2 : 3, "v");
+    zero_all(&g, v);
+    attn_var *o = attend(ctx, &g, v, lens, 1);
+    CHECK(o != NULL, "%s: %s", kn, attn_nn_ctx_error(ctx));
+    if (!o) continue;
+    CHECK_OK(attn_backward_from(o, rr));
+    attn_var *all[NP + 1];
+    int n = 0;
+    for (int i = 0; i < NP; i++)
+      if (g.v[i]) all[n++] = g.v[i];
+    all[n++] = v;
+    for (int i = 0; i < n; i++) {
+      attn_var *p = all[i];
+      for (int64_t x = 0; x < p->numel; x++) {
+        float keep = p->data[x], xp = keep + 1e-2f, xm = keep - 1e-2f;
+        double l[2];
+        for (int s = 0; s < 2; s++) {
+          p->data[x] = s ? xm : xp;
+          attn_var *y = attend(ctx, &g, v, lens, 1);
+          l[s] = 0.0;
+          for (int64_t j = 0; y && j < y->numel; j++) l[s] += (double)rr[j] * y->data[j];
+        }
+        p->data[x] = keep;
+        double num = (l[0] - l[1]) / ((double)xp - (double)xm), ana = (double)p->grad[x];
+        CHECK(fabs(ana - num) <= 3e-3 + 3e-2 * fabs(num), "%s attention: d%s[%lld] = %.6g, numeric %.6g",
+              kn, p->name ? p->name : "?", (long long)x, ana, num);
+      }
+    }
+    attn_nn_param_free(v);
+    case_free(&g);
+  }
+  /* v of the wrong shape. */
+  gcase g;
+  case_make(&g, ATTN_SCORE_DOT, ATTN_SCORE_ACT_TANH, &r);
+  attn_var *bad = mk(&r, 3, 2, 5, 3, "v");
+  for (int fused = 0; fused < 2; fused++) {
+    CHECK(attend(ctx, &g, bad, NULL, fused) == NULL, "v with 5 keys accepted");
+    CHECK(attn_nn_ctx_status(ctx) == ATTN_STATUS_SHAPE_MISMATCH, "status %s",
+          attn_status_str(attn_nn_ctx_status(ctx)));
+  }
+  attn_nn_param_free(bad);
+  case_free(&g);
+  attn_nn_ctx_free(ctx);
+}
+
 int main(void) {
   test_gradcheck();
   test_errors();
+  test_routes_agree();
+  test_attention_gradcheck();
   return t_finish("test_nn_score");
 }

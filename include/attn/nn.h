@@ -643,6 +643,19 @@ ATTN_API attn_nn_score_spec attn_nn_score_spec_default(attn_score_kind kind);
 ATTN_API attn_var *attn_nn_score(attn_nn_ctx *ctx, attn_var *q, attn_var *k,
                                  const attn_nn_score_spec *spec);
 
+/* Score -> softmax over the keys -> context: out_i = sum_l softmax_l(e_il) v_l, with
+ *   v: (B, Tk, Dv) (Tk = the score's key count: W's rows for LUONG_LOCATION);
+ *   out: (B, Tq, Dv), (B, 1, Dv) for LOCATION; MULTIDIM needs F == Dv and takes one softmax per
+ *   feature: out_if = sum_l softmax_l(e_ilf) v_lf.
+ * key_lens: NULL or int32[B] (copied), 0 <= len <= Tk: keys >= len are blocked; a row with no
+ * key gives 0. With allow_fused set, DOT, SCALED_DOT, GENERAL and BIASED_GENERAL run through the
+ * fused exact kernel (attn_nn_sdpa; the general kinds project q first, q' = W q (+ b)), with no
+ * Tq x Tk tensor; every other kind (or allow_fused = 0) is attn_nn_score -> attn_nn_softmax ->
+ * matmul. Both routes give the same values and gradients up to f32 rounding (tested). */
+ATTN_API attn_var *attn_nn_score_attention(attn_nn_ctx *ctx, attn_var *q, attn_var *k,
+                                           attn_var *v, const attn_nn_score_spec *spec,
+                                           const int32_t *key_lens, int allow_fused);
+
 #ifdef __cplusplus
 }
 #endif

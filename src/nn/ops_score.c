@@ -182,3 +182,101 @@ attn_var *attn_nn_score(attn_nn_ctx *ctx, attn_var *q, attn_var *k,
   if (node) node->saved = sv;
   return out;
 }
+
+/* ---- score -> softmax -> context ------------------------------------------------------------- */
+
+static bool fusable(attn_score_kind kind) {
+  return kind == ATTN_SCORE_DOT || kind == ATTN_SCORE_SCALED_DOT || kind == ATTN_SCORE_GENERAL ||
+         kind == ATTN_SCORE_BIASED_GENERAL;
+}
+
+/* A 4-d (B, 1, N, D) reshape view of a (B, N, D) tensor. */
+static attn_var *heads1(attn_nn_ctx *ctx, attn_var *x) {
+  if (!x) return NULL;
+  const int64_t s[4] = {x->shape[0], 1, x->shape[1], x->shape[2]};
+  return attn_nn_reshape(ctx, x, 4, s);
+}
+
+/* v must be (B, Tk, Dv), and Dv == F for MULTIDIM. */
+static bool check_v(attn_nn_ctx *ctx, const char *op, const attn_var *v, int64_t B, int64_t Tk,
+                    int64_t F) {
+  if (v->ndim == 3 && v->shape[0] == B && v->shape[1] == Tk && (F < 0 || v->shape[2] == F))
+    return true;
+  char buf[96];
+  attn__nn_fail(ctx, ATTN_STATUS_SHAPE_MISMATCH,
+                "%s: v is %s, expected (%lld, %lld, %s) (the score's batch and key count%s)", op,
+                attn__nn_shape_str(v, buf, sizeof buf), (long long)B, (long long)Tk,
+                F < 0 ? "Dv" : "F", F < 0 ? "" : "; multidim needs Dv == F");
+  return false;
+}
+
+attn_var *attn_nn_score_attention(attn_nn_ctx *ctx, attn_var *q, attn_var *k, attn_var *v,
+                                  const attn_nn_score_spec *spec, const int32_t *key_lens,
+                                  int allow_fused) {
+  static const char op[] = "attn_nn_score_attention";
+  attn_var *ins[1] = {v};
+  if (!attn__nn_check(ctx, op, 1, ins, 0)) return NULL;
+  if (!spec) return attn__nn_fail(ctx, ATTN_STATUS_NULL_POINTER, "%s: spec is NULL", op);
+  if (allow_fused && fusable(spec->kind)) {
+    /* Validate with the score kernel's own check (its messages name the parameter), then route
+     * through attn_nn_sdpa. */
+    attn_var *qkw[4] = {q, k, spec->W, spec->b};
+    if (!attn__nn_check(ctx, op, 4, qkw, 15u)) return NULL;
+    for (int i = 0; i < 4; i++)
+      if (qkw[i] && qkw[i]->ndim > ATTN_MAX_DIMS)
+        return attn__nn_fail(ctx, ATTN_STATUS_SHAPE_MISMATCH, "%s: input %d has %d dims", op, i,
+                             (int)qkw[i]->ndim);
+    attn_score_params p = attn_score_params_default();
+    attn_tensor t[4];
+    for (int i = 0; i < 4; i++)
+      if (qkw[i]) t[i] = view_of(qkw[i], qkw[i]->data);
+    p.kind = spec->kind;
+    p.act = spec->act;
+    p.leaky_slope = spec->leaky_slope;
+    p.temperature = spec->temperature;
+    p.W = spec->W ? &t[2] : NULL;
+    p.b = spec->b ? &t[3] : NULL;
+    size_t ws;
+    attn_status st = attn_score_workspace_size(&ws, 0, q ? &t[0] : NULL, k ? &t[1] : NULL, &p);
+    if (st != ATTN_OK) return attn__nn_fail(ctx, st, "%s: %s", op, attn_last_error());
+    const int64_t B = q->shape[0], Tq = q->shape[1];
+    if (!check_v(ctx, op, v, B, k->shape[1], -1)) return NULL;
+    attn_var *qp = q;
+    if (spec->kind == ATTN_SCORE_GENERAL) qp = attn_nn_matmul(ctx, q, spec->W, 0, 1);
+    if (spec->kind == ATTN_SCORE_BIASED_GENERAL) qp = attn_nn_linear(ctx, q, spec->W, spec->b);
+    double scale = 1.0 / (double)spec->temperature;
+    if (spec->kind == ATTN_SCORE_SCALED_DOT) scale /= sqrt((double)k->shape[2]);
+    attn_var *o = attn_nn_sdpa(ctx, heads1(ctx, qp), heads1(ctx, k), heads1(ctx, v), (float)scale,
+                               0, key_lens);
+    if (!o) return NULL;
+    const int64_t s3[3] = {B, Tq, v->shape[2]};
+    return attn_nn_reshape(ctx, o, 3, s3);
+  }
+  attn_var *e = attn_nn_score(ctx, q, k, spec);
+  if (!e) return NULL;
+  const bool md = spec->kind == ATTN_SCORE_MULTIDIM;
+  const int64_t B = e->shape[0], Tk = e->shape[2];
+  if (!check_v(ctx, op, v, B, Tk, md ? e->shape[3] : -1)) return NULL;
+  attn_var *mask = NULL;
+  if (key_lens) {
+    const int64_t m3[3] = {B, 1, Tk}, m4[4] = {B, 1, 1, Tk};
+    mask = attn_nn_full(ctx, md ? 4 : 3, md ? m4 : m3, 0.0f);
+    if (!mask) return NULL;
+    for (int64_t b = 0; b < B; b++) {
+      if (key_lens[b] < 0 || key_lens[b] > Tk)
+        return attn__nn_fail(ctx, ATTN_STATUS_INVALID_ARGUMENT,
+                             "%s: key_lens[%lld] is %d, must be in [0, %lld]", op, (long long)b,
+                             (int)key_lens[b], (long long)Tk);
+      for (int64_t l = key_lens[b]; l < Tk; l++) mask->data[b * Tk + l] = -INFINITY;
+    }
+  }
+  if (!md) return attn_nn_matmul(ctx, attn_nn_softmax(ctx, e, mask), v, 0, 0);
+  /* One softmax over the keys per feature f: (B, Tq, F, Tk) weights times v^T (B, 1, F, Tk),
+   * summed over the keys. */
+  static const int perm_e[4] = {0, 1, 3, 2}, perm_v[3] = {0, 2, 1};
+  attn_var *a = attn_nn_softmax(ctx, attn_nn_permute(ctx, e, perm_e), mask);
+  attn_var *vt = attn_nn_permute(ctx, v, perm_v);
+  const int64_t s4[4] = {B, 1, v->shape[2], Tk};
+  attn_var *prod = attn_nn_mul(ctx, a, vt ? attn_nn_reshape(ctx, vt, 4, s4) : NULL);
+  return attn_nn_sum(ctx, prod, 3, 0);
+}
