@@ -34,7 +34,9 @@
  * (ndim, a dim that disagrees: the message names the tensor and the dim), BAD_STRIDE, OVERFLOW,
  * ALIASING (an output overlaps an input or another output), INVALID_ARGUMENT (an unknown kind or
  * act, temperature not finite or <= 0, a non-finite leaky slope, n_contexts < 0 or > 16, a zero
- * feature dim), WORKSPACE_TOO_SMALL, OUT_OF_MEMORY. On error the outputs are untouched.
+ * feature dim), WORKSPACE_TOO_SMALL, OUT_OF_MEMORY. On error the outputs are untouched, with one
+ * exception: the fast path's attn_gemm calls allocate packing buffers, and an OUT_OF_MEMORY from
+ * one after the first may leave e or a gradient partly written (docs/score.md).
  *
  * Threads: the fast forward and backward use the thread pool (attn_gemm and row kernels); each
  * result element is computed in a fixed order, so results are bitwise identical for any thread
