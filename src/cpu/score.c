@@ -40,7 +40,9 @@ ATTN_AI float sel_bits(bool c, float a, float b) {
   int32_t ab, bb;
   memcpy(&ab, &a, 4);
   memcpy(&bb, &b, 4);
-  int32_t r = c ? ab : bb;
+  /* A mask, not a conditional: GCC would sink a float computation of one arm into a branch,
+   * which then cannot be if-converted. */
+  int32_t m = -(int32_t)c, r = (ab & m) | (bb & ~m);
   float y;
   memcpy(&y, &r, 4);
   return y;
@@ -157,25 +159,14 @@ ATTN_AI void add_fwd_impl(const add_job *jb, int64_t item, int tid, const int ac
   const float *bo = pr->p.kind == ATTN_SCORE_MULTIDIM && pr->p.bo ? (const float *)pr->p.bo->data : NULL;
   for (int64_t l = 0; l < Tk; l++) {
     const float *restrict kr = jb->K2 + (b * Tk + l) * d;
-    if (F == 1) {
-      /* e = sum_c w_c act(qb_c + k_c), act in registers. */
-      float acc[LANES];
-      for (int t = 0; t < LANES; t++) acc[t] = 0.0f;
-      int64_t c = 0;
-      for (; c + LANES <= d; c += LANES)
-        for (int t = 0; t < LANES; t++) acc[t] += W0[c + t] * act_f(act, slope, qb[c + t] + kr[c + t]);
-      for (int t = 0; c + t < d; t++) acc[t] += W0[c + t] * act_f(act, slope, qb[c + t] + kr[c + t]);
-      float s = lane_sum(acc);
-      if (bo) s += bo[0];
-      erow[l * e->stride[2]] = s * it;
-    } else {
-      for (int64_t c = 0; c < d; c++) h[c] = act_f(act, slope, qb[c] + kr[c]);
-      float *ef = erow + l * e->stride[2];
-      for (int64_t f = 0; f < F; f++) {
-        float s = dot_lanes(W0 + f * ldw, h, d);
-        if (bo) s += bo[f * pr->p.bo->stride[0]];
-        ef[f] = s * it;
-      }
+    /* The activations of the pair go through a row of d floats (L1): a plain loop over it is
+     * what GCC if-converts and vectorises; fused into the lane sums it is not. */
+    for (int64_t c = 0; c < d; c++) h[c] = act_f(act, slope, qb[c] + kr[c]);
+    float *ef = erow + l * e->stride[2];
+    for (int64_t f = 0; f < F; f++) {
+      float s = dot_lanes(W0 + f * ldw, h, d);
+      if (bo) s += bo[f * pr->p.bo->stride[0]];
+      ef[f] = s * it;
     }
   }
 }
