@@ -29,17 +29,18 @@ static attn_var *mk(t_rng *r, int nd, int64_t a, int64_t b, int64_t c, const cha
 static void case_make(gcase *g, attn_score_kind kind, attn_score_act act, t_rng *r) {
   memset(g, 0, sizeof *g);
   const int64_t B = 2, Tq = 3, Tk = 4, dq = 3, d = 4, F = 2;
-  const int64_t dk = (kind == ATTN_SCORE_DOT || kind == ATTN_SCORE_SCALED_DOT ||
-                      kind == ATTN_SCORE_COSINE)
-                         ? dq
-                         : 2;
+  const int64_t dk =
+      (kind == ATTN_SCORE_DOT || kind == ATTN_SCORE_SCALED_DOT || kind == ATTN_SCORE_COSINE) ? dq
+                                                                                             : 2;
   g->spec = attn_nn_score_spec_default(kind);
   g->spec.act = act;
   g->spec.temperature = 0.8f;
   if (kind != ATTN_SCORE_LOCATION) g->v[P_Q] = mk(r, 3, B, Tq, dq, "q");
   if (kind != ATTN_SCORE_LUONG_LOCATION) g->v[P_K] = mk(r, 3, B, Tk, dk, "k");
   switch (kind) {
-    case ATTN_SCORE_GENERAL: g->v[P_W] = mk(r, 2, dk, dq, 0, "W"); break;
+    case ATTN_SCORE_GENERAL:
+      g->v[P_W] = mk(r, 2, dk, dq, 0, "W");
+      break;
     case ATTN_SCORE_BIASED_GENERAL:
       g->v[P_W] = mk(r, 2, dk, dq, 0, "W");
       g->v[P_B] = mk(r, 1, dk, 0, 0, "b");
@@ -76,7 +77,8 @@ static void case_make(gcase *g, attn_score_kind kind, attn_score_act act, t_rng 
       g->v[P_W] = mk(r, 2, Tk, dq, 0, "W");
       g->v[P_B] = mk(r, 1, Tk, 0, 0, "b");
       break;
-    default: break;
+    default:
+      break;
   }
   g->spec.W = g->v[P_W];
   g->spec.b = g->v[P_B];
@@ -158,8 +160,7 @@ static void test_gradcheck(void) {
       e = attn_nn_score(ctx, g.v[P_Q], g.v[P_K], &g.spec);
       CHECK_OK(attn_backward_from(e, rr));
       CHECK(fabsf(pw->grad[0] - 2.0f * first) <= 1e-5f * (1.0f + fabsf(first)),
-            "%s: gradient did not accumulate: %g then %g", kn, (double)first,
-            (double)pw->grad[0]);
+            "%s: gradient did not accumulate: %g then %g", kn, (double)first, (double)pw->grad[0]);
       case_free(&g);
     }
   attn_nn_ctx_free(ctx);
@@ -175,8 +176,7 @@ static void test_errors(void) {
   CHECK(attn_nn_score(ctx, g.v[P_Q], g.v[P_K], &s) == NULL, "missing W accepted");
   CHECK(attn_nn_ctx_status(ctx) == ATTN_STATUS_NULL_POINTER, "status %s",
         attn_status_str(attn_nn_ctx_status(ctx)));
-  CHECK(strstr(attn_nn_ctx_error(ctx), "params->W") != NULL, "message: %s",
-        attn_nn_ctx_error(ctx));
+  CHECK(strstr(attn_nn_ctx_error(ctx), "params->W") != NULL, "message: %s", attn_nn_ctx_error(ctx));
   /* Sticky: a good call after an error still returns NULL. */
   CHECK(attn_nn_score(ctx, g.v[P_Q], g.v[P_K], &g.spec) == NULL, "sticky error ignored");
   attn_nn_ctx_reset(ctx);
@@ -273,8 +273,8 @@ static void test_routes_agree(void) {
               kn, with_lens, (long long)i, (double)res[1][i], (double)res[0][i]);
       for (int64_t i = 0; i < n_grad; i++)
         CHECK(fabs(grads[1][i] - grads[0][i]) <= 1e-5 * (1.0 + mg),
-              "%s lens %d: grad[%lld] %g vs %g", kn, with_lens, (long long)i,
-              (double)grads[1][i], (double)grads[0][i]);
+              "%s lens %d: grad[%lld] %g vs %g", kn, with_lens, (long long)i, (double)grads[1][i],
+              (double)grads[0][i]);
       if (with_lens)
         for (int64_t i = 15; i < 30; i++)
           CHECK(res[1][i] == 0.0f, "%s: a row with no key gives %g", kn, (double)res[1][i]);
@@ -325,8 +325,9 @@ static void test_attention_gradcheck(void) {
         }
         p->data[x] = keep;
         double num = (l[0] - l[1]) / ((double)xp - (double)xm), ana = (double)p->grad[x];
-        CHECK(fabs(ana - num) <= 3e-3 + 3e-2 * fabs(num), "%s attention: d%s[%lld] = %.6g, numeric %.6g",
-              kn, p->name ? p->name : "?", (long long)x, ana, num);
+        CHECK(fabs(ana - num) <= 3e-3 + 3e-2 * fabs(num),
+              "%s attention: d%s[%lld] = %.6g, numeric %.6g", kn, p->name ? p->name : "?",
+              (long long)x, ana, num);
       }
     }
     attn_nn_param_free(v);

@@ -74,8 +74,12 @@ static float *slot_at(slot *s, int64_t x) {
   return (float *)t->data + row * (t->ndim >= 2 ? t->stride[t->ndim - 2] : 0) + col;
 }
 
-static bool uses_q(attn_score_kind k) { return k != ATTN_SCORE_LOCATION; }
-static bool uses_k(attn_score_kind k) { return k != ATTN_SCORE_LUONG_LOCATION; }
+static bool uses_q(attn_score_kind k) {
+  return k != ATTN_SCORE_LOCATION;
+}
+static bool uses_k(attn_score_kind k) {
+  return k != ATTN_SCORE_LUONG_LOCATION;
+}
 static bool same_dim(attn_score_kind k) {
   return k == ATTN_SCORE_DOT || k == ATTN_SCORE_SCALED_DOT || k == ATTN_SCORE_COSINE;
 }
@@ -84,8 +88,8 @@ typedef struct shape_cfg {
   int64_t B, Tq, Tk, dq, dk, d, F;
 } shape_cfg;
 
-static void inst_make(inst *I, attn_score_kind kind, attn_score_act act, shape_cfg c,
-                      bool optional, int nctx, float temperature, t_rng *r) {
+static void inst_make(inst *I, attn_score_kind kind, attn_score_act act, shape_cfg c, bool optional,
+                      int nctx, float temperature, t_rng *r) {
   memset(I, 0, sizeof *I);
   if (same_dim(kind)) c.dk = c.dq;
   attn_score_params *p = &I->p;
@@ -98,7 +102,9 @@ static void inst_make(inst *I, attn_score_kind kind, attn_score_act act, shape_c
   if (uses_q(kind)) slot_make(&I->s[S_Q], 3, c.B, c.Tq, c.dq, 3, r);
   if (uses_k(kind)) slot_make(&I->s[S_K], 3, c.B, c.Tk, c.dk, 2, r);
   switch (kind) {
-    case ATTN_SCORE_GENERAL: slot_make(&I->s[S_W], 2, c.dk, c.dq, 0, 1, r); break;
+    case ATTN_SCORE_GENERAL:
+      slot_make(&I->s[S_W], 2, c.dk, c.dq, 0, 1, r);
+      break;
     case ATTN_SCORE_BIASED_GENERAL:
       slot_make(&I->s[S_W], 2, c.dk, c.dq, 0, 1, r);
       slot_make(&I->s[S_B], 1, c.dk, 0, 0, 0, r);
@@ -136,7 +142,8 @@ static void inst_make(inst *I, attn_score_kind kind, attn_score_act act, shape_c
       slot_make(&I->s[S_W], 2, c.Tk, c.dq, 0, 2, r);
       if (optional) slot_make(&I->s[S_B], 1, c.Tk, 0, 0, 0, r);
       break;
-    default: break;
+    default:
+      break;
   }
   slot *s = I->s;
   if (s[S_W].used) p->W = &s[S_W].v, I->gr.dW = &s[S_W].g;
@@ -187,10 +194,18 @@ static void inst_free(inst *I) {
   t_buf_free(&I->de);
 }
 
-static const attn_tensor *Q(inst *I) { return I->s[S_Q].used ? &I->s[S_Q].v : NULL; }
-static const attn_tensor *K(inst *I) { return I->s[S_K].used ? &I->s[S_K].v : NULL; }
-static const attn_tensor *DQ(inst *I) { return I->s[S_Q].used ? &I->s[S_Q].g : NULL; }
-static const attn_tensor *DK(inst *I) { return I->s[S_K].used ? &I->s[S_K].g : NULL; }
+static const attn_tensor *Q(inst *I) {
+  return I->s[S_Q].used ? &I->s[S_Q].v : NULL;
+}
+static const attn_tensor *K(inst *I) {
+  return I->s[S_K].used ? &I->s[S_K].v : NULL;
+}
+static const attn_tensor *DQ(inst *I) {
+  return I->s[S_Q].used ? &I->s[S_Q].g : NULL;
+}
+static const attn_tensor *DK(inst *I) {
+  return I->s[S_K].used ? &I->s[S_K].g : NULL;
+}
 
 static attn_status bwd(inst *I, bool fast) {
   if (fast) return attn_score_backward(DQ(I), DK(I), &I->gr, &I->tde, Q(I), K(I), &I->p, NULL, 0);
@@ -323,9 +338,8 @@ static void test_known_values(void) {
 /* ---- fast against reference ------------------------------------------------------------------ */
 
 static const shape_cfg shapes[] = {
-    {2, 3, 5, 4, 5, 6, 3},    {1, 1, 1, 1, 1, 1, 1},   {3, 7, 33, 17, 9, 19, 5},
-    {2, 4, 3, 1, 2, 1, 2},    {1, 0, 4, 3, 3, 3, 2},   {0, 2, 2, 2, 2, 2, 2},
-    {2, 17, 6, 40, 24, 37, 1},
+    {2, 3, 5, 4, 5, 6, 3}, {1, 1, 1, 1, 1, 1, 1}, {3, 7, 33, 17, 9, 19, 5},  {2, 4, 3, 1, 2, 1, 2},
+    {1, 0, 4, 3, 3, 3, 2}, {0, 2, 2, 2, 2, 2, 2}, {2, 17, 6, 40, 24, 37, 1},
 };
 
 static void one_fast_vs_ref(attn_score_kind kind, attn_score_act act, shape_cfg c, bool optional,
@@ -334,7 +348,8 @@ static void one_fast_vs_ref(attn_score_kind kind, attn_score_act act, shape_cfg 
   inst I;
   inst_make(&I, kind, act, c, optional, nctx, 0.7f, &r);
   char ctx[160];
-  snprintf(ctx, sizeof ctx, "%s/%s B%lld Tq%lld Tk%lld dq%lld dk%lld d%lld F%lld opt%d ctx%d isa %s thr %d",
+  snprintf(ctx, sizeof ctx,
+           "%s/%s B%lld Tq%lld Tk%lld dq%lld dk%lld d%lld F%lld opt%d ctx%d isa %s thr %d",
            attn_score_kind_name(kind), act_name(act), (long long)c.B, (long long)c.Tq,
            (long long)c.Tk, (long long)c.dq, (long long)c.dk, (long long)c.d, (long long)c.F,
            optional, nctx, attn_isa_name(attn_get_isa()), attn_get_num_threads());
@@ -402,7 +417,8 @@ static void test_fast_vs_ref(void) {
   CHECK_OK(attn_set_num_threads(saved));
 }
 
-/* ---- finite differences of the reference ------------------------------------------------------ */
+/* ---- finite differences of the reference ------------------------------------------------------
+ */
 
 static double loss(inst *I) {
   CHECK_OK(attn_score_forward_ref(&I->te2, Q(I), K(I), &I->p));
@@ -539,6 +555,13 @@ static void test_bad_inputs(void) {
   p = A.p;
   p.U = NULL;
   CHECK_STATUS(attn_score_forward(&A.te, Q(&A), K(&A), &p, NULL, 0), ATTN_STATUS_NULL_POINTER);
+  attn_tensor badU = *A.pU[0];
+  badU.shape[1] = 1;
+  const attn_tensor *pbu[1] = {&badU};
+  p = A.p;
+  p.U = pbu;
+  CHECK_STATUS(attn_score_forward(&A.te, Q(&A), K(&A), &p, NULL, 0), ATTN_STATUS_SHAPE_MISMATCH);
+  CHECK(strstr(attn_last_error(), "params->U[0]") != NULL, "message: %s", attn_last_error());
   p = A.p;
   p.n_contexts = 17;
   CHECK_STATUS(attn_score_forward(&A.te, Q(&A), K(&A), &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT);

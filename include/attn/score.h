@@ -110,33 +110,33 @@ ATTN_API attn_score_grads attn_score_grads_default(void);
  * workspace: NULL to allocate through the allocator hook, else at least
  * attn_score_workspace_size(backward = 0) bytes, 64-byte aligned. e must not overlap any input. */
 ATTN_API attn_status attn_score_forward(const attn_tensor *e, const attn_tensor *q,
-                                       const attn_tensor *k, const attn_score_params *params,
-                                       void *workspace, size_t workspace_size);
+                                        const attn_tensor *k, const attn_score_params *params,
+                                        void *workspace, size_t workspace_size);
 
 /* Backward. Overwrites (=) dq, dk and every non-NULL gradient of grads (grads may be NULL: no
  * parameter gradients) with the gradients of L given de = dL/de (shape of e). dq (like q) and dk
  * (like k) may be NULL (not computed). Gradients must not overlap each other or any input. The
  * inputs are those of the forward; e is recomputed where needed. */
 ATTN_API attn_status attn_score_backward(const attn_tensor *dq, const attn_tensor *dk,
-                                        const attn_score_grads *grads, const attn_tensor *de,
-                                        const attn_tensor *q, const attn_tensor *k,
-                                        const attn_score_params *params, void *workspace,
-                                        size_t workspace_size);
+                                         const attn_score_grads *grads, const attn_tensor *de,
+                                         const attn_tensor *q, const attn_tensor *k,
+                                         const attn_score_params *params, void *workspace,
+                                         size_t workspace_size);
 
 /* Workspace bytes the forward (backward = 0) or backward (backward = 1) needs for these operands
  * at the current thread count. Validates q, k and params like the forward (e is not needed). */
 ATTN_API attn_status attn_score_workspace_size(size_t *size, int backward, const attn_tensor *q,
-                                              const attn_tensor *k,
-                                              const attn_score_params *params);
+                                               const attn_tensor *k,
+                                               const attn_score_params *params);
 
 /* Reference: plain loops in double, single-threaded, same validation and semantics (scratch
  * through the allocator hook). The oracle of the tests. */
 ATTN_API attn_status attn_score_forward_ref(const attn_tensor *e, const attn_tensor *q,
-                                           const attn_tensor *k, const attn_score_params *params);
+                                            const attn_tensor *k, const attn_score_params *params);
 ATTN_API attn_status attn_score_backward_ref(const attn_tensor *dq, const attn_tensor *dk,
-                                            const attn_score_grads *grads, const attn_tensor *de,
-                                            const attn_tensor *q, const attn_tensor *k,
-                                            const attn_score_params *params);
+                                             const attn_score_grads *grads, const attn_tensor *de,
+                                             const attn_tensor *q, const attn_tensor *k,
+                                             const attn_score_params *params);
 
 /* Name of a kind ("dot", "scaled_dot", "general", ...); "unknown" otherwise. */
 ATTN_API const char *attn_score_kind_name(attn_score_kind kind);

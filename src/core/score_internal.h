@@ -39,7 +39,7 @@ typedef struct attn__score_problem {
  * be NULL). */
 attn_status attn__score_check(const char *fn, attn__score_problem *pr, bool is_backward,
                               const attn_tensor *e, const attn_tensor *dq, const attn_tensor *dk,
-                              const attn_score_grads *g, const attn_tensor *q,
-                              const attn_tensor *k, const attn_score_params *params);
+                              const attn_score_grads *g, const attn_tensor *q, const attn_tensor *k,
+                              const attn_score_params *params);
 
 #endif

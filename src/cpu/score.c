@@ -90,11 +90,16 @@ ATTN_AI float act_f(const int act, float slope, float x) {
   int32_t xb;
   memcpy(&xb, &x, 4);
   switch (act) {
-    case ATTN_SCORE_ACT_TANH: return tanh_f(x);
-    case ATTN_SCORE_ACT_RELU: return sel_bits(xb > 0, x, 0.0f);
-    case ATTN_SCORE_ACT_SIGMOID: return sigmoid_f(x);
-    case ATTN_SCORE_ACT_LEAKY_RELU: return sel_bits(xb > 0, x, slope * x);
-    default: return x;
+    case ATTN_SCORE_ACT_TANH:
+      return tanh_f(x);
+    case ATTN_SCORE_ACT_RELU:
+      return sel_bits(xb > 0, x, 0.0f);
+    case ATTN_SCORE_ACT_SIGMOID:
+      return sigmoid_f(x);
+    case ATTN_SCORE_ACT_LEAKY_RELU:
+      return sel_bits(xb > 0, x, slope * x);
+    default:
+      return x;
   }
 }
 /* d act / dx given x and y = act(x); relu and leaky relu take the left derivative at 0. */
@@ -102,15 +107,21 @@ ATTN_AI float act_grad_f(const int act, float slope, float x, float y) {
   int32_t xb;
   memcpy(&xb, &x, 4);
   switch (act) {
-    case ATTN_SCORE_ACT_TANH: return 1.0f - y * y;
-    case ATTN_SCORE_ACT_RELU: return sel_bits(xb > 0, 1.0f, 0.0f);
-    case ATTN_SCORE_ACT_SIGMOID: return y * (1.0f - y);
-    case ATTN_SCORE_ACT_LEAKY_RELU: return sel_bits(xb > 0, 1.0f, slope);
-    default: return 1.0f;
+    case ATTN_SCORE_ACT_TANH:
+      return 1.0f - y * y;
+    case ATTN_SCORE_ACT_RELU:
+      return sel_bits(xb > 0, 1.0f, 0.0f);
+    case ATTN_SCORE_ACT_SIGMOID:
+      return y * (1.0f - y);
+    case ATTN_SCORE_ACT_LEAKY_RELU:
+      return sel_bits(xb > 0, 1.0f, slope);
+    default:
+      return 1.0f;
   }
 }
 
-/* ---- the additive family's row kernels -------------------------------------------------------- */
+/* ---- the additive family's row kernels --------------------------------------------------------
+ */
 
 typedef struct add_job {
   const attn__score_problem *pr;
@@ -118,9 +129,9 @@ typedef struct add_job {
   const attn_tensor *e;      /* forward output, or de */
   float inv_t, slope;
   /* backward */
-  float *dQ1, *dK2;    /* like Q1 (B, Tq_out, d) and K2 */
-  double *dWo, *dbo;   /* per batch: dWo (F, d), dbo (F) */
-  char *ws;                           /* per-thread scratch */
+  float *dQ1, *dK2;  /* like Q1 (B, Tq_out, d) and K2 */
+  double *dWo, *dbo; /* per batch: dWo (F, d), dbo (F) */
+  char *ws;          /* per-thread scratch */
   size_t per_thread;
 } add_job;
 
@@ -151,12 +162,14 @@ ATTN_AI void add_fwd_impl(const add_job *jb, int64_t item, int tid, const int ac
   float *restrict qb = (float *)(jb->ws + (size_t)tid * jb->per_thread);
   float *restrict h = qb + attn__round_up((size_t)d, LANES);
   const float *bb = jb->bb + b * d;
-  for (int64_t c = 0; c < d; c++) qb[c] = (jb->Q1 ? jb->Q1[(b * pr->Tq + i) * d + c] : 0.0f) + bb[c];
+  for (int64_t c = 0; c < d; c++)
+    qb[c] = (jb->Q1 ? jb->Q1[(b * pr->Tq + i) * d + c] : 0.0f) + bb[c];
   const attn_tensor *e = jb->e;
   float *erow = (float *)e->data + b * e->stride[0] + i * e->stride[1];
   const float *W0 = (const float *)pr->Wout.data;
   const int64_t ldw = pr->Wout.stride[0];
-  const float *bo = pr->p.kind == ATTN_SCORE_MULTIDIM && pr->p.bo ? (const float *)pr->p.bo->data : NULL;
+  const float *bo =
+      pr->p.kind == ATTN_SCORE_MULTIDIM && pr->p.bo ? (const float *)pr->p.bo->data : NULL;
   for (int64_t l = 0; l < Tk; l++) {
     const float *restrict kr = jb->K2 + (b * Tk + l) * d;
     /* The activations of the pair go through a row of d floats (L1): a plain loop over it is
@@ -232,13 +245,23 @@ ATTN_AI void add_bwd_impl(const add_job *jb, int64_t b, int tid, const int act) 
   }
 }
 
-#define ACT_SWITCH(call_base)                                                     \
-  switch (jb->pr->p.act) {                                                        \
-    case ATTN_SCORE_ACT_TANH: call_base(ATTN_SCORE_ACT_TANH); break;             \
-    case ATTN_SCORE_ACT_RELU: call_base(ATTN_SCORE_ACT_RELU); break;             \
-    case ATTN_SCORE_ACT_SIGMOID: call_base(ATTN_SCORE_ACT_SIGMOID); break;       \
-    case ATTN_SCORE_ACT_LEAKY_RELU: call_base(ATTN_SCORE_ACT_LEAKY_RELU); break; \
-    default: call_base(ATTN_SCORE_ACT_IDENTITY); break;                          \
+#define ACT_SWITCH(call_base)               \
+  switch (jb->pr->p.act) {                  \
+    case ATTN_SCORE_ACT_TANH:               \
+      call_base(ATTN_SCORE_ACT_TANH);       \
+      break;                                \
+    case ATTN_SCORE_ACT_RELU:               \
+      call_base(ATTN_SCORE_ACT_RELU);       \
+      break;                                \
+    case ATTN_SCORE_ACT_SIGMOID:            \
+      call_base(ATTN_SCORE_ACT_SIGMOID);    \
+      break;                                \
+    case ATTN_SCORE_ACT_LEAKY_RELU:         \
+      call_base(ATTN_SCORE_ACT_LEAKY_RELU); \
+      break;                                \
+    default:                                \
+      call_base(ATTN_SCORE_ACT_IDENTITY);   \
+      break;                                \
   }
 
 ATTN_AI void add_task_impl(void *ctx, int64_t item, int tid, bool bw) {
@@ -254,8 +277,12 @@ ATTN_AI void add_task_impl(void *ctx, int64_t item, int tid, bool bw) {
 #undef BWD
 }
 
-static void add_fwd_base(void *ctx, int64_t item, int tid) { add_task_impl(ctx, item, tid, false); }
-static void add_bwd_base(void *ctx, int64_t item, int tid) { add_task_impl(ctx, item, tid, true); }
+static void add_fwd_base(void *ctx, int64_t item, int tid) {
+  add_task_impl(ctx, item, tid, false);
+}
+static void add_bwd_base(void *ctx, int64_t item, int tid) {
+  add_task_impl(ctx, item, tid, true);
+}
 #if ATTN_X86 && defined(__GNUC__)
 __attribute__((target("avx2,fma"))) static void add_fwd_avx2(void *ctx, int64_t item, int tid) {
   add_task_impl(ctx, item, tid, false);
@@ -338,12 +365,13 @@ static void layout(const attn__score_problem *pr, bool bw, int threads, ws_layou
       if (bw) {
         L->dQ1 = lay(L, B, pr->Tq_out, d);
         L->dK2 = lay(L, B, Tk, d);
-        L->dbb = lay(L, B, d, 2); /* doubles */
+        L->dbb = lay(L, B, d, 2);     /* doubles */
         L->dWo = lay(L, B, F, 2 * d); /* doubles */
         L->dbo = lay(L, B, F, 2);
       }
       /* Per thread: qb and h (forward); qb, h, gu, gf and the row's dWout, dbo (backward). */
-      int64_t dp = (int64_t)attn__round_up((size_t)d, LANES), fp = (int64_t)attn__round_up((size_t)F, LANES);
+      int64_t dp = (int64_t)attn__round_up((size_t)d, LANES),
+              fp = (int64_t)attn__round_up((size_t)F, LANES);
       int64_t per;
       if (!attn__mul_i64(F, dp, &per) || !attn__add_i64(per, 3 * dp + 2 * fp, &per)) {
         L->overflow = true;
@@ -405,8 +433,8 @@ static attn_status gemm(const char *fn, bool ta, bool tb, int64_t M, int64_t N, 
                         float beta, float *C, int64_t ldc) {
   if (M == 0 || N == 0) return ATTN_OK;
   attn_status st = attn_gemm(ATTN_ROW_MAJOR, ta ? ATTN_TRANS : ATTN_NO_TRANS,
-                             tb ? ATTN_TRANS : ATTN_NO_TRANS, M, N, K, alpha, A,
-                             lda > 0 ? lda : 1, B, ldb > 0 ? ldb : 1, beta, C, ldc > 0 ? ldc : 1);
+                             tb ? ATTN_TRANS : ATTN_NO_TRANS, M, N, K, alpha, A, lda > 0 ? lda : 1,
+                             B, ldb > 0 ? ldb : 1, beta, C, ldc > 0 ? ldc : 1);
   if (st != ATTN_OK) return attn__fail(st, "%s: %s", fn, attn_last_error());
   return ATTN_OK;
 }
@@ -437,8 +465,8 @@ static attn_status project_general(const char *fn, const attn__score_problem *pr
 }
 
 /* Q1 = q Wq^T, K2 = k Wk^T, bb = b + sum_m U_m c_m (additive family). */
-static attn_status project_add(const char *fn, const attn__score_problem *pr, float *Q1,
-                               float *K2, float *bb) {
+static attn_status project_add(const char *fn, const attn__score_problem *pr, float *Q1, float *K2,
+                               float *bb) {
   const int64_t B = pr->B, Tq = pr->Tq, Tk = pr->Tk, d = pr->d;
   const attn_score_params *p = &pr->p;
   for (int64_t b = 0; b < B; b++) {
@@ -476,8 +504,8 @@ static void act_rows(const attn__score_problem *pr, const attn_tensor *e, float 
 
 /* ---- forward --------------------------------------------------------------------------------- */
 
-static attn_status forward_run(const char *fn, const attn__score_problem *pr,
-                               const attn_tensor *e, float *ws, const ws_layout *L) {
+static attn_status forward_run(const char *fn, const attn__score_problem *pr, const attn_tensor *e,
+                               float *ws, const ws_layout *L) {
   const int64_t B = pr->B, Tq = pr->Tq, Tk = pr->Tk, dk = pr->dk;
   const attn_score_params *p = &pr->p;
   const float it = (float)pr->inv_t;
@@ -489,8 +517,8 @@ static attn_status forward_run(const char *fn, const attn__score_problem *pr,
       const float alpha = (float)(pr->dot_scale * (act ? 1.0 : pr->inv_t));
       for (int64_t b = 0; b < B; b++) {
         const float *qt = gen ? ws + L->qt + b * Tq * dk : bat(pr->q, b);
-        TRY(gemm(fn, false, true, Tq, Tk, dk, alpha, qt, gen ? dk : pr->q->stride[1],
-                 bat(pr->k, b), pr->k->stride[1], 0.0f, bat(e, b), e->stride[1]));
+        TRY(gemm(fn, false, true, Tq, Tk, dk, alpha, qt, gen ? dk : pr->q->stride[1], bat(pr->k, b),
+                 pr->k->stride[1], 0.0f, bat(e, b), e->stride[1]));
       }
       if (act) act_rows(pr, e, ((const float *)p->b->data)[0]);
       return ATTN_OK;
@@ -512,8 +540,8 @@ static attn_status forward_run(const char *fn, const attn__score_problem *pr,
         }
       }
       for (int64_t b = 0; b < B; b++) {
-        TRY(gemm(fn, false, true, Tq, Tk, dk, 1.0f, bat(pr->q, b), pr->q->stride[1],
-                 bat(pr->k, b), pr->k->stride[1], 0.0f, bat(e, b), e->stride[1]));
+        TRY(gemm(fn, false, true, Tq, Tk, dk, 1.0f, bat(pr->q, b), pr->q->stride[1], bat(pr->k, b),
+                 pr->k->stride[1], 0.0f, bat(e, b), e->stride[1]));
         for (int64_t i = 0; i < Tq; i++) {
           float *row = bat(e, b) + i * e->stride[1];
           for (int64_t l = 0; l < Tk; l++) {
@@ -600,8 +628,8 @@ static attn_status backward_bilinear(const char *fn, const attn__score_problem *
     if (act) {
       /* G = de / T act'(z + b), z recomputed. */
       const float b0 = ((const float *)p->b->data)[0];
-      TRY(gemm(fn, false, true, Tq, Tk, dkn, ds, qt, ldq, bat(pr->k, b), pr->k->stride[1], 0.0f,
-               G, Tk));
+      TRY(gemm(fn, false, true, Tq, Tk, dkn, ds, qt, ldq, bat(pr->k, b), pr->k->stride[1], 0.0f, G,
+               Tk));
       for (int64_t i = 0; i < Tq; i++) {
         const float *dr = bat(de, b) + i * de->stride[1];
         for (int64_t l = 0; l < Tk; l++) {
@@ -618,8 +646,7 @@ static attn_status backward_bilinear(const char *fn, const attn__score_problem *
       }
     }
     if (dk)
-      TRY(gemm(fn, true, false, Tk, dkn, Tq, ds, G, Tk, qt, ldq, 0.0f, bat(dk, b),
-               dk->stride[1]));
+      TRY(gemm(fn, true, false, Tk, dkn, Tq, ds, G, Tk, qt, ldq, 0.0f, bat(dk, b), dk->stride[1]));
     if (!gen) {
       if (dq)
         TRY(gemm(fn, false, false, Tq, dkn, Tk, ds, G, Tk, bat(pr->k, b), pr->k->stride[1], 0.0f,
@@ -632,11 +659,11 @@ static attn_status backward_bilinear(const char *fn, const attn__score_problem *
              dkn));
     const float *W = (const float *)p->W->data;
     if (dq)
-      TRY(gemm(fn, false, false, Tq, dqn, dkn, 1.0f, dqt, dkn, W, p->W->stride[0], 0.0f,
-               bat(dq, b), dq->stride[1]));
+      TRY(gemm(fn, false, false, Tq, dqn, dkn, 1.0f, dqt, dkn, W, p->W->stride[0], 0.0f, bat(dq, b),
+               dq->stride[1]));
     if (want_dW)
-      TRY(gemm(fn, true, false, dkn, dqn, Tq, 1.0f, dqt, dkn, bat(pr->q, b), pr->q->stride[1],
-               1.0f, (float *)g->dW->data, g->dW->stride[0]));
+      TRY(gemm(fn, true, false, dkn, dqn, Tq, 1.0f, dqt, dkn, bat(pr->q, b), pr->q->stride[1], 1.0f,
+               (float *)g->dW->data, g->dW->stride[0]));
     if (p->kind == ATTN_SCORE_BIASED_GENERAL)
       for (int64_t i = 0; i < Tq; i++)
         for (int64_t c = 0; c < dkn; c++) acc[c] += (double)dqt[i * dkn + c];
@@ -652,8 +679,8 @@ static attn_status backward_bilinear(const char *fn, const attn__score_problem *
 }
 
 static attn_status backward_cos(const char *fn, const attn__score_problem *pr,
-                                const attn_tensor *dq, const attn_tensor *dk,
-                                const attn_tensor *de, float *ws, const ws_layout *L) {
+                                const attn_tensor *dq, const attn_tensor *dk, const attn_tensor *de,
+                                float *ws, const ws_layout *L) {
   const int64_t B = pr->B, Tq = pr->Tq, Tk = pr->Tk, D = pr->dk;
   const float it = (float)pr->inv_t;
   float *nq = ws + L->nq, *nk = ws + L->nk, *A = ws + L->G, *cq = ws + L->cq, *ck = ws + L->ck;
@@ -862,10 +889,18 @@ attn_status attn_score_backward(const attn_tensor *dq, const attn_tensor *dk,
   TRY(get_ws(fn, &L, workspace, workspace_size, &ws, &own));
   attn_status st = ATTN_OK;
   switch (pr.fam) {
-    case ATTN__SCORE_BILINEAR: st = backward_bilinear(fn, &pr, dq, dk, &g, de, ws, &L); break;
-    case ATTN__SCORE_COS: st = backward_cos(fn, &pr, dq, dk, de, ws, &L); break;
-    case ATTN__SCORE_LINEAR: st = backward_linear(fn, &pr, dq, &g, de, ws, &L); break;
-    case ATTN__SCORE_ADD: st = backward_add(fn, &pr, dq, dk, &g, de, ws, &L); break;
+    case ATTN__SCORE_BILINEAR:
+      st = backward_bilinear(fn, &pr, dq, dk, &g, de, ws, &L);
+      break;
+    case ATTN__SCORE_COS:
+      st = backward_cos(fn, &pr, dq, dk, de, ws, &L);
+      break;
+    case ATTN__SCORE_LINEAR:
+      st = backward_linear(fn, &pr, dq, &g, de, ws, &L);
+      break;
+    case ATTN__SCORE_ADD:
+      st = backward_add(fn, &pr, dq, dk, &g, de, ws, &L);
+      break;
   }
   attn__free(own);
   return st;

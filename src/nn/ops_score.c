@@ -87,9 +87,9 @@ static attn_status score_backward(attn_nn_node *n) {
     gr.dU = gp + IN_FIXED + nc;
   }
   attn_tensor de = view_of(n->out, n->out->grad);
-  attn_status st = attn_score_backward(gp[IN_Q], gp[IN_K], &gr, &de,
-                                       n->in[IN_Q] ? &sv->t[IN_Q] : NULL,
-                                       n->in[IN_K] ? &sv->t[IN_K] : NULL, &sv->p, NULL, 0);
+  attn_status st =
+      attn_score_backward(gp[IN_Q], gp[IN_K], &gr, &de, n->in[IN_Q] ? &sv->t[IN_Q] : NULL,
+                          n->in[IN_K] ? &sv->t[IN_K] : NULL, &sv->p, NULL, 0);
   if (st == ATTN_OK) {
     at = scratch;
     for (int i = 0; i < n_in; i++) {
@@ -118,8 +118,8 @@ attn_var *attn_nn_score(attn_nn_ctx *ctx, attn_var *q, attn_var *k,
   if (nc && (!spec->contexts || !spec->U))
     return attn__nn_fail(ctx, ATTN_STATUS_NULL_POINTER, "%s: spec->%s is NULL", op,
                          spec->contexts ? "U" : "contexts");
-  attn_var *ins[IN_FIXED + 2 * MAXC] = {q, k, spec->W, spec->b, spec->w, spec->W1, spec->W2,
-                                        spec->Wo, spec->bo};
+  attn_var *ins[IN_FIXED + 2 * MAXC] = {q,        k,        spec->W,  spec->b, spec->w,
+                                        spec->W1, spec->W2, spec->Wo, spec->bo};
   for (int m = 0; m < nc; m++) {
     ins[IN_FIXED + m] = spec->contexts[m];
     ins[IN_FIXED + nc + m] = spec->U[m];

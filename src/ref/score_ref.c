@@ -2,6 +2,8 @@
  * single-threaded). Contract: include/attn/score.h. */
 #include "score_internal.h"
 
+#include <stdio.h>
+
 #define TRY(expr)                   \
   do {                              \
     attn_status st_ = (expr);       \
@@ -25,9 +27,9 @@ attn_score_grads attn_score_grads_default(void) {
 }
 
 const char *attn_score_kind_name(attn_score_kind kind) {
-  static const char *const names[] = {"dot",      "scaled_dot", "general",        "biased_general",
-                                      "activated_general", "additive", "concat", "cosine",
-                                      "location", "luong_location", "multidim"};
+  static const char *const names[] = {
+      "dot",    "scaled_dot", "general",  "biased_general", "activated_general", "additive",
+      "concat", "cosine",     "location", "luong_location", "multidim"};
   if ((unsigned)kind < sizeof names / sizeof names[0]) return names[kind];
   return "unknown";
 }
@@ -104,8 +106,8 @@ static attn_tensor as_row(const attn_tensor *t) {
 
 attn_status attn__score_check(const char *fn, attn__score_problem *pr, bool is_backward,
                               const attn_tensor *e, const attn_tensor *dq, const attn_tensor *dk,
-                              const attn_score_grads *g, const attn_tensor *q,
-                              const attn_tensor *k, const attn_score_params *params) {
+                              const attn_score_grads *g, const attn_tensor *q, const attn_tensor *k,
+                              const attn_score_params *params) {
   memset(pr, 0, sizeof *pr);
   if (!params) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: params is NULL", fn);
   const attn_score_params p = *params;
@@ -128,11 +130,14 @@ attn_status attn__score_check(const char *fn, attn__score_problem *pr, bool is_b
   if (is_backward && !e) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: de is NULL", fn);
   ranges rgs;
   ranges *rg = &rgs;
+  /* Names of the context operands for the messages; rg keeps pointers to them until the end. */
+  char cn[ATTN_SCORE_MAX_CONTEXTS][32], un[ATTN_SCORE_MAX_CONTEXTS][32],
+      dcn[ATTN_SCORE_MAX_CONTEXTS][32], dun[ATTN_SCORE_MAX_CONTEXTS][32];
   rg->n_in = rg->n_out = 0;
   attn_status st = ATTN_OK;
-#define CK(expr)          \
-  do {                    \
-    st = (expr);          \
+#define CK(expr)                  \
+  do {                            \
+    st = (expr);                  \
     if (st != ATTN_OK) goto done; \
   } while (0)
   int64_t B = -1, Tq = 1, Tk = 0, dqn = 0, dkn = 0, d = 1, F = 1;
@@ -158,8 +163,11 @@ attn_status attn__score_check(const char *fn, attn__score_problem *pr, bool is_b
   pr->fam = ATTN__SCORE_BILINEAR;
   switch (kind) {
     case ATTN_SCORE_DOT:
-    case ATTN_SCORE_SCALED_DOT: break;
-    case ATTN_SCORE_COSINE: pr->fam = ATTN__SCORE_COS; break;
+    case ATTN_SCORE_SCALED_DOT:
+      break;
+    case ATTN_SCORE_COSINE:
+      pr->fam = ATTN__SCORE_COS;
+      break;
     case ATTN_SCORE_GENERAL:
     case ATTN_SCORE_BIASED_GENERAL:
     case ATTN_SCORE_ACTIVATED_GENERAL: {
@@ -244,19 +252,12 @@ attn_status attn__score_check(const char *fn, attn__score_problem *pr, bool is_b
         if (!p.contexts || !p.U)
           CK(attn__fail(ATTN_STATUS_NULL_POINTER, "%s: params->%s is NULL", fn,
                         p.contexts ? "U" : "contexts"));
-        static const char *const cn[] = {"params->contexts[0]", "params->contexts[1]",
-                                         "params->contexts[2]", "params->contexts[3]",
-                                         "params->contexts[4]", "params->contexts[5]",
-                                         "params->contexts[6]", "params->contexts[7]",
-                                         "params->contexts[8]", "params->contexts[9]",
-                                         "params->contexts[10]", "params->contexts[11]",
-                                         "params->contexts[12]", "params->contexts[13]",
-                                         "params->contexts[14]", "params->contexts[15]"};
-        static const char *const un[] = {
-            "params->U[0]",  "params->U[1]",  "params->U[2]",  "params->U[3]",
-            "params->U[4]",  "params->U[5]",  "params->U[6]",  "params->U[7]",
-            "params->U[8]",  "params->U[9]",  "params->U[10]", "params->U[11]",
-            "params->U[12]", "params->U[13]", "params->U[14]", "params->U[15]"};
+        for (int m = 0; m < p.n_contexts; m++) {
+          snprintf(cn[m], sizeof cn[m], "params->contexts[%d]", m);
+          snprintf(un[m], sizeof un[m], "params->U[%d]", m);
+          snprintf(dcn[m], sizeof dcn[m], "grads->dcontexts[%d]", m);
+          snprintf(dun[m], sizeof dun[m], "grads->dU[%d]", m);
+        }
         for (int m = 0; m < p.n_contexts; m++) {
           CK(need(fn, cn[m], p.contexts[m], 2, (int64_t[2]){B, -1}, rg));
           int64_t dc = p.contexts[m]->shape[1];
@@ -264,15 +265,13 @@ attn_status attn__score_check(const char *fn, attn__score_problem *pr, bool is_b
             CK(attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: %s: dim 1 is 0", fn, cn[m]));
           CK(need(fn, un[m], p.U[m], 2, (int64_t[2]){d, dc}, rg));
           if (gr.dcontexts && gr.dcontexts[m])
-            CK(grad_op(fn, "grads->dcontexts[m]", gr.dcontexts[m], 2, (int64_t[2]){B, dc}, rg));
-          if (gr.dU && gr.dU[m])
-            CK(grad_op(fn, "grads->dU[m]", gr.dU[m], 2, (int64_t[2]){d, dc}, rg));
+            CK(grad_op(fn, dcn[m], gr.dcontexts[m], 2, (int64_t[2]){B, dc}, rg));
+          if (gr.dU && gr.dU[m]) CK(grad_op(fn, dun[m], gr.dU[m], 2, (int64_t[2]){d, dc}, rg));
         }
       }
       break;
     }
   }
-  if (B < 0) B = 0; /* unreachable: q or k gives B */
   const int64_t Tq_out = kind == ATTN_SCORE_LOCATION ? 1 : Tq;
   if (e) {
     const char *en = is_backward ? "de" : "e";
@@ -331,21 +330,31 @@ static inline float *p_at(const attn_tensor *t, const int64_t *idx) {
 
 static double act_ref(attn_score_act act, double slope, double x) {
   switch (act) {
-    case ATTN_SCORE_ACT_TANH: return tanh(x);
-    case ATTN_SCORE_ACT_RELU: return x > 0.0 ? x : 0.0 * x; /* NaN kept */
-    case ATTN_SCORE_ACT_SIGMOID: return 1.0 / (1.0 + exp(-x));
-    case ATTN_SCORE_ACT_LEAKY_RELU: return x > 0.0 ? x : slope * x;
-    default: return x;
+    case ATTN_SCORE_ACT_TANH:
+      return tanh(x);
+    case ATTN_SCORE_ACT_RELU:
+      return x > 0.0 ? x : 0.0 * x; /* NaN kept */
+    case ATTN_SCORE_ACT_SIGMOID:
+      return 1.0 / (1.0 + exp(-x));
+    case ATTN_SCORE_ACT_LEAKY_RELU:
+      return x > 0.0 ? x : slope * x;
+    default:
+      return x;
   }
 }
 /* d act / dx at x, given y = act(x). */
 static double act_grad_ref(attn_score_act act, double slope, double x, double y) {
   switch (act) {
-    case ATTN_SCORE_ACT_TANH: return 1.0 - y * y;
-    case ATTN_SCORE_ACT_RELU: return x > 0.0 ? 1.0 : 0.0;
-    case ATTN_SCORE_ACT_SIGMOID: return y * (1.0 - y);
-    case ATTN_SCORE_ACT_LEAKY_RELU: return x > 0.0 ? 1.0 : slope;
-    default: return 1.0;
+    case ATTN_SCORE_ACT_TANH:
+      return 1.0 - y * y;
+    case ATTN_SCORE_ACT_RELU:
+      return x > 0.0 ? 1.0 : 0.0;
+    case ATTN_SCORE_ACT_SIGMOID:
+      return y * (1.0 - y);
+    case ATTN_SCORE_ACT_LEAKY_RELU:
+      return x > 0.0 ? 1.0 : slope;
+    default:
+      return 1.0;
   }
 }
 
@@ -387,7 +396,7 @@ static double *take(bump *b, int64_t n1, int64_t n2, int64_t n3) {
 
 /* Everything the reference keeps in double. */
 typedef struct ref_bufs {
-  double *qt, *Q1, *K2, *bb, *h, *u, *gf, *nq, *nk;                       /* forward */
+  double *qt, *Q1, *K2, *bb, *h, *u, *gf, *nq, *nk;                          /* forward */
   double *gq, *gk, *gqt, *gW, *gb, *gQ1, *gK2, *gbb, *gWo, *gbo, *gWq, *gWk; /* backward */
   double *gU[ATTN_SCORE_MAX_CONTEXTS], *gc[ATTN_SCORE_MAX_CONTEXTS];
   double *ebuf;
@@ -399,7 +408,9 @@ static void carve(const attn__score_problem *pr, bool bw, bump *bp, ref_bufs *r)
   memset(r, 0, sizeof *r);
   r->ebuf = take(bp, 1, 1, F);
   switch (pr->fam) {
-    case ATTN__SCORE_BILINEAR: r->qt = take(bp, B, Tq, pr->dk); break;
+    case ATTN__SCORE_BILINEAR:
+      r->qt = take(bp, B, Tq, pr->dk);
+      break;
     case ATTN__SCORE_COS:
       r->nq = take(bp, B, Tq, 1);
       r->nk = take(bp, B, Tk, 1);
@@ -412,7 +423,8 @@ static void carve(const attn__score_problem *pr, bool bw, bump *bp, ref_bufs *r)
       r->u = take(bp, d, 1, 1);
       r->gf = take(bp, F, 1, 1);
       break;
-    default: break;
+    default:
+      break;
   }
   if (!bw) return;
   r->gq = take(bp, B, Tq, pr->dq);
@@ -441,7 +453,8 @@ static void carve(const attn__score_problem *pr, bool bw, bump *bp, ref_bufs *r)
         r->gc[m] = take(bp, B, p->contexts[m]->shape[1], 1);
       }
       break;
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -682,8 +695,8 @@ static attn_status ref_run(const char *fn, const attn__score_problem *pr, const 
   return ATTN_OK;
 }
 
-attn_status attn_score_forward_ref(const attn_tensor *e, const attn_tensor *q,
-                                   const attn_tensor *k, const attn_score_params *params) {
+attn_status attn_score_forward_ref(const attn_tensor *e, const attn_tensor *q, const attn_tensor *k,
+                                   const attn_score_params *params) {
   static const char fn[] = "attn_score_forward_ref";
   attn__clear_error();
   attn__score_problem pr;
