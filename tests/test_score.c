@@ -172,15 +172,18 @@ static void inst_make(inst *I, attn_score_kind kind, attn_score_act act, shape_c
   I->eshape[2] = c.Tk;
   I->eshape[3] = c.F;
   I->ne = I->eshape[0] * I->eshape[1] * I->eshape[2] * (I->end == 4 ? c.F : 1);
-  I->e = t_buf_new(ATTN_DTYPE_F32, I->ne + 1);
+  /* The fast path's e and de have padded rows (2 floats after each row of the last dim); the
+   * reference's e2 is contiguous. */
+  const int64_t last = I->eshape[I->end - 1], rows = last ? I->ne / last : 0;
+  I->e = t_buf_new(ATTN_DTYPE_F32, rows * (last + 2) + 1);
   I->e2 = t_buf_new(ATTN_DTYPE_F32, I->ne + 1);
-  I->de = t_buf_new(ATTN_DTYPE_F32, I->ne + 1);
+  I->de = t_buf_new(ATTN_DTYPE_F32, rows * (last + 2) + 1);
   t_buf_fill(&I->e, 777.0f);
   t_buf_fill(&I->e2, 777.0f);
   t_buf_fill_normal(&I->de, r, 1.0f);
-  I->te = view(I->e.data, I->end, I->eshape, I->eshape[I->end - 1]);
-  I->te2 = view(I->e2.data, I->end, I->eshape, I->eshape[I->end - 1]);
-  I->tde = view(I->de.data, I->end, I->eshape, I->eshape[I->end - 1]);
+  I->te = view(I->e.data, I->end, I->eshape, last + 2);
+  I->te2 = view(I->e2.data, I->end, I->eshape, last);
+  I->tde = view(I->de.data, I->end, I->eshape, last + 2);
 }
 
 static void inst_free(inst *I) {
@@ -192,6 +195,15 @@ static void inst_free(inst *I) {
   t_buf_free(&I->e);
   t_buf_free(&I->e2);
   t_buf_free(&I->de);
+}
+
+/* The elements of a (padded) view in row-major order. */
+static float *gather(const attn_tensor *t, int64_t n) {
+  float *o = malloc((size_t)(n + 1) * sizeof(float));
+  const int64_t last = t->shape[t->ndim - 1];
+  for (int64_t x = 0; x < n; x++)
+    o[x] = ((const float *)t->data)[(x / last) * t->stride[t->ndim - 2] + x % last];
+  return o;
 }
 
 static const attn_tensor *Q(inst *I) {
@@ -367,7 +379,9 @@ static void one_fast_vs_ref(attn_score_kind kind, attn_score_act act, shape_cfg 
     int64_t ng = 0;
     for (int i = 0; i < NS; i++) ng += I.s[i].used ? I.s[i].n : 0;
     if (th == 1) {
-      close_to("e", ctx, (const float *)I.e.data, (const float *)I.e2.data, I.ne, 1e-5);
+      float *eg = gather(&I.te, I.ne);
+      close_to("e", ctx, eg, (const float *)I.e2.data, I.ne, 1e-5);
+      free(eg);
       int64_t off = 0;
       for (int i = 0; i < NS; i++)
         if (I.s[i].used) {
@@ -376,18 +390,26 @@ static void one_fast_vs_ref(attn_score_kind kind, attn_score_act act, shape_cfg 
           close_to(what, ctx, g + off, gref + off, I.s[i].n, 1e-5);
           off += I.s[i].n;
         }
-      e1 = malloc((size_t)(I.ne + 1) * sizeof(float));
-      memcpy(e1, I.e.data, (size_t)I.ne * sizeof(float));
+      e1 = gather(&I.te, I.ne);
       g1 = g;
     } else {
-      CHECK(memcmp(e1, I.e.data, (size_t)I.ne * sizeof(float)) == 0, "%s: e differs at %d threads",
-            ctx, th);
+      float *eg = gather(&I.te, I.ne);
+      CHECK(memcmp(e1, eg, (size_t)I.ne * sizeof(float)) == 0, "%s: e differs at %d threads", ctx,
+            th);
       CHECK(memcmp(g1, g, (size_t)ng * sizeof(float)) == 0, "%s: grads differ at %d threads", ctx,
             th);
+      free(eg);
       free(g);
     }
   }
   CHECK(guards_ok(&I), "%s: guard bytes", ctx);
+  {
+    const int64_t last = I.eshape[I.end - 1];
+    bool pad_ok = true;
+    for (int64_t x = 0; last && x < I.e.n - 1; x++)
+      if (x % (last + 2) >= last) pad_ok &= ((float *)I.e.data)[x] == 777.0f;
+    CHECK(pad_ok, "%s: the padding between rows of e was written", ctx);
+  }
   free(e1);
   free(g1);
   free(gref);
@@ -422,9 +444,10 @@ static void test_fast_vs_ref(void) {
 
 static double loss(inst *I) {
   CHECK_OK(attn_score_forward_ref(&I->te2, Q(I), K(I), &I->p));
+  float *de = gather(&I->tde, I->ne);
   double s = 0.0;
-  for (int64_t x = 0; x < I->ne; x++)
-    s += (double)((float *)I->e2.data)[x] * (double)((float *)I->de.data)[x];
+  for (int64_t x = 0; x < I->ne; x++) s += (double)((float *)I->e2.data)[x] * (double)de[x];
+  free(de);
   return s;
 }
 
@@ -567,7 +590,7 @@ static void test_bad_inputs(void) {
   CHECK_STATUS(attn_score_forward(&A.te, Q(&A), K(&A), &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT);
   /* Outputs untouched by every failure above. */
   bool untouched = true;
-  for (int64_t x = 0; x < I.ne; x++) untouched &= ((float *)I.e.data)[x] == 5.0f;
+  for (int64_t x = 0; x < I.e.n; x++) untouched &= ((float *)I.e.data)[x] == 5.0f;
   CHECK(untouched, "e written by a failing call");
   inst_free(&A);
   inst_free(&I);
@@ -603,7 +626,7 @@ static void test_failing_allocator(void) {
           /* The first allocation is the workspace (or the reference's scratch): nothing written. */
           bool same = true;
           if (which % 2 == 0)
-            for (int64_t x = 0; x < I.ne; x++) same &= ((float *)I.e.data)[x] == 5.0f;
+            for (int64_t x = 0; x < I.e.n; x++) same &= ((float *)I.e.data)[x] == 5.0f;
           else {
             float *g = grads_copy(&I);
             int64_t ng = 0;
