@@ -8,15 +8,16 @@
  *   Luong location: e = (q W^T + b) / T by attn_gemm.
  *   additive family (additive, concat, location, multidim): Q1 = q Wq^T and K2 = k Wk^T by
  *     attn_gemm, bb = b + sum_m U_m c_m per batch, then a row kernel: item (b, i) computes
- *     e_il = sum_c Wout[f][c] act(Q1_ic + bb_c + K2_lc) with the activation kept in registers
- *     (no B x Tq x Tk x d tensor; only one row of d values for F > 1). The backward takes one
- *     batch per item: it recomputes u = Q1 + bb + K2 pair by pair and accumulates dQ1, dK2 and
- *     the batch's partials of dWout and dbo (rows summed in double), which are summed in batch
- *     order, and dbb = the row sums of dQ1; then
- *     attn_gemm chains dQ1, dK2 back to q, k, Wq, Wk.
+ *     e_il = sum_c Wout[f][c] act(Q1_ic + bb_c + K2_lc) through one row of d activations (no
+ *     B x Tq x Tk x d tensor). The backward's items are (batch, block of query rows), about 16
+ *     in all when B is small (one block per batch when B >= 16): each recomputes
+ *     u = Q1 + bb + K2 pair by pair and accumulates its rows of dQ1 and its partials of dK2,
+ *     dWout and dbo (rows summed in double), which are then summed in item order; dbb is the row
+ *     sums of dQ1; attn_gemm chains dQ1, dK2 back to q, k, Wq, Wk.
  *
  * Sums over d run in 16 fixed lanes then a fixed tree, so the row kernels vectorise without
- * reassociation and give the same bits on every ISA and thread count. The row kernels are
+ * reassociation; the work split depends on the shapes only, so results are the same bits for any
+ * thread count. The row kernels are
  * written once and compiled three times (baseline, AVX2, AVX-512) with GCC's target attribute,
  * the activation being a constant of each inlined copy. tanh and sigmoid are built on the shared
  * polynomial exp of scalar_math.h. */
@@ -129,9 +130,11 @@ typedef struct add_job {
   const attn_tensor *e;      /* forward output, or de */
   float inv_t, slope;
   /* backward */
-  float *dQ1, *dK2;  /* like Q1 (B, Tq_out, d) and K2 */
-  double *dWo, *dbo; /* per batch: dWo (F, d), dbo (F) */
-  char *ws;          /* per-thread scratch */
+  float *dQ1, *dK2;    /* like Q1 (B, Tq_out, d) and K2 */
+  float *dK2p;         /* nqb > 1: per item dK2 partials (B nqb, Tk, d); else NULL */
+  int64_t nqb, qblock; /* backward items: nqb blocks of qblock query rows per batch */
+  double *dWo, *dbo;   /* per item: dWo (F, d), dbo (F) */
+  char *ws;            /* per-thread scratch */
   size_t per_thread;
 } add_job;
 
@@ -184,9 +187,10 @@ ATTN_AI void add_fwd_impl(const add_job *jb, int64_t item, int tid, const int ac
   }
 }
 
-/* Backward of batch item = b: dQ1[b], dK2[b] and the batch's dWout/dbo partials (zeroed by the
- * caller). dbb[b] is the sum of dQ1[b]'s rows, formed afterwards. */
-ATTN_AI void add_bwd_impl(const add_job *jb, int64_t b, int tid, const int act) {
+/* Backward of item = (batch b, block j of query rows): the block's rows of dQ1, and its partials
+ * of dK2 (dK2[b] itself when the batch is one block), dWout and dbo, all zeroed by the caller.
+ * dbb[b] is the sum of dQ1[b]'s rows, formed afterwards. */
+ATTN_AI void add_bwd_impl(const add_job *jb, int64_t item, int tid, const int act) {
   const attn__score_problem *pr = jb->pr;
   const int64_t d = pr->d, F = pr->F, Tk = pr->Tk, Tqo = pr->Tq_out;
   const float slope = jb->slope, it = jb->inv_t;
@@ -195,12 +199,15 @@ ATTN_AI void add_bwd_impl(const add_job *jb, int64_t b, int tid, const int act) 
   const size_t fp = attn__round_up((size_t)F, LANES);
   float *restrict h = qb + dp, *restrict gu = h + dp, *restrict gf = gu + dp;
   float *restrict tWo = gf + fp, *restrict tbo = tWo + (size_t)F * dp;
+  const int64_t b = item / jb->nqb, i0 = item % jb->nqb * jb->qblock;
+  const int64_t i1 = i0 + jb->qblock < Tqo ? i0 + jb->qblock : Tqo;
   const float *bb = jb->bb + b * d;
-  double *dWo = jb->dWo + b * F * d, *dbo = jb->dbo + b * F;
+  float *dK2 = jb->dK2p ? jb->dK2p + item * Tk * d : jb->dK2 + b * Tk * d;
+  double *dWo = jb->dWo + item * F * d, *dbo = jb->dbo + item * F;
   const float *W0 = (const float *)pr->Wout.data;
   const int64_t ldw = pr->Wout.stride[0];
   const attn_tensor *de = jb->e;
-  for (int64_t i = 0; i < Tqo; i++) {
+  for (int64_t i = i0; i < i1; i++) {
     for (int64_t c = 0; c < d; c++)
       qb[c] = (jb->Q1 ? jb->Q1[(b * pr->Tq + i) * d + c] : 0.0f) + bb[c];
     float *restrict dq1 = jb->dQ1 + (b * Tqo + i) * d;
@@ -212,7 +219,7 @@ ATTN_AI void add_bwd_impl(const add_job *jb, int64_t b, int tid, const int act) 
     }
     for (int64_t l = 0; l < Tk; l++) {
       const float *restrict kr = jb->K2 + (b * Tk + l) * d;
-      float *restrict dk2 = jb->dK2 + (b * Tk + l) * d;
+      float *restrict dk2 = dK2 + l * d;
       const float *dl = drow + l * de->stride[2];
       for (int64_t f = 0; f < F; f++) gf[f] = dl[f] * it;
       /* gu_c = act'(u_c) sum_f g_f Wout[f][c]; h_c = act(u_c). */
@@ -313,7 +320,7 @@ static attn__task_fn pick_task(bool bw) {
 
 /* Offsets (in floats, each rounded to 16) of the buffers of one call. */
 typedef struct ws_layout {
-  size_t qt, G, dqt, acc, nq, nk, cq, ck, Q1, K2, bb, dQ1, dK2, dbb, dWo, dbo, thr;
+  size_t qt, G, dqt, acc, nq, nk, cq, ck, Q1, K2, bb, dQ1, dK2, dK2p, dbb, dWo, dbo, thr;
   size_t per_thread; /* bytes */
   size_t total;      /* floats */
   bool overflow;
@@ -329,6 +336,17 @@ static size_t lay(ws_layout *L, int64_t a, int64_t b, int64_t c) {
   size_t at = L->total;
   L->total += attn__round_up((size_t)n, LANES);
   return at;
+}
+
+/* The backward's work split of the additive family: with few batches, each batch's query rows are
+ * cut into blocks (about 16 items in all) with their own dK2 partials, so a small batch still
+ * spreads over the threads. It depends on B and Tq only, never on the thread count. */
+static void qsplit(int64_t B, int64_t Tqo, int64_t *nqb, int64_t *qblock) {
+  int64_t n = B < 1 || B >= 16 || Tqo <= 1 ? 1 : (16 + B - 1) / B;
+  if (n > Tqo) n = Tqo > 0 ? Tqo : 1;
+  int64_t blk = Tqo > 0 ? (Tqo + n - 1) / n : 1;
+  *qblock = blk;
+  *nqb = Tqo > 0 ? (Tqo + blk - 1) / blk : 1;
 }
 
 static void layout(const attn__score_problem *pr, bool bw, int threads, ws_layout *L) {
@@ -365,9 +383,12 @@ static void layout(const attn__score_problem *pr, bool bw, int threads, ws_layou
       if (bw) {
         L->dQ1 = lay(L, B, pr->Tq_out, d);
         L->dK2 = lay(L, B, Tk, d);
-        L->dbb = lay(L, B, d, 2);     /* doubles */
-        L->dWo = lay(L, B, F, 2 * d); /* doubles */
-        L->dbo = lay(L, B, F, 2);
+        L->dbb = lay(L, B, d, 2); /* doubles */
+        int64_t nqb, qblock;
+        qsplit(B, pr->Tq_out, &nqb, &qblock);
+        if (nqb > 1) L->dK2p = lay(L, B * nqb, Tk, d);
+        L->dWo = lay(L, B * nqb, F, 2 * d); /* doubles */
+        L->dbo = lay(L, B * nqb, F, 2);
       }
       /* Per thread: qb and h (forward); qb, h, gu, gf and the row's dWout, dbo (backward). */
       int64_t dp = (int64_t)attn__round_up((size_t)d, LANES),
@@ -780,10 +801,14 @@ static attn_status backward_add(const char *fn, const attn__score_problem *pr,
   float *dQ1 = ws + L->dQ1, *dK2 = ws + L->dK2;
   double *dbb = (double *)(ws + L->dbb);
   double *dWo = (double *)(ws + L->dWo), *dbo = (double *)(ws + L->dbo);
+  int64_t nqb, qblock;
+  qsplit(B, pr->Tq_out, &nqb, &qblock);
+  const int64_t items = B * nqb;
+  float *dK2p = nqb > 1 ? ws + L->dK2p : NULL;
   memset(dQ1, 0, (size_t)(B * pr->Tq_out * d) * sizeof(float));
-  memset(dK2, 0, (size_t)(B * Tk * d) * sizeof(float));
-  memset(dWo, 0, (size_t)(B * F * d) * sizeof(double));
-  memset(dbo, 0, (size_t)(B * F) * sizeof(double));
+  memset(nqb > 1 ? dK2p : dK2, 0, (size_t)(items * Tk * d) * sizeof(float));
+  memset(dWo, 0, (size_t)(items * F * d) * sizeof(double));
+  memset(dbo, 0, (size_t)(items * F) * sizeof(double));
   add_job jb;
   memset(&jb, 0, sizeof jb);
   jb.pr = pr;
@@ -795,12 +820,24 @@ static attn_status backward_add(const char *fn, const attn__score_problem *pr,
   jb.slope = p->leaky_slope;
   jb.dQ1 = dQ1;
   jb.dK2 = dK2;
+  jb.dK2p = dK2p;
+  jb.nqb = nqb;
+  jb.qblock = qblock;
   jb.dWo = dWo;
   jb.dbo = dbo;
   jb.ws = (char *)(ws + L->thr);
   jb.per_thread = L->per_thread;
-  attn__parallel_for(B, pick_task(true), &jb);
+  attn__parallel_for(items, pick_task(true), &jb);
   const int64_t Tqo = pr->Tq_out;
+  if (dK2p) /* the blocks' dK2 partials, in block order */
+    for (int64_t b = 0; b < B; b++) {
+      float *o = dK2 + b * Tk * d;
+      memcpy(o, dK2p + b * nqb * Tk * d, (size_t)(Tk * d) * sizeof(float));
+      for (int64_t j = 1; j < nqb; j++) {
+        const float *src = dK2p + (b * nqb + j) * Tk * d;
+        for (int64_t x = 0; x < Tk * d; x++) o[x] += src[x];
+      }
+    }
   for (int64_t b = 0; b < B; b++)
     for (int64_t c = 0; c < d; c++) {
       double s = 0.0;
@@ -824,20 +861,20 @@ static attn_status backward_add(const char *fn, const attn__score_problem *pr,
       TRY(gemm(fn, true, false, d, pr->dk, Tk, 1.0f, dK2 + b * Tk * d, d, bat(pr->k, b),
                pr->k->stride[1], 1.0f, (float *)pr->dWk.data, pr->dWk.stride[0]));
   }
-  /* The per-batch partials, summed in batch order. */
+  /* The per-item partials, summed in item order. */
   if (pr->dWout.data)
     for (int64_t f = 0; f < F; f++) {
       float *o = (float *)pr->dWout.data + f * pr->dWout.stride[0];
       for (int64_t c = 0; c < d; c++) {
         double s = 0.0;
-        for (int64_t b = 0; b < B; b++) s += dWo[(b * F + f) * d + c];
+        for (int64_t it = 0; it < items; it++) s += dWo[(it * F + f) * d + c];
         o[c] = (float)s;
       }
     }
   if (p->kind == ATTN_SCORE_MULTIDIM && p->bo && g->dbo)
     for (int64_t f = 0; f < F; f++) {
       double s = 0.0;
-      for (int64_t b = 0; b < B; b++) s += dbo[b * F + f];
+      for (int64_t it = 0; it < items; it++) s += dbo[it * F + f];
       ((float *)g->dbo->data)[f * g->dbo->stride[0]] = (float)s;
     }
   if (p->kind != ATTN_SCORE_CONCAT && p->b && g->db)
