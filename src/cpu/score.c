@@ -127,6 +127,7 @@ ATTN_AI float act_grad_f(const int act, float slope, float x, float y) {
 typedef struct add_job {
   const attn__score_problem *pr;
   const float *Q1, *K2, *bb; /* (B, Tq, d), (B, Tk, d), (B, d); Q1 NULL for LOCATION */
+  const float *WoT;          /* forward, F > 1: Wout transposed, (d, F) */
   const attn_tensor *e;      /* forward output, or de */
   float inv_t, slope;
   /* backward */
@@ -164,13 +165,13 @@ ATTN_AI void add_fwd_impl(const add_job *jb, int64_t item, int tid, const int ac
   const float slope = jb->slope, it = jb->inv_t;
   float *restrict qb = (float *)(jb->ws + (size_t)tid * jb->per_thread);
   float *restrict h = qb + attn__round_up((size_t)d, LANES);
+  float *restrict acc = h + attn__round_up((size_t)d, LANES);
   const float *bb = jb->bb + b * d;
   for (int64_t c = 0; c < d; c++)
     qb[c] = (jb->Q1 ? jb->Q1[(b * pr->Tq + i) * d + c] : 0.0f) + bb[c];
   const attn_tensor *e = jb->e;
   float *erow = (float *)e->data + b * e->stride[0] + i * e->stride[1];
   const float *W0 = (const float *)pr->Wout.data;
-  const int64_t ldw = pr->Wout.stride[0];
   const float *bo =
       pr->p.kind == ATTN_SCORE_MULTIDIM && pr->p.bo ? (const float *)pr->p.bo->data : NULL;
   for (int64_t l = 0; l < Tk; l++) {
@@ -179,11 +180,21 @@ ATTN_AI void add_fwd_impl(const add_job *jb, int64_t item, int tid, const int ac
      * what GCC if-converts and vectorises; fused into the lane sums it is not. */
     for (int64_t c = 0; c < d; c++) h[c] = act_f(act, slope, qb[c] + kr[c]);
     float *ef = erow + l * e->stride[2];
-    for (int64_t f = 0; f < F; f++) {
-      float s = dot_lanes(W0 + f * ldw, h, d);
-      if (bo) s += bo[f * pr->p.bo->stride[0]];
-      ef[f] = s * it;
+    if (F == 1) {
+      const float s = dot_lanes(W0, h, d);
+      ef[0] = (bo ? s + bo[0] : s) * it;
+      continue;
     }
+    /* F > 1: e = Wout h as axpys over the features (rows of Wout^T), in order of c: vector
+     * operations over f, no lane reductions. */
+    const float *restrict wt = jb->WoT;
+    for (int64_t f = 0; f < F; f++) acc[f] = 0.0f;
+    for (int64_t c = 0; c < d; c++) {
+      const float hc = h[c];
+      for (int64_t f = 0; f < F; f++) acc[f] += hc * wt[c * F + f];
+    }
+    for (int64_t f = 0; f < F; f++)
+      ef[f] = (bo ? acc[f] + bo[f * pr->p.bo->stride[0]] : acc[f]) * it;
   }
 }
 
@@ -320,7 +331,7 @@ static attn__task_fn pick_task(bool bw) {
 
 /* Offsets (in floats, each rounded to 16) of the buffers of one call. */
 typedef struct ws_layout {
-  size_t qt, G, dqt, acc, nq, nk, cq, ck, Q1, K2, bb, dQ1, dK2, dK2p, dbb, dWo, dbo, thr;
+  size_t qt, G, dqt, acc, nq, nk, cq, ck, Q1, K2, bb, WoT, dQ1, dK2, dK2p, dbb, dWo, dbo, thr;
   size_t per_thread; /* bytes */
   size_t total;      /* floats */
   bool overflow;
@@ -390,7 +401,8 @@ static void layout(const attn__score_problem *pr, bool bw, int threads, ws_layou
         L->dWo = lay(L, B * nqb, F, 2 * d); /* doubles */
         L->dbo = lay(L, B * nqb, F, 2);
       }
-      /* Per thread: qb and h (forward); qb, h, gu, gf and the row's dWout, dbo (backward). */
+      /* Per thread: qb, h and a row of F scores (forward); qb, h, gu, gf and the row's dWout, dbo
+       * (backward). */
       int64_t dp = (int64_t)attn__round_up((size_t)d, LANES),
               fp = (int64_t)attn__round_up((size_t)F, LANES);
       int64_t per;
@@ -398,7 +410,8 @@ static void layout(const attn__score_problem *pr, bool bw, int threads, ws_layou
         L->overflow = true;
         return;
       }
-      if (!bw) per = 2 * dp;
+      if (!bw) per = 2 * dp + fp;
+      if (!bw && F > 1) L->WoT = lay(L, d, F, 1);
       L->per_thread = (size_t)per * sizeof(float);
       L->thr = lay(L, threads, per, 1);
       break;
@@ -595,6 +608,14 @@ static attn_status forward_run(const char *fn, const attn__score_problem *pr, co
       jb.Q1 = Q1;
       jb.K2 = K2;
       jb.bb = bb;
+      if (pr->F > 1) {
+        float *wt = ws + L->WoT;
+        const int64_t F = pr->F, d = pr->d;
+        for (int64_t f = 0; f < F; f++)
+          for (int64_t c = 0; c < d; c++)
+            wt[c * F + f] = ((const float *)pr->Wout.data)[f * pr->Wout.stride[0] + c];
+        jb.WoT = wt;
+      }
       jb.e = e;
       jb.inv_t = it;
       jb.slope = p->leaky_slope;
