@@ -15,15 +15,10 @@
  *     dWout and dbo (rows summed in double), which are then summed in item order; dbb is the row
  *     sums of dQ1; attn_gemm chains dQ1, dK2 back to q, k, Wq, Wk.
  *
- * Sums over d run in 16 fixed lanes then a fixed tree, so the row kernels vectorise without
- * reassociation; the work split depends on the shapes only, so results are the same bits for any
- * thread count. The row kernels are
- * written once and compiled three times (baseline, AVX2, AVX-512) with GCC's target attribute,
- * the activation being a constant of each inlined copy. tanh and sigmoid are built on the shared
- * polynomial exp of scalar_math.h. */
-#include "score_internal.h"
-
-#include "scalar_math.h"
+ * The row kernels live in src/cpu/score_rows.c (compiled per ISA), the f32 activations in
+ * src/cpu/score_kernels.h. Sums run in a fixed order and the work split depends on the shapes
+ * only, so results are the same bits for any thread count. */
+#include "score_kernels.h"
 
 #define TRY(expr)                   \
   do {                              \
@@ -31,301 +26,7 @@
     if (st_ != ATTN_OK) return st_; \
   } while (0)
 
-#define ATTN_AI static inline __attribute__((always_inline))
-
-enum { LANES = 16 };
-
-/* ---- activations in f32, branch-free (integer selects vectorise, float ones do not) ---------- */
-
-ATTN_AI float sel_bits(bool c, float a, float b) {
-  int32_t ab, bb;
-  memcpy(&ab, &a, 4);
-  memcpy(&bb, &b, 4);
-  /* A mask, not a conditional: GCC would sink a float computation of one arm into a branch,
-   * which then cannot be if-converted. */
-  int32_t m = -(int32_t)c, r = (ab & m) | (bb & ~m);
-  float y;
-  memcpy(&y, &r, 4);
-  return y;
-}
-
-/* tanh: for |x| >= 0.3, (1 - e) / (1 + e) with e = exp(-2|x|) (no cancellation there: e <= 0.55);
- * below, the odd Taylor polynomial to x^9 (truncation < 2e-8 relative). Sign restored on the
- * bits; NaN stays NaN. */
-ATTN_AI float tanh_f(float x) {
-  int32_t xb;
-  memcpy(&xb, &x, 4);
-  int32_t ab = xb & 0x7fffffff;
-  float ax;
-  memcpy(&ax, &ab, 4);
-  float e = attn__exp_neg(-2.0f * ax);
-  float big = (1.0f - e) / (1.0f + e);
-  float x2 = ax * ax;
-  float p = 62.0f / 2835.0f;
-  p = p * x2 - 17.0f / 315.0f;
-  p = p * x2 + 2.0f / 15.0f;
-  p = p * x2 - 1.0f / 3.0f;
-  p = p * x2 + 1.0f;
-  float small = ax * p;
-  float t = sel_bits(ab < 0x3e99999a /* 0.3f */, small, big);
-  int32_t tb;
-  memcpy(&tb, &t, 4);
-  tb |= xb & (int32_t)0x80000000;
-  memcpy(&t, &tb, 4);
-  return t;
-}
-
-/* sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below, e = exp(-|x|): no overflow. */
-ATTN_AI float sigmoid_f(float x) {
-  int32_t xb;
-  memcpy(&xb, &x, 4);
-  int32_t ab = xb & 0x7fffffff;
-  float ax;
-  memcpy(&ax, &ab, 4);
-  float e = attn__exp_neg(-ax);
-  float r = 1.0f / (1.0f + e);
-  return sel_bits(xb >= 0, r, e * r);
-}
-
-ATTN_AI float act_f(const int act, float slope, float x) {
-  int32_t xb;
-  memcpy(&xb, &x, 4);
-  switch (act) {
-    case ATTN_SCORE_ACT_TANH:
-      return tanh_f(x);
-    case ATTN_SCORE_ACT_RELU:
-      return sel_bits(xb > 0, x, 0.0f);
-    case ATTN_SCORE_ACT_SIGMOID:
-      return sigmoid_f(x);
-    case ATTN_SCORE_ACT_LEAKY_RELU:
-      return sel_bits(xb > 0, x, slope * x);
-    default:
-      return x;
-  }
-}
-/* d act / dx given x and y = act(x); relu and leaky relu take the left derivative at 0. */
-ATTN_AI float act_grad_f(const int act, float slope, float x, float y) {
-  int32_t xb;
-  memcpy(&xb, &x, 4);
-  switch (act) {
-    case ATTN_SCORE_ACT_TANH:
-      return 1.0f - y * y;
-    case ATTN_SCORE_ACT_RELU:
-      return sel_bits(xb > 0, 1.0f, 0.0f);
-    case ATTN_SCORE_ACT_SIGMOID:
-      return y * (1.0f - y);
-    case ATTN_SCORE_ACT_LEAKY_RELU:
-      return sel_bits(xb > 0, 1.0f, slope);
-    default:
-      return 1.0f;
-  }
-}
-
-/* ---- the additive family's row kernels --------------------------------------------------------
- */
-
-typedef struct add_job {
-  const attn__score_problem *pr;
-  const float *Q1, *K2, *bb; /* (B, Tq, d), (B, Tk, d), (B, d); Q1 NULL for LOCATION */
-  const float *WoT;          /* forward, F > 1: Wout transposed, (d, F) */
-  const attn_tensor *e;      /* forward output, or de */
-  float inv_t, slope;
-  /* backward */
-  float *dQ1, *dK2;    /* like Q1 (B, Tq_out, d) and K2 */
-  float *dK2p;         /* nqb > 1: per item dK2 partials (B nqb, Tk, d); else NULL */
-  int64_t nqb, qblock; /* backward items: nqb blocks of qblock query rows per batch */
-  double *dWo, *dbo;   /* per item: dWo (F, d), dbo (F) */
-  char *ws;            /* per-thread scratch */
-  size_t per_thread;
-} add_job;
-
-/* Sum of the 16 lanes in a fixed tree. */
-ATTN_AI float lane_sum(const float *a) {
-  float s8[8], s4[4];
-  for (int t = 0; t < 8; t++) s8[t] = a[t] + a[t + 8];
-  for (int t = 0; t < 4; t++) s4[t] = s8[t] + s8[t + 4];
-  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
-}
-
-/* sum_c wr[c] * h[c] in 16 lanes (lane t takes c = t mod 16). */
-ATTN_AI float dot_lanes(const float *restrict wr, const float *restrict h, int64_t d) {
-  float acc[LANES];
-  for (int t = 0; t < LANES; t++) acc[t] = 0.0f;
-  int64_t c = 0;
-  for (; c + LANES <= d; c += LANES)
-    for (int t = 0; t < LANES; t++) acc[t] += wr[c + t] * h[c + t];
-  for (int t = 0; c + t < d; t++) acc[t] += wr[c + t] * h[c + t];
-  return lane_sum(acc);
-}
-
-/* Forward of row item = b * Tq_out + i. */
-ATTN_AI void add_fwd_impl(const add_job *jb, int64_t item, int tid, const int act) {
-  const attn__score_problem *pr = jb->pr;
-  const int64_t d = pr->d, F = pr->F, Tk = pr->Tk, b = item / pr->Tq_out, i = item % pr->Tq_out;
-  const float slope = jb->slope, it = jb->inv_t;
-  float *restrict qb = (float *)(jb->ws + (size_t)tid * jb->per_thread);
-  float *restrict h = qb + attn__round_up((size_t)d, LANES);
-  float *restrict acc = h + attn__round_up((size_t)d, LANES);
-  const float *bb = jb->bb + b * d;
-  for (int64_t c = 0; c < d; c++)
-    qb[c] = (jb->Q1 ? jb->Q1[(b * pr->Tq + i) * d + c] : 0.0f) + bb[c];
-  const attn_tensor *e = jb->e;
-  float *erow = (float *)e->data + b * e->stride[0] + i * e->stride[1];
-  const float *W0 = (const float *)pr->Wout.data;
-  const float *bo =
-      pr->p.kind == ATTN_SCORE_MULTIDIM && pr->p.bo ? (const float *)pr->p.bo->data : NULL;
-  for (int64_t l = 0; l < Tk; l++) {
-    const float *restrict kr = jb->K2 + (b * Tk + l) * d;
-    /* The activations of the pair go through a row of d floats (L1): a plain loop over it is
-     * what GCC if-converts and vectorises; fused into the lane sums it is not. */
-    for (int64_t c = 0; c < d; c++) h[c] = act_f(act, slope, qb[c] + kr[c]);
-    float *ef = erow + l * e->stride[2];
-    if (F == 1) {
-      const float s = dot_lanes(W0, h, d);
-      ef[0] = (bo ? s + bo[0] : s) * it;
-      continue;
-    }
-    /* F > 1: e = Wout h as axpys over the features (rows of Wout^T), in order of c: vector
-     * operations over f, no lane reductions. */
-    const float *restrict wt = jb->WoT;
-    for (int64_t f = 0; f < F; f++) acc[f] = 0.0f;
-    for (int64_t c = 0; c < d; c++) {
-      const float hc = h[c];
-      for (int64_t f = 0; f < F; f++) acc[f] += hc * wt[c * F + f];
-    }
-    for (int64_t f = 0; f < F; f++)
-      ef[f] = (bo ? acc[f] + bo[f * pr->p.bo->stride[0]] : acc[f]) * it;
-  }
-}
-
-/* Backward of item = (batch b, block j of query rows): the block's rows of dQ1, and its partials
- * of dK2 (dK2[b] itself when the batch is one block), dWout and dbo, all zeroed by the caller.
- * dbb[b] is the sum of dQ1[b]'s rows, formed afterwards. */
-ATTN_AI void add_bwd_impl(const add_job *jb, int64_t item, int tid, const int act) {
-  const attn__score_problem *pr = jb->pr;
-  const int64_t d = pr->d, F = pr->F, Tk = pr->Tk, Tqo = pr->Tq_out;
-  const float slope = jb->slope, it = jb->inv_t;
-  const size_t dp = attn__round_up((size_t)d, LANES);
-  float *restrict qb = (float *)(jb->ws + (size_t)tid * jb->per_thread);
-  const size_t fp = attn__round_up((size_t)F, LANES);
-  float *restrict h = qb + dp, *restrict gu = h + dp, *restrict gf = gu + dp;
-  float *restrict tWo = gf + fp, *restrict tbo = tWo + (size_t)F * dp;
-  const int64_t b = item / jb->nqb, i0 = item % jb->nqb * jb->qblock;
-  const int64_t i1 = i0 + jb->qblock < Tqo ? i0 + jb->qblock : Tqo;
-  const float *bb = jb->bb + b * d;
-  float *dK2 = jb->dK2p ? jb->dK2p + item * Tk * d : jb->dK2 + b * Tk * d;
-  double *dWo = jb->dWo + item * F * d, *dbo = jb->dbo + item * F;
-  const float *W0 = (const float *)pr->Wout.data;
-  const int64_t ldw = pr->Wout.stride[0];
-  const attn_tensor *de = jb->e;
-  for (int64_t i = i0; i < i1; i++) {
-    for (int64_t c = 0; c < d; c++)
-      qb[c] = (jb->Q1 ? jb->Q1[(b * pr->Tq + i) * d + c] : 0.0f) + bb[c];
-    float *restrict dq1 = jb->dQ1 + (b * Tqo + i) * d;
-    const float *drow = (const float *)de->data + b * de->stride[0] + i * de->stride[1];
-    /* The row's dWout and dbo terms are summed in f32 over the keys, then in double over rows. */
-    for (int64_t f = 0; f < F; f++) {
-      tbo[f] = 0.0f;
-      for (int64_t c = 0; c < d; c++) tWo[f * dp + c] = 0.0f;
-    }
-    for (int64_t l = 0; l < Tk; l++) {
-      const float *restrict kr = jb->K2 + (b * Tk + l) * d;
-      float *restrict dk2 = dK2 + l * d;
-      const float *dl = drow + l * de->stride[2];
-      for (int64_t f = 0; f < F; f++) gf[f] = dl[f] * it;
-      /* gu_c = act'(u_c) sum_f g_f Wout[f][c]; h_c = act(u_c). */
-      for (int64_t c = 0; c < d; c++) {
-        float u = qb[c] + kr[c];
-        h[c] = act_f(act, slope, u);
-        gu[c] = gf[0] * W0[c];
-      }
-      for (int64_t f = 1; f < F; f++) {
-        const float g = gf[f], *wr = W0 + f * ldw;
-        for (int64_t c = 0; c < d; c++) gu[c] += g * wr[c];
-      }
-      for (int64_t c = 0; c < d; c++) {
-        float u = qb[c] + kr[c];
-        gu[c] *= act_grad_f(act, slope, u, h[c]);
-        dq1[c] += gu[c];
-        dk2[c] += gu[c];
-      }
-      for (int64_t f = 0; f < F; f++) {
-        const float g = gf[f];
-        float *dwr = tWo + f * dp;
-        for (int64_t c = 0; c < d; c++) dwr[c] += g * h[c];
-        tbo[f] += g;
-      }
-    }
-    for (int64_t f = 0; f < F; f++) {
-      dbo[f] += (double)tbo[f];
-      for (int64_t c = 0; c < d; c++) dWo[f * d + c] += (double)tWo[f * dp + c];
-    }
-  }
-}
-
-#define ACT_SWITCH(call_base)               \
-  switch (jb->pr->p.act) {                  \
-    case ATTN_SCORE_ACT_TANH:               \
-      call_base(ATTN_SCORE_ACT_TANH);       \
-      break;                                \
-    case ATTN_SCORE_ACT_RELU:               \
-      call_base(ATTN_SCORE_ACT_RELU);       \
-      break;                                \
-    case ATTN_SCORE_ACT_SIGMOID:            \
-      call_base(ATTN_SCORE_ACT_SIGMOID);    \
-      break;                                \
-    case ATTN_SCORE_ACT_LEAKY_RELU:         \
-      call_base(ATTN_SCORE_ACT_LEAKY_RELU); \
-      break;                                \
-    default:                                \
-      call_base(ATTN_SCORE_ACT_IDENTITY);   \
-      break;                                \
-  }
-
-ATTN_AI void add_task_impl(void *ctx, int64_t item, int tid, bool bw) {
-  const add_job *jb = (const add_job *)ctx;
-#define FWD(a) add_fwd_impl(jb, item, tid, a)
-#define BWD(a) add_bwd_impl(jb, item, tid, a)
-  if (bw) {
-    ACT_SWITCH(BWD)
-  } else {
-    ACT_SWITCH(FWD)
-  }
-#undef FWD
-#undef BWD
-}
-
-static void add_fwd_base(void *ctx, int64_t item, int tid) {
-  add_task_impl(ctx, item, tid, false);
-}
-static void add_bwd_base(void *ctx, int64_t item, int tid) {
-  add_task_impl(ctx, item, tid, true);
-}
-#if ATTN_X86 && defined(__GNUC__)
-__attribute__((target("avx2,fma"))) static void add_fwd_avx2(void *ctx, int64_t item, int tid) {
-  add_task_impl(ctx, item, tid, false);
-}
-__attribute__((target("avx2,fma"))) static void add_bwd_avx2(void *ctx, int64_t item, int tid) {
-  add_task_impl(ctx, item, tid, true);
-}
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) static void add_fwd_avx512(
-    void *ctx, int64_t item, int tid) {
-  add_task_impl(ctx, item, tid, false);
-}
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) static void add_bwd_avx512(
-    void *ctx, int64_t item, int tid) {
-  add_task_impl(ctx, item, tid, true);
-}
-#endif
-
-static attn__task_fn pick_task(bool bw) {
-#if ATTN_X86 && defined(__GNUC__)
-  attn_isa isa = attn_get_isa();
-  if (isa == ATTN_ISA_AVX512) return bw ? add_bwd_avx512 : add_fwd_avx512;
-  if (isa == ATTN_ISA_AVX2) return bw ? add_bwd_avx2 : add_fwd_avx2;
-#endif
-  return bw ? add_bwd_base : add_fwd_base;
-}
+enum { LANES = ATTN__SCORE_LANES };
 
 /* ---- workspace ------------------------------------------------------------------------------- */
 
@@ -621,7 +322,7 @@ static attn_status forward_run(const char *fn, const attn__score_problem *pr, co
       jb.slope = p->leaky_slope;
       jb.ws = (char *)(ws + L->thr);
       jb.per_thread = L->per_thread;
-      attn__parallel_for(B * pr->Tq_out, pick_task(false), &jb);
+      attn__parallel_for(B * pr->Tq_out, attn__score_add_task(false), &jb);
       return ATTN_OK;
     }
   }
@@ -848,7 +549,7 @@ static attn_status backward_add(const char *fn, const attn__score_problem *pr,
   jb.dbo = dbo;
   jb.ws = (char *)(ws + L->thr);
   jb.per_thread = L->per_thread;
-  attn__parallel_for(items, pick_task(true), &jb);
+  attn__parallel_for(items, attn__score_add_task(true), &jb);
   const int64_t Tqo = pr->Tq_out;
   if (dK2p) /* the blocks' dK2 partials, in block order */
     for (int64_t b = 0; b < B; b++) {
