@@ -8,8 +8,8 @@
  *   Luong location: e = (q W^T + b) / T by attn_gemm.
  *   additive family (additive, concat, location, multidim): Q1 = q Wq^T and K2 = k Wk^T by
  *     attn_gemm, bb = b + sum_m U_m c_m per batch, then a row kernel: item (b, i) computes
- *     e_il = sum_c Wout[f][c] act(Q1_ic + bb_c + K2_lc) through one row of d activations (no
- *     B x Tq x Tk x d tensor). The backward's items are (batch, block of query rows), about 16
+ *     e_il = sum_c Wout[f][c] act(Q1_ic + bb_c + K2_lc), for F = 1 in vectors over the keys of
+ *     K2 transposed, for F > 1 through one row of d activations (no B x Tq x Tk x d tensor). The backward's items are (batch, block of query rows), about 16
  *     in all when B is small (one block per batch when B >= 16): each recomputes
  *     u = Q1 + bb + K2 pair by pair and accumulates its rows of dQ1 and its partials of dK2,
  *     dWout and dbo (rows summed in double), which are then summed in item order; dbb is the row
@@ -32,7 +32,7 @@ enum { LANES = ATTN__SCORE_LANES };
 
 /* Offsets (in floats, each rounded to 16) of the buffers of one call. */
 typedef struct ws_layout {
-  size_t qt, G, dqt, acc, nq, nk, cq, ck, Q1, K2, bb, WoT, dQ1, dK2, dK2p, dbb, dWo, dbo, thr;
+  size_t qt, G, dqt, acc, nq, nk, cq, ck, Q1, K2, K2T, bb, WoT, dQ1, dK2, dK2p, dbb, dWo, dbo, thr;
   size_t per_thread; /* bytes */
   size_t total;      /* floats */
   bool overflow;
@@ -111,8 +111,10 @@ static void layout(const attn__score_problem *pr, bool bw, int threads, ws_layou
         L->overflow = true;
         return;
       }
-      if (!bw) per = 2 * dp + fp;
+      const int64_t Tkp = (int64_t)attn__round_up((size_t)Tk, LANES);
+      if (!bw) per = 2 * dp + fp + (F == 1 ? Tkp : 0);
       if (!bw && F > 1) L->WoT = lay(L, d, F, 1);
+      if (!bw && F == 1) L->K2T = lay(L, B, d, Tkp);
       L->per_thread = (size_t)per * sizeof(float);
       L->thr = lay(L, threads, per, 1);
       break;
@@ -316,6 +318,17 @@ static attn_status forward_run(const char *fn, const attn__score_problem *pr, co
           for (int64_t c = 0; c < d; c++)
             wt[c * F + f] = ((const float *)pr->Wout.data)[f * pr->Wout.stride[0] + c];
         jb.WoT = wt;
+      } else {
+        const int64_t d = pr->d, Tkp = (int64_t)attn__round_up((size_t)Tk, LANES);
+        float *kt = ws + L->K2T;
+        for (int64_t b = 0; b < B; b++)
+          for (int64_t c = 0; c < d; c++) {
+            float *row = kt + (b * d + c) * Tkp;
+            for (int64_t l = 0; l < Tk; l++) row[l] = K2[(b * Tk + l) * d + c];
+            for (int64_t l = Tk; l < Tkp; l++) row[l] = 0.0f;
+          }
+        jb.K2T = kt;
+        jb.Tkp = Tkp;
       }
       jb.e = e;
       jb.inv_t = it;

@@ -104,6 +104,8 @@ typedef struct add_job {
   const attn__score_problem *pr;
   const float *Q1, *K2, *bb; /* (B, Tq, d), (B, Tk, d), (B, d); Q1 NULL for LOCATION */
   const float *WoT;          /* forward, F > 1: Wout transposed, (d, F) */
+  const float *K2T;          /* forward, F == 1: K2 transposed per batch, (B, d, Tkp) */
+  int64_t Tkp;               /* Tk rounded up to 16 (K2T's padding keys are 0) */
   const attn_tensor *e;      /* forward output, or de */
   float inv_t, slope;
   /* backward */

@@ -41,17 +41,27 @@ ATTN_AI void add_fwd_impl(const add_job *jb, int64_t item, int tid, const int ac
   const float *W0 = (const float *)pr->Wout.data;
   const float *bo =
       pr->p.kind == ATTN_SCORE_MULTIDIM && pr->p.bo ? (const float *)pr->p.bo->data : NULL;
+  if (F == 1) {
+    /* Vectors over the keys: er[j] += w_c act(qb_c + K2T[c][j]) for c in order, no lane
+     * reductions, and each activation is used where it is made. */
+    float *restrict er = acc + attn__round_up((size_t)F, LANES);
+    const int64_t Tkp = jb->Tkp;
+    const float *kt = jb->K2T + b * d * Tkp;
+    for (int64_t j = 0; j < Tkp; j++) er[j] = 0.0f;
+    for (int64_t c = 0; c < d; c++) {
+      const float qc = qb[c], wc = W0[c];
+      const float *restrict kc = kt + c * Tkp;
+      for (int64_t j = 0; j < Tkp; j++) er[j] += wc * act_f(act, slope, qc + kc[j]);
+    }
+    for (int64_t l = 0; l < Tk; l++) erow[l * e->stride[2]] = (bo ? er[l] + bo[0] : er[l]) * it;
+    return;
+  }
   for (int64_t l = 0; l < Tk; l++) {
     const float *restrict kr = jb->K2 + (b * Tk + l) * d;
     /* The activations of the pair go through a row of d floats (L1): a plain loop over it is
      * what GCC if-converts and vectorises; fused into the lane sums it is not. */
     for (int64_t c = 0; c < d; c++) h[c] = act_f(act, slope, qb[c] + kr[c]);
     float *ef = erow + l * e->stride[2];
-    if (F == 1) {
-      const float s = dot_lanes(W0, h, d);
-      ef[0] = (bo ? s + bo[0] : s) * it;
-      continue;
-    }
     /* F > 1: e = Wout h as axpys over the features (rows of Wout^T), in order of c: vector
      * operations over f, no lane reductions. */
     const float *restrict wt = jb->WoT;
