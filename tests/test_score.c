@@ -60,10 +60,12 @@ static void slot_make(slot *s, int nd, int64_t a, int64_t b, int64_t c, int64_t 
   s->n = rows * last;
   s->val = t_buf_new(ATTN_DTYPE_F32, rows * (last + pad) + 1);
   t_buf_fill_normal(&s->val, r, 0.7f);
-  s->grad = t_buf_new(ATTN_DTYPE_F32, s->n + 1);
+  /* Gradients of 2-d and 3-d operands have padded rows too (1 float, checked untouched). */
+  const int64_t gpad = nd >= 2 ? 1 : 0;
+  s->grad = t_buf_new(ATTN_DTYPE_F32, rows * (last + gpad) + 1);
   t_buf_fill(&s->grad, 12345.0f);
   s->v = view(s->val.data, nd, shape, last + pad);
-  s->g = view(s->grad.data, nd, shape, last);
+  s->g = view(s->grad.data, nd, shape, last + gpad);
 }
 
 /* Element x (row-major over the shape) of a slot's value. */
@@ -200,9 +202,8 @@ static void inst_free(inst *I) {
 /* The elements of a (padded) view in row-major order. */
 static float *gather(const attn_tensor *t, int64_t n) {
   float *o = malloc((size_t)(n + 1) * sizeof(float));
-  const int64_t last = t->shape[t->ndim - 1];
-  for (int64_t x = 0; x < n; x++)
-    o[x] = ((const float *)t->data)[(x / last) * t->stride[t->ndim - 2] + x % last];
+  const int64_t last = t->shape[t->ndim - 1], ld = t->ndim >= 2 ? t->stride[t->ndim - 2] : last;
+  for (int64_t x = 0; x < n; x++) o[x] = ((const float *)t->data)[(x / last) * ld + x % last];
   return o;
 }
 
@@ -231,7 +232,9 @@ static float *grads_copy(inst *I) {
   float *g = malloc((size_t)(n + 1) * sizeof(float)), *o = g;
   for (int i = 0; i < NS; i++)
     if (I->s[i].used) {
-      memcpy(o, I->s[i].grad.data, (size_t)I->s[i].n * sizeof(float));
+      float *gi = gather(&I->s[i].g, I->s[i].n);
+      memcpy(o, gi, (size_t)I->s[i].n * sizeof(float));
+      free(gi);
       o += I->s[i].n;
     }
   return g;
@@ -409,6 +412,15 @@ static void one_fast_vs_ref(attn_score_kind kind, attn_score_act act, shape_cfg 
     for (int64_t x = 0; last && x < I.e.n - 1; x++)
       if (x % (last + 2) >= last) pad_ok &= ((float *)I.e.data)[x] == 777.0f;
     CHECK(pad_ok, "%s: the padding between rows of e was written", ctx);
+    for (int i = 0; i < NS; i++) {
+      const slot *sl = &I.s[i];
+      if (!sl->used || sl->g.ndim < 2) continue;
+      const int64_t gl = sl->g.shape[sl->g.ndim - 1];
+      bool ok = true;
+      for (int64_t x = 0; x < sl->grad.n - 1; x++)
+        if (x % (gl + 1) == gl) ok &= ((const float *)sl->grad.data)[x] == 12345.0f;
+      CHECK(ok, "%s: the padding between rows of d%s was written", ctx, slot_name[i]);
+    }
   }
   free(e1);
   free(g1);
@@ -466,7 +478,7 @@ static void test_finite_differences(void) {
       const double h = 3e-3;
       for (int i = 0; i < NS; i++) {
         if (!I.s[i].used) continue;
-        const float *g = (const float *)I.s[i].grad.data;
+        float *g = gather(&I.s[i].g, I.s[i].n);
         double bound = 2e-3 * (1.0 + max_abs(g, I.s[i].n));
         for (int64_t x = 0; x < I.s[i].n; x++) {
           float *v = slot_at(&I.s[i], x), keep = *v;
@@ -480,6 +492,7 @@ static void test_finite_differences(void) {
                 attn_score_kind_name((attn_score_kind)kind), act_name((attn_score_act)act),
                 slot_name[i], (long long)x, (double)g[x], num);
         }
+        free(g);
       }
       inst_free(&I);
     }
