@@ -7,13 +7,14 @@
  *   cosine: the dot products by attn_gemm, then divided by max(|q| |k|, 1e-8) T.
  *   Luong location: e = (q W^T + b) / T by attn_gemm.
  *   additive family (additive, concat, location, multidim): Q1 = q Wq^T and K2 = k Wk^T by
- *     attn_gemm, bb = b + sum_m U_m c_m per batch, then a row kernel: item (b, i) computes
- *     e_il = sum_c Wout[f][c] act(Q1_ic + bb_c + K2_lc), for F = 1 in vectors over the keys of
- *     K2 transposed, for F > 1 through one row of d activations (no B x Tq x Tk x d tensor). The backward's items are (batch, block of query rows), about 16
- *     in all when B is small (one block per batch when B >= 16): each recomputes
- *     u = Q1 + bb + K2 pair by pair and accumulates its rows of dQ1 and its partials of dK2,
- *     dWout and dbo (rows summed in double), which are then summed in item order; dbb is the row
- *     sums of dQ1; attn_gemm chains dQ1, dK2 back to q, k, Wq, Wk.
+ *     attn_gemm, bb = b + sum_m U_m c_m per batch, then a row kernel computes
+ *     e_il = sum_c Wout[f][c] act(Q1_ic + bb_c + K2_lc): for F = 1 four query rows per item in
+ *     vectors over the keys of K2 transposed, for F > 1 one row per item through a row of d
+ *     activations (no B x Tq x Tk x d tensor). The
+ * backward's items are (batch, block of query rows), about 16 in all when B is small (one block per
+ * batch when B >= 16): each recomputes u = Q1 + bb + K2 pair by pair and accumulates its rows of
+ * dQ1 and its partials of dK2, dWout and dbo (rows summed in double), which are then summed in item
+ * order; dbb is the row sums of dQ1; attn_gemm chains dQ1, dK2 back to q, k, Wq, Wk.
  *
  * The row kernels live in src/cpu/score_rows.c (compiled per ISA), the f32 activations in
  * src/cpu/score_kernels.h. Sums run in a fixed order and the work split depends on the shapes
@@ -112,7 +113,7 @@ static void layout(const attn__score_problem *pr, bool bw, int threads, ws_layou
         return;
       }
       const int64_t Tkp = (int64_t)attn__round_up((size_t)Tk, LANES);
-      if (!bw) per = 2 * dp + fp + (F == 1 ? Tkp : 0);
+      if (!bw) per = F == 1 ? 4 * (dp + Tkp) : 2 * dp + fp;
       if (!bw && F > 1) L->WoT = lay(L, d, F, 1);
       if (!bw && F == 1) L->K2T = lay(L, B, d, Tkp);
       L->per_thread = (size_t)per * sizeof(float);
@@ -335,7 +336,9 @@ static attn_status forward_run(const char *fn, const attn__score_problem *pr, co
       jb.slope = p->leaky_slope;
       jb.ws = (char *)(ws + L->thr);
       jb.per_thread = L->per_thread;
-      attn__parallel_for(B * pr->Tq_out, attn__score_add_task(false), &jb);
+      /* F = 1: blocks of 4 query rows; F > 1: single rows. */
+      const int64_t items = pr->F == 1 ? B * ((pr->Tq_out + 3) / 4) : B * pr->Tq_out;
+      attn__parallel_for(items, attn__score_add_task(false), &jb);
       return ATTN_OK;
     }
   }

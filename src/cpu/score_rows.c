@@ -6,26 +6,50 @@
 
 enum { LANES = ATTN__SCORE_LANES };
 
-/* Sum of the 16 lanes in a fixed tree. */
-ATTN_AI float lane_sum(const float *a) {
-  float s8[8], s4[4];
-  for (int t = 0; t < 8; t++) s8[t] = a[t] + a[t + 8];
-  for (int t = 0; t < 4; t++) s4[t] = s8[t] + s8[t + 4];
-  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+/* Forward with F = 1 of item = (batch b, block of RB = 4 query rows), in vectors over the keys
+ * of K2 transposed: er_r[j] += w_c act(q_rc + K2T[c][j]) for c in order. No lane reductions,
+ * each activation is used where it is made, and the four rows are four independent chains for
+ * the long latency of the activation's polynomial. */
+ATTN_AI void add_fwd1_impl(const add_job *jb, int64_t item, int tid, const int act) {
+  const attn__score_problem *pr = jb->pr;
+  const int64_t d = pr->d, Tk = pr->Tk, Tkp = jb->Tkp, Tqo = pr->Tq_out;
+  const int64_t nblk = (Tqo + 3) / 4, b = item / nblk, i0 = item % nblk * 4;
+  const int64_t nr = Tqo - i0 < 4 ? Tqo - i0 : 4;
+  const float slope = jb->slope, it = jb->inv_t;
+  const size_t dp = attn__round_up((size_t)d, LANES);
+  float *restrict qb = (float *)(jb->ws + (size_t)tid * jb->per_thread);
+  float *restrict er = qb + 4 * dp;
+  const float *bb = jb->bb + b * d;
+  for (int64_t r = 0; r < 4; r++)
+    for (int64_t c = 0; c < d; c++)
+      qb[r * dp + c] =
+          r < nr ? (jb->Q1 ? jb->Q1[(b * pr->Tq + i0 + r) * d + c] : 0.0f) + bb[c] : 0.0f;
+  float *restrict e0 = er, *restrict e1 = er + Tkp, *restrict e2 = er + 2 * Tkp,
+                  *restrict e3 = er + 3 * Tkp;
+  for (int64_t j = 0; j < 4 * Tkp; j++) er[j] = 0.0f;
+  const float *W0 = (const float *)pr->Wout.data, *kt = jb->K2T + b * d * Tkp;
+  for (int64_t c = 0; c < d; c++) {
+    const float wc = W0[c], q0 = qb[c], q1 = qb[dp + c], q2 = qb[2 * dp + c], q3 = qb[3 * dp + c];
+    const float *restrict kc = kt + c * Tkp;
+    for (int64_t j = 0; j < Tkp; j++) {
+      const float k = kc[j];
+      e0[j] += wc * act_f(act, slope, q0 + k);
+      e1[j] += wc * act_f(act, slope, q1 + k);
+      e2[j] += wc * act_f(act, slope, q2 + k);
+      e3[j] += wc * act_f(act, slope, q3 + k);
+    }
+  }
+  const attn_tensor *e = jb->e;
+  const float *bo =
+      pr->p.kind == ATTN_SCORE_MULTIDIM && pr->p.bo ? (const float *)pr->p.bo->data : NULL;
+  for (int64_t r = 0; r < nr; r++) {
+    float *erow = (float *)e->data + b * e->stride[0] + (i0 + r) * e->stride[1];
+    const float *src = er + r * Tkp;
+    for (int64_t l = 0; l < Tk; l++) erow[l * e->stride[2]] = (bo ? src[l] + bo[0] : src[l]) * it;
+  }
 }
 
-/* sum_c wr[c] * h[c] in 16 lanes (lane t takes c = t mod 16). */
-ATTN_AI float dot_lanes(const float *restrict wr, const float *restrict h, int64_t d) {
-  float acc[LANES];
-  for (int t = 0; t < LANES; t++) acc[t] = 0.0f;
-  int64_t c = 0;
-  for (; c + LANES <= d; c += LANES)
-    for (int t = 0; t < LANES; t++) acc[t] += wr[c + t] * h[c + t];
-  for (int t = 0; c + t < d; t++) acc[t] += wr[c + t] * h[c + t];
-  return lane_sum(acc);
-}
-
-/* Forward of row item = b * Tq_out + i. */
+/* Forward with F > 1 of row item = b * Tq_out + i. */
 ATTN_AI void add_fwd_impl(const add_job *jb, int64_t item, int tid, const int act) {
   const attn__score_problem *pr = jb->pr;
   const int64_t d = pr->d, F = pr->F, Tk = pr->Tk, b = item / pr->Tq_out, i = item % pr->Tq_out;
@@ -38,24 +62,8 @@ ATTN_AI void add_fwd_impl(const add_job *jb, int64_t item, int tid, const int ac
     qb[c] = (jb->Q1 ? jb->Q1[(b * pr->Tq + i) * d + c] : 0.0f) + bb[c];
   const attn_tensor *e = jb->e;
   float *erow = (float *)e->data + b * e->stride[0] + i * e->stride[1];
-  const float *W0 = (const float *)pr->Wout.data;
   const float *bo =
       pr->p.kind == ATTN_SCORE_MULTIDIM && pr->p.bo ? (const float *)pr->p.bo->data : NULL;
-  if (F == 1) {
-    /* Vectors over the keys: er[j] += w_c act(qb_c + K2T[c][j]) for c in order, no lane
-     * reductions, and each activation is used where it is made. */
-    float *restrict er = acc + attn__round_up((size_t)F, LANES);
-    const int64_t Tkp = jb->Tkp;
-    const float *kt = jb->K2T + b * d * Tkp;
-    for (int64_t j = 0; j < Tkp; j++) er[j] = 0.0f;
-    for (int64_t c = 0; c < d; c++) {
-      const float qc = qb[c], wc = W0[c];
-      const float *restrict kc = kt + c * Tkp;
-      for (int64_t j = 0; j < Tkp; j++) er[j] += wc * act_f(act, slope, qc + kc[j]);
-    }
-    for (int64_t l = 0; l < Tk; l++) erow[l * e->stride[2]] = (bo ? er[l] + bo[0] : er[l]) * it;
-    return;
-  }
   for (int64_t l = 0; l < Tk; l++) {
     const float *restrict kr = jb->K2 + (b * Tk + l) * d;
     /* The activations of the pair go through a row of d floats (L1): a plain loop over it is
@@ -161,7 +169,13 @@ ATTN_AI void add_bwd_impl(const add_job *jb, int64_t item, int tid, const int ac
 
 ATTN_AI void add_task_impl(void *ctx, int64_t item, int tid, bool bw) {
   const add_job *jb = (const add_job *)ctx;
-#define FWD(a) add_fwd_impl(jb, item, tid, a)
+#define FWD(a)                         \
+  do {                                 \
+    if (jb->pr->F == 1)                \
+      add_fwd1_impl(jb, item, tid, a); \
+    else                               \
+      add_fwd_impl(jb, item, tid, a);  \
+  } while (0)
 #define BWD(a) add_bwd_impl(jb, item, tid, a)
   if (bw) {
     ACT_SWITCH(BWD)
