@@ -29,8 +29,8 @@ static attn_tensor view_of(const attn_var *v, float *data) {
   return attn_tensor_make(data, ATTN_DTYPE_F32, v->ndim, v->shape);
 }
 
-/* Points the params' tensors at sv->t[] (views of `data_of(i)`), for the forward (values) and
- * the backward (the same views). */
+/* Points the params' tensors at sv->t[] (the views of the inputs' data, filled by the caller);
+ * the forward and the backward use the same bound params. */
 static void bind(score_saved *sv, attn_var *const *ins, int nc) {
   const attn_tensor *slot[IN_FIXED];
   for (int i = 0; i < IN_FIXED; i++) slot[i] = ins[i] ? &sv->t[i] : NULL;
