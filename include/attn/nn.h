@@ -720,6 +720,47 @@ ATTN_API attn_var *attn_nn_luong_forward(attn_nn_ctx *ctx, const attn_nn_luong *
                                          attn_var *hs, const int32_t *key_lens,
                                          attn_var **weights);
 
+/* ---- score functions ---- */
+
+/* The score functions of attn/score.h as one differentiable op (one tape record; the backward
+ * runs attn_score_backward and accumulates into q, k and every parameter that requires a
+ * gradient). Shapes and semantics are the kernel's: q (B, Tq, dq), k (B, Tk, dk);
+ * e (B, Tq, Tk), (B, 1, Tk) for LOCATION, (B, Tq, Tk, F) for MULTIDIM. q may be NULL for
+ * LOCATION and k for LUONG_LOCATION. Initialise the spec with attn_nn_score_spec_default(kind)
+ * (tanh, slope 0.01, T = 1, no tensors) and set the parameters the kind reads (the table of
+ * attn/score.h; W, b, w, W1, W2, Wo, bo, and contexts/U for ADDITIVE, any of them a parameter
+ * or a tensor of ctx). Errors are the kernel's (a missing or misshaped parameter is named), plus
+ * SHAPE_MISMATCH for a tensor of more than 4 dims. */
+#include "attn/score.h"
+
+typedef struct attn_nn_score_spec {
+  attn_score_kind kind;
+  attn_score_act act;
+  float leaky_slope;
+  float temperature;
+  attn_var *W, *b, *w, *W1, *W2, *Wo, *bo;
+  int n_contexts;               /* ADDITIVE: 0..ATTN_SCORE_MAX_CONTEXTS */
+  attn_var *const *contexts;    /* n_contexts tensors (B, dc_m) */
+  attn_var *const *U;           /* n_contexts tensors (d, dc_m) */
+} attn_nn_score_spec;
+
+ATTN_API attn_nn_score_spec attn_nn_score_spec_default(attn_score_kind kind);
+ATTN_API attn_var *attn_nn_score(attn_nn_ctx *ctx, attn_var *q, attn_var *k,
+                                 const attn_nn_score_spec *spec);
+
+/* Score -> softmax over the keys -> context: out_i = sum_l softmax_l(e_il) v_l, with
+ *   v: (B, Tk, Dv) (Tk = the score's key count: W's rows for LUONG_LOCATION);
+ *   out: (B, Tq, Dv), (B, 1, Dv) for LOCATION; MULTIDIM needs F == Dv and takes one softmax per
+ *   feature: out_if = sum_l softmax_l(e_ilf) v_lf.
+ * key_lens: NULL or int32[B] (copied), 0 <= len <= Tk: keys >= len are blocked; a row with no
+ * key gives 0. With allow_fused set, DOT, SCALED_DOT, GENERAL and BIASED_GENERAL run through the
+ * fused exact kernel (attn_nn_sdpa; the general kinds project q first, q' = W q (+ b)), with no
+ * Tq x Tk tensor; every other kind (or allow_fused = 0) is attn_nn_score -> attn_nn_softmax ->
+ * matmul. Both routes give the same values and gradients up to f32 rounding (tested). */
+ATTN_API attn_var *attn_nn_score_attention(attn_nn_ctx *ctx, attn_var *q, attn_var *k,
+                                           attn_var *v, const attn_nn_score_spec *spec,
+                                           const int32_t *key_lens, int allow_fused);
+
 #ifdef __cplusplus
 }
 #endif
