@@ -18,8 +18,7 @@
  * AVX-512, AVX2 and the baseline, with GCC's target attribute; attn_get_isa() picks one. The
  * library builds with -ffp-contract=off and no reduction is reassociated, so the three agree
  * bit for bit. */
-#include "attn/additive.h"
-#include "internal.h"
+#include "additive_internal.h"
 
 /* Defined in src/ref/additive_ref.c. */
 attn_status attn__additive_check(const char *fn, bool backward, const attn_tensor *out,
@@ -36,8 +35,6 @@ attn_status attn__additive_check(const char *fn, bool backward, const attn_tenso
     attn_status st_ = (expr);       \
     if (st_ != ATTN_OK) return st_; \
   } while (0)
-
-enum { RB = 4, LANES = 16, QB = 64 };
 
 /* ---- tanh and exp -------------------------------------------------------------------------- */
 
@@ -72,10 +69,6 @@ static inline __attribute__((always_inline)) float tanh_r(float x) {
 }
 
 float attn_tanh_approx(float x) { return tanh_r(x); }
-
-#include "scalar_math.h"
-
-
 
 /* ---- the two inner kernels, written once ------------------------------------------------------ */
 
@@ -201,121 +194,6 @@ static inline __attribute__((always_inline)) void grad_block_impl(
 
 /* ---- driver ---------------------------------------------------------------------------------- */
 
-typedef struct add_job {
-  const attn_tensor *out, *lse, *weights, *q1, *k2, *v, *w, *b, *mask;
-  const attn_tensor *dq1, *dk2, *dv, *dout, *dw, *db;
-  int64_t B, Tq, Tk, d, Dv, Tkp, n_qblocks;
-  const float *wv, *bv; /* w and b (b NULL = 0), contiguous */
-  float *partials;      /* backward: B x 2d (dw then db per batch) */
-  char *ws;
-  size_t per_thread;
-} add_job;
-
-static inline float *row3(const attn_tensor *t, int64_t i, int64_t j) {
-  return (float *)t->data + i * t->stride[0] + j * t->stride[1];
-}
-
-/* Mask row (b, i): pointer and whether its last dim broadcasts; NULL when there is no mask. */
-static const float *mask_row(const attn_tensor *m, int64_t bi, int64_t i, bool *bcast) {
-  if (!m) return NULL;
-  *bcast = m->shape[2] == 1;
-  return (const float *)m->data + (m->shape[0] == 1 ? 0 : bi * m->stride[0]) +
-         (m->shape[1] == 1 ? 0 : i * m->stride[1]);
-}
-
-static size_t fl(int64_t n) { return attn__round_up((size_t)n * sizeof(float), ATTN_ALIGN); }
-
-static size_t per_thread_bytes(bool backward, int64_t Tkp, int64_t d, int64_t Dv) {
-  size_t s = fl(d * Tkp) + fl(RB * Tkp) + fl(RB * d) + fl(Dv > 0 ? Dv : 1);
-  if (backward) s += fl(d * Tkp) + fl(RB * d);
-  return s;
-}
-
-/* kT[c][j] = k2[b, j, c], zero for the padding keys Tk <= j < Tkp. */
-static inline __attribute__((always_inline)) void pack_kT(const add_job *jb, int64_t bi, float *kT) {
-  for (int64_t c = 0; c < jb->d; c++) {
-    float *dst = kT + c * jb->Tkp;
-    for (int64_t j = 0; j < jb->Tk; j++) dst[j] = row3(jb->k2, bi, j)[c];
-    for (int64_t j = jb->Tk; j < jb->Tkp; j++) dst[j] = 0.0f;
-  }
-}
-
-/* qb[r][c] = q1[b, i0 + r, c] + b_c; rows past Tq repeat the last row (their results are not
- * used). */
-static inline __attribute__((always_inline)) void load_qb(const add_job *jb, int64_t bi, int64_t i0, float *qb) {
-  for (int r = 0; r < RB; r++) {
-    int64_t i = i0 + r < jb->Tq ? i0 + r : jb->Tq - 1;
-    const float *q = row3(jb->q1, bi, i);
-    for (int64_t c = 0; c < jb->d; c++) qb[r * jb->d + c] = q[c] + (jb->bv ? jb->bv[c] : 0.0f);
-  }
-}
-
-/* s = e + mask (-inf where blocked, padding keys excluded); returns the row max (-inf if every
- * key is blocked). */
-static inline __attribute__((always_inline)) float masked_scores(const add_job *jb, int64_t bi, int64_t i, float *e) {
-  bool bc = false;
-  const float *m = mask_row(jb->mask, bi, i, &bc);
-  if (m)
-    for (int64_t j = 0; j < jb->Tk; j++) {
-      float mj = m[bc ? 0 : j];
-      e[j] = mj == -INFINITY ? -INFINITY : e[j] + mj;
-    }
-  float mx = -INFINITY;
-  for (int64_t j = 0; j < jb->Tk; j++) mx = e[j] > mx ? e[j] : mx;
-  return mx;
-}
-
-static inline __attribute__((always_inline)) void forward_task_impl(void *ctx, int64_t item, int thread_id) {
-  const add_job *jb = (const add_job *)ctx;
-  int64_t bi = item / jb->n_qblocks, qblk = item % jb->n_qblocks;
-  int64_t d = jb->d, Tk = jb->Tk, Tkp = jb->Tkp, Dv = jb->Dv;
-  char *base = jb->ws + (size_t)thread_id * jb->per_thread;
-  float *kT = (float *)base;
-  float *e = (float *)(base + fl(d * Tkp));
-  float *qb = (float *)((char *)e + fl(RB * Tkp));
-  float *acc = (float *)((char *)qb + fl(RB * d));
-  pack_kT(jb, bi, kT);
-  int64_t i_end = (qblk + 1) * QB < jb->Tq ? (qblk + 1) * QB : jb->Tq;
-  for (int64_t i0 = qblk * QB; i0 < i_end; i0 += RB) {
-    load_qb(jb, bi, i0, qb);
-    score_block_impl(e, qb, kT, jb->wv, d, Tkp);
-    for (int r = 0; r < RB && i0 + r < i_end; r++) {
-      int64_t i = i0 + r;
-      float *p = e + r * Tkp;
-      float mx = masked_scores(jb, bi, i, p);
-      float lse = -INFINITY;
-      for (int64_t c = 0; c < Dv; c++) acc[c] = 0.0f;
-      if (mx == -INFINITY) {
-        for (int64_t j = 0; j < Tk; j++) p[j] = 0.0f;
-      } else {
-        float part[LANES] = {0};
-        for (int64_t j = 0; j < Tk; j++) {
-          p[j] = attn__exp_neg(p[j] - mx);
-          part[j % LANES] += p[j];
-        }
-        float sum = 0.0f;
-        for (int l = 0; l < LANES; l++) sum += part[l];
-        float inv = 1.0f / sum;
-        for (int64_t j = 0; j < Tk; j++) p[j] *= inv;
-        lse = mx + logf(sum);
-        for (int64_t j = 0; j < Tk; j++) {
-          if (p[j] == 0.0f) continue; /* blocked keys' v is never read */
-          const float *vj = row3(jb->v, bi, j);
-          float pj = p[j];
-          for (int64_t c = 0; c < Dv; c++) acc[c] += pj * vj[c];
-        }
-      }
-      float *o = row3(jb->out, bi, i);
-      for (int64_t c = 0; c < Dv; c++) o[c] = acc[c];
-      if (jb->lse) ((float *)jb->lse->data)[bi * jb->lse->stride[0] + i * jb->lse->stride[1]] = lse;
-      if (jb->weights) {
-        float *wr = row3(jb->weights, bi, i);
-        for (int64_t j = 0; j < Tk; j++) wr[j] = p[j];
-      }
-    }
-  }
-}
-
 static inline __attribute__((always_inline)) void backward_task_impl(void *ctx, int64_t bi, int thread_id) {
   const add_job *jb = (const add_job *)ctx;
   int64_t d = jb->d, Tk = jb->Tk, Tkp = jb->Tkp, Dv = jb->Dv;
@@ -386,49 +264,66 @@ static inline __attribute__((always_inline)) void backward_task_impl(void *ctx, 
   }
 }
 
-/* The task bodies, with the inner kernels inlined, compiled per ISA. */
+/* The task bodies, with the inner kernels inlined, compiled per ISA: baseline and AVX2 here,
+ * AVX-512 in src/cpu/avx512/additive_avx512.c. */
 static void forward_task_base(void *ctx, int64_t item, int tid) {
-  forward_task_impl(ctx, item, tid);
+  add_forward_task(ctx, item, tid, score_block_impl);
 }
 static void backward_task_base(void *ctx, int64_t item, int tid) {
   backward_task_impl(ctx, item, tid);
 }
 #if ATTN_X86 && defined(__GNUC__)
 #define ATTN_T_AVX2 __attribute__((target("avx2,fma")))
-#define ATTN_T_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
 ATTN_T_AVX2 static void forward_task_avx2(void *ctx, int64_t item, int tid) {
-  forward_task_impl(ctx, item, tid);
+  add_forward_task(ctx, item, tid, score_block_impl);
 }
 ATTN_T_AVX2 static void backward_task_avx2(void *ctx, int64_t item, int tid) {
   backward_task_impl(ctx, item, tid);
 }
-ATTN_T_AVX512 static void forward_task_avx512(void *ctx, int64_t item, int tid) {
-  forward_task_impl(ctx, item, tid);
-}
-ATTN_T_AVX512 static void backward_task_avx512(void *ctx, int64_t item, int tid) {
-  backward_task_impl(ctx, item, tid);
-}
 #endif
+
+/* Whether the backward runs the AVX-512 kernels (items = (batch, key block)). */
+static bool use_avx512(void) {
+#if ATTN_X86 && defined(__GNUC__)
+  return attn_get_isa() == ATTN_ISA_AVX512;
+#else
+  return false;
+#endif
+}
 
 static attn__task_fn pick_task(bool backward) {
 #if ATTN_X86 && defined(__GNUC__)
   attn_isa isa = attn_get_isa();
-  if (isa == ATTN_ISA_AVX512) return backward ? backward_task_avx512 : forward_task_avx512;
+  if (isa == ATTN_ISA_AVX512)
+    return backward ? attn__additive_backward_task_avx512 : attn__additive_forward_task_avx512;
   if (isa == ATTN_ISA_AVX2) return backward ? backward_task_avx2 : forward_task_avx2;
 #endif
   return backward ? backward_task_base : forward_task_base;
 }
 
-static attn_status ws_size(size_t *size, bool backward, int64_t B, int64_t Tk, int64_t d,
-                           int64_t Dv, int threads) {
+/* Workspace: per-thread scratch, then (backward) the (dw, db) partials of every item, then
+ * (AVX-512 backward with several key blocks) the dq1 partials of key blocks 1.. */
+static attn_status ws_size(size_t *size, bool backward, int64_t B, int64_t Tq, int64_t Tk,
+                           int64_t d, int64_t Dv, int threads) {
   /* Each factor is bounded by a tensor's element count (< 2^61), but products are not. */
-  int64_t Tkp = (Tk + LANES - 1) / LANES * LANES, cells;
+  int64_t Tkp = (Tk + LANES - 1) / LANES * LANES, cells, nkb = 1, KB = Tkp;
   if (!attn__mul_i64(d, Tkp, &cells) || cells > INT64_MAX / 64 || Dv > INT64_MAX / 64 ||
       B > INT64_MAX / 64 || d > INT64_MAX / 64 / (B > 0 ? B : 1))
     return attn__fail(ATTN_STATUS_OVERFLOW, "additive: workspace size overflows");
-  size_t per = per_thread_bytes(backward, Tkp, d, Dv), total;
+  size_t per = per_thread_bytes(backward, Tkp, d, Dv), total, shared = 0;
+  if (backward && use_avx512()) {
+    add_key_blocks(B, Tk, &nkb, &KB);
+    size_t per512 = add_bwd512_bytes(KB, d);
+    per = per512 > per ? per512 : per;
+    int64_t part;
+    if (nkb > 1 && (!attn__mul_i64(B * d, Tq, &part) || !attn__mul_i64(part, nkb - 1, &part) ||
+                    part > INT64_MAX / 64))
+      return attn__fail(ATTN_STATUS_OVERFLOW, "additive: workspace size overflows");
+    if (nkb > 1) shared = fl(part);
+  }
+  if (backward) shared += fl(2 * d * B * nkb);
   if (!attn__mul_size(per, (size_t)threads, &total) ||
-      (backward && __builtin_add_overflow(total, fl(2 * d * B), &total)))
+      __builtin_add_overflow(total, shared, &total))
     return attn__fail(ATTN_STATUS_OVERFLOW, "additive: workspace size overflows");
   *size = total;
   return ATTN_OK;
@@ -446,8 +341,8 @@ attn_status attn_additive_workspace_size(size_t *size, int backward, const attn_
   if (q1->shape[0] < 0 || k2->shape[1] < 1 || q1->shape[2] < 1 || v->shape[2] < 0)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: need B >= 0, Tk >= 1, d >= 1, Dv >= 0",
                       fn);
-  return ws_size(size, backward != 0, q1->shape[0], k2->shape[1], q1->shape[2], v->shape[2],
-                 attn__pool_size());
+  return ws_size(size, backward != 0, q1->shape[0], q1->shape[1], k2->shape[1], q1->shape[2],
+                 v->shape[2], attn__pool_size());
 }
 
 static attn_status run(const char *fn, add_job *jb, bool backward, void *workspace,
@@ -455,7 +350,7 @@ static attn_status run(const char *fn, add_job *jb, bool backward, void *workspa
   if (jb->B == 0 || (jb->Tq == 0 && !backward)) return ATTN_OK;
   int threads = attn__pool_size();
   size_t need;
-  TRY(ws_size(&need, backward, jb->B, jb->Tk, jb->d, jb->Dv, threads));
+  TRY(ws_size(&need, backward, jb->B, jb->Tq, jb->Tk, jb->d, jb->Dv, threads));
   void *own = NULL;
   if (workspace) {
     if (workspace_size < need)
@@ -476,13 +371,32 @@ static attn_status run(const char *fn, add_job *jb, bool backward, void *workspa
     attn__parallel_for(jb->B * jb->n_qblocks, pick_task(false), jb);
   } else {
     jb->partials = (float *)(jb->ws + (size_t)threads * jb->per_thread);
-    attn__parallel_for(jb->B, pick_task(true), jb);
-    /* dw and db: the per-batch partials summed in batch order. */
-    for (int64_t c = 0; c < jb->d; c++) {
+    int64_t items = jb->B, d = jb->d;
+    if (use_avx512()) {
+      add_key_blocks(jb->B, jb->Tk, &jb->nkb, &jb->KB);
+      size_t per512 = add_bwd512_bytes(jb->KB, d);
+      if (per512 > jb->per_thread) {
+        jb->per_thread = per512;
+        jb->partials = (float *)(jb->ws + (size_t)threads * jb->per_thread);
+      }
+      jb->dq_part = (float *)((char *)jb->partials + fl(2 * d * jb->B * jb->nkb));
+      items = jb->B * jb->nkb;
+    }
+    attn__parallel_for(items, pick_task(true), jb);
+    /* dq1 of key block 0 is in place; add the other blocks' partials in block order. */
+    for (int64_t kb = 1; kb < jb->nkb; kb++)
+      for (int64_t bi = 0; bi < jb->B; bi++)
+        for (int64_t i = 0; i < jb->Tq; i++) {
+          float *g = row3(jb->dq1, bi, i);
+          const float *p = jb->dq_part + (((kb - 1) * jb->B + bi) * jb->Tq + i) * d;
+          for (int64_t c = 0; c < d; c++) g[c] += p[c];
+        }
+    /* dw and db: the per-item partials summed in item order. */
+    for (int64_t c = 0; c < d; c++) {
       float sw = 0.0f, sb = 0.0f;
-      for (int64_t bi = 0; bi < jb->B; bi++) {
-        sw += jb->partials[bi * 2 * jb->d + c];
-        sb += jb->partials[bi * 2 * jb->d + jb->d + c];
+      for (int64_t it = 0; it < items; it++) {
+        sw += jb->partials[it * 2 * d + c];
+        sb += jb->partials[it * 2 * d + d + c];
       }
       ((float *)jb->dw->data)[c] = sw;
       if (jb->db) ((float *)jb->db->data)[c] = sb;
