@@ -109,8 +109,40 @@ static void test_tanh_avx512(void) {
   printf("tanh (AVX-512 kernels): max |error| %.3g at x = %.4f, small-x relative %.3g\n", worst,
          where, worst_rel);
 }
+
+/* The AVX-512 kernels' fast tanh(a + b) = 1 - 2 / (1 + e^{2a} e^{2b}), |a|, |b| <= 20. */
+void attn__additive_tanh_sum16_avx512(const float *a, const float *b, float *y);
+
+static void test_tanh_sum_avx512(void) {
+  if (!attn_cpu_supports(ATTN_ISA_AVX512)) return;
+  double worst = 0.0, wa = 0.0, wb = 0.0;
+  float a[16], b[16], y[16];
+  t_rng rng = t_rng_make(5);
+  for (int it = 0; it < 40000; it++) {
+    for (int l = 0; l < 16; l++) {
+      /* Half the lanes anywhere in [-20, 20]^2, half near the diagonal a + b ~ 0 where tanh
+       * is steepest and the terms cancel. */
+      a[l] = t_uniform(&rng, -20.0f, 20.0f);
+      b[l] = l % 2 ? t_uniform(&rng, -20.0f, 20.0f) : -a[l] + t_uniform(&rng, -3.0f, 3.0f);
+      if (fabsf(b[l]) > 20.0f) b[l] = copysignf(20.0f, b[l]);
+    }
+    attn__additive_tanh_sum16_avx512(a, b, y);
+    for (int l = 0; l < 16; l++) {
+      double err = fabs((double)y[l] - tanh((double)a[l] + (double)b[l]));
+      if (err > worst) {
+        worst = err;
+        wa = a[l];
+        wb = b[l];
+      }
+    }
+  }
+  CHECK(worst < 5e-7, "tanh(a + b) (AVX-512): max |error| %g at a = %g, b = %g", worst, wa, wb);
+  printf("tanh(a + b) (AVX-512 product form): max |error| %.3g at a = %.4f, b = %.4f\n", worst, wa,
+         wb);
+}
 #else
 static void test_tanh_avx512(void) {}
+static void test_tanh_sum_avx512(void) {}
 #endif
 
 /* ---- one problem --------------------------------------------------------------------------- */
@@ -119,6 +151,7 @@ typedef struct prob {
   int64_t B, Tq, Tk, d, Dv, pad;
   int mask_mode; /* 0 none, 1 full with -inf and a fully masked row, 2 (1, 1, Tk), 3 (B, Tq, 1) */
   bool has_b;
+  bool big; /* a few q1 and k2 entries of magnitude 21..40 (the AVX-512 fallback tanh) */
   t_buf q1, k2, v, w, b, mask, out, lse, wts, dout, dq1, dk2, dv, dw, db;
   attn_tensor tq1, tk2, tv, tw, tb, tmask, tout, tlse, twts, tdout, tdq1, tdk2, tdv, tdw, tdb;
   attn_additive_params prm;
@@ -167,6 +200,13 @@ static void prob_make(prob *p, t_rng *rng) {
     F(&p->w)[c] = t_normal(rng);
     F(&p->b)[c] = 0.5f * t_normal(rng);
   }
+  if (p->big) /* in the first rows of q1 and every 40th key of k2: some tiles fall back */
+    for (int64_t n = 0; n < 2 * p->d; n++) {
+      float x = t_uniform(rng, 21.0f, 40.0f) * (n % 2 ? -1.0f : 1.0f);
+      int64_t c = t_int(rng, 0, p->d - 1);
+      F(&p->q1)[(n % (p->Tq < 3 ? p->Tq : 3)) * p->tq1.stride[1] + c] = x;
+      F(&p->k2)[((n * 40) % p->Tk) * p->tk2.stride[1] + c] = -x;
+    }
   int64_t nm = sm[0] * sm[1] * sm[2];
   for (int64_t i = 0; i < nm; i++)
     F(&p->mask)[i] = t_uniform(rng, 0.0f, 1.0f) < 0.25f ? -INFINITY : 0.3f * t_normal(rng);
@@ -271,9 +311,9 @@ static void check_masked_rows(const prob *p, const results *res, const char *wha
 static void compare_case(prob *p, t_rng *rng) {
   prob_make(p, rng);
   char what[160];
-  snprintf(what, sizeof what, "B %lld Tq %lld Tk %lld d %lld Dv %lld pad %lld mask %d b %d",
+  snprintf(what, sizeof what, "B %lld Tq %lld Tk %lld d %lld Dv %lld pad %lld mask %d b %d big %d",
            (long long)p->B, (long long)p->Tq, (long long)p->Tk, (long long)p->d, (long long)p->Dv,
-           (long long)p->pad, p->mask_mode, p->has_b);
+           (long long)p->pad, p->mask_mode, p->has_b, p->big);
   results ref, fast;
   run_both(p, true, &ref);
   /* Each ISA and thread count: the fast forward, then the fast backward from its out and lse.
@@ -350,8 +390,9 @@ static void test_fast_vs_ref(void) {
         cases++;
       }
   /* Longer key axes with small B: the AVX-512 backward splits each batch into key blocks (here
-   * 4 and 8, the last one partial) whose dq1 partials the driver adds in block order. */
-  static const int64_t longer[][5] = {{2, 9, 200, 40, 24}, {1, 37, 1000, 64, 16}};
+   * 4, 8 and 2, the last one partial) whose dq1 partials the driver adds in block order. The
+   * third has inputs beyond +-20, where the AVX-512 kernels fall back to the rational tanh. */
+  static const int64_t longer[][5] = {{2, 9, 200, 40, 24}, {1, 37, 1000, 64, 16}, {3, 6, 90, 17, 5}};
   for (size_t n = 0; n < sizeof longer / sizeof longer[0]; n++) {
     if (quick && n == 1) continue;
     prob p;
@@ -364,6 +405,7 @@ static void test_fast_vs_ref(void) {
     p.pad = (int64_t)n;
     p.mask_mode = n == 0 ? 1 : 2;
     p.has_b = true;
+    p.big = n == 2;
     compare_case(&p, &rng);
     cases++;
   }
@@ -586,6 +628,7 @@ int main(void) {
   quick = getenv("ATTN_TEST_QUICK") != NULL;
   test_tanh();
   test_tanh_avx512();
+  test_tanh_sum_avx512();
   test_fast_vs_ref();
   test_finite_differences();
   test_nan_blocked();

@@ -75,7 +75,8 @@ float attn_tanh_approx(float x) { return tanh_r(x); }
 /* e[r][j] = sum_c w_c tanh(qb[r][c] + kT[c][j]) for r < RB, j < Tkp (a multiple of LANES). */
 static inline __attribute__((always_inline)) void score_block_impl(
     float *restrict e, const float *restrict qb, const float *restrict kT,
-    const float *restrict w, int64_t d, int64_t Tkp) {
+    const float *restrict w, int64_t d, int64_t Tkp, float *aux) {
+  (void)aux;
   float *e0 = e, *e1 = e + Tkp, *e2 = e + 2 * Tkp, *e3 = e + 3 * Tkp;
   for (int64_t j = 0; j < RB * Tkp; j++) e[j] = 0.0f;
   for (int64_t c = 0; c < d; c++) {
@@ -214,7 +215,7 @@ static inline __attribute__((always_inline)) void backward_task_impl(void *ctx, 
   }
   for (int64_t i0 = 0; i0 < jb->Tq; i0 += RB) {
     load_qb(jb, bi, i0, qb);
-    score_block_impl(e, qb, kT, jb->wv, d, Tkp);
+    score_block_impl(e, qb, kT, jb->wv, d, Tkp, NULL);
     /* e becomes dS, row by row; padding rows and keys get 0. */
     for (int r = 0; r < RB; r++) {
       int64_t i = i0 + r;
@@ -267,7 +268,7 @@ static inline __attribute__((always_inline)) void backward_task_impl(void *ctx, 
 /* The task bodies, with the inner kernels inlined, compiled per ISA: baseline and AVX2 here,
  * AVX-512 in src/cpu/avx512/additive_avx512.c. */
 static void forward_task_base(void *ctx, int64_t item, int tid) {
-  add_forward_task(ctx, item, tid, score_block_impl);
+  add_forward_task(ctx, item, tid, score_block_impl, NULL);
 }
 static void backward_task_base(void *ctx, int64_t item, int tid) {
   backward_task_impl(ctx, item, tid);
@@ -275,7 +276,7 @@ static void backward_task_base(void *ctx, int64_t item, int tid) {
 #if ATTN_X86 && defined(__GNUC__)
 #define ATTN_T_AVX2 __attribute__((target("avx2,fma")))
 ATTN_T_AVX2 static void forward_task_avx2(void *ctx, int64_t item, int tid) {
-  add_forward_task(ctx, item, tid, score_block_impl);
+  add_forward_task(ctx, item, tid, score_block_impl, NULL);
 }
 ATTN_T_AVX2 static void backward_task_avx2(void *ctx, int64_t item, int tid) {
   backward_task_impl(ctx, item, tid);

@@ -37,9 +37,16 @@ static inline const float *mask_row(const attn_tensor *m, int64_t bi, int64_t i,
 
 static inline size_t fl(int64_t n) { return attn__round_up((size_t)n * sizeof(float), ATTN_ALIGN); }
 
+/* Scratch of the AVX-512 score kernel: exp(2 k2) of the batch (d x Tkp), one flag per tile of 16
+ * keys, exp(2 (q1 + b)) of 4 rows (4 x d) and -2 w (d). */
+static inline size_t add_aux_bytes(int64_t Tkp, int64_t d) {
+  return fl(d * Tkp) + fl(Tkp / LANES) + fl(RB * d) + fl(d);
+}
+
 static inline size_t per_thread_bytes(bool backward, int64_t Tkp, int64_t d, int64_t Dv) {
   size_t s = fl(d * Tkp) + fl(RB * Tkp) + fl(RB * d) + fl(Dv > 0 ? Dv : 1);
   if (backward) s += fl(d * Tkp) + fl(RB * d);
+  if (!backward) s += add_aux_bytes(Tkp, d);
   return s;
 }
 
@@ -79,13 +86,16 @@ static inline __attribute__((always_inline)) float masked_scores(const add_job *
 
 /* e[r][j] = sum_c w_c tanh(qb[r][c] + kT[c][j]) for r < RB, j < Tkp: each ISA's score kernel. */
 typedef void (*add_score_fn)(float *restrict e, const float *restrict qb, const float *restrict kT,
-                             const float *restrict w, int64_t d, int64_t Tkp);
+                             const float *restrict w, int64_t d, int64_t Tkp, float *aux);
+/* Called once per item after kT is packed (NULL: nothing to prepare): fills the kernel's aux. */
+typedef void (*add_prep_fn)(float *aux, const float *kT, const float *w, int64_t d, int64_t Tkp);
 
 /* One forward item (batch, QB queries); always inlined with a constant `score`, so each ISA's
  * task gets its own kernel inlined. */
 static inline __attribute__((always_inline)) void add_forward_task(void *ctx, int64_t item,
                                                                    int thread_id,
-                                                                   add_score_fn score) {
+                                                                   add_score_fn score,
+                                                                   add_prep_fn prep) {
   const add_job *jb = (const add_job *)ctx;
   int64_t bi = item / jb->n_qblocks, qblk = item % jb->n_qblocks;
   int64_t d = jb->d, Tk = jb->Tk, Tkp = jb->Tkp, Dv = jb->Dv;
@@ -94,11 +104,13 @@ static inline __attribute__((always_inline)) void add_forward_task(void *ctx, in
   float *e = (float *)(base + fl(d * Tkp));
   float *qb = (float *)((char *)e + fl(RB * Tkp));
   float *acc = (float *)((char *)qb + fl(RB * d));
+  float *aux = (float *)((char *)acc + fl(Dv > 0 ? Dv : 1));
   pack_kT(jb, bi, kT);
+  if (prep) prep(aux, kT, jb->wv, d, Tkp);
   int64_t i_end = (qblk + 1) * QB < jb->Tq ? (qblk + 1) * QB : jb->Tq;
   for (int64_t i0 = qblk * QB; i0 < i_end; i0 += RB) {
     load_qb(jb, bi, i0, qb);
-    score(e, qb, kT, jb->wv, d, Tkp);
+    score(e, qb, kT, jb->wv, d, Tkp, aux);
     for (int r = 0; r < RB && i0 + r < i_end; r++) {
       int64_t i = i0 + r;
       float *p = e + r * Tkp;
@@ -144,9 +156,11 @@ void attn__additive_backward_task_avx512(void *ctx, int64_t item, int thread_id)
 
 /* Per-thread workspace of the AVX-512 backward for blocks of KB keys: kT and dkT of the block
  * (d x KB each), the tanh values of one 4 x 16 tile (4 x 16 x d), the dq1 lane sums of 4 rows
- * (4 x 16 x d), the dw lane sums (16 x d), 4 rows of q1 + b and the tile's scores. */
+ * (4 x 16 x d), the dw lane sums (16 x d), 4 rows of q1 + b, the tile's scores and the score
+ * kernel's aux for the block. */
 static inline size_t add_bwd512_bytes(int64_t KB, int64_t d) {
-  return 2 * fl(d * KB) + 2 * fl(RB * LANES * d) + fl(LANES * d) + fl(RB * d) + fl(RB * LANES);
+  return 2 * fl(d * KB) + 2 * fl(RB * LANES * d) + fl(LANES * d) + fl(RB * d) + fl(RB * LANES) +
+         add_aux_bytes(KB, d);
 }
 
 /* The key blocks of the AVX-512 backward, from the shape only (so the sums, hence the bits, do

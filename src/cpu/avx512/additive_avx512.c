@@ -1,20 +1,29 @@
 /* Fused additive attention for AVX-512 (F, BW, VL, DQ). Contract: include/attn/additive.h; the
  * portable kernels and the driver are in src/cpu/additive.c.
  *
- * tanh. The same rational as attn_tanh_approx (x P(x^2) / Q(x^2), degrees 13/6, x clamped to
- * +-7.9988), evaluated with FMAs, and the division replaced by vrcp14ps (14 bits) and one
- * correction of the quotient, t = t0 + r (p - q t0) with t0 = p r: 19 uops for add, clamp, tanh
- * and the w_c FMA, against about 30 and a 10-cycle vdivps in the portable code. |error| below
- * 5e-7 like attn_tanh_approx (tests/test_additive.c checks attn__additive_tanh16_avx512).
+ * tanh of a sum. u = a + b with a = q1_ic + b_c (one per query and c) and b = k2_jc (one per key
+ * and c), so e^{2u} = A B with A = e^{2a}, B = e^{2b} computed once per row / key (O((Tq + Tk) d)
+ * exps), and
+ *     tanh(u) = 1 - 2 / (1 + A B):
+ * per pair and c one FMA (1 + A B), vrcp14ps and one Newton step (2 FMAs) for the reciprocal,
+ * and the score's FMA: 5 uops, where the rational below needs 19. The product is exact to a few
+ * ulps, and tanh moves by at most half the relative error of A B, so |error| < 5e-7 like
+ * attn_tanh_approx (tested), though not relative near 0. It needs A B finite and normal: with
+ * |a|, |b| <= 20 it lies in [e^-80, e^80]. A tile of 16 keys or a block of 4 rows holding a larger
+ * (or NaN) value takes the fallback,
+ * the same rational as attn_tanh_approx (x P(x^2) / Q(x^2), degrees 13/6, x clamped to +-7.9988)
+ * evaluated with FMAs, the division replaced by vrcp14ps and one correction of the quotient,
+ * t = t0 + r (p - q t0) with t0 = p r. tests/test_additive.c checks both
+ * (attn__additive_tanh16_avx512, attn__additive_tanh_sum16_avx512).
  *
  * Forward: for 4 query rows and 16 keys the 4 score vectors stay in registers over the whole
- * loop over c (one kT load and 4 broadcasts per 4 tanh); the softmax and a V are the portable
- * code's (src/cpu/additive_internal.h).
+ * loop over c (one B load and 4 broadcasts of A per 4 tanh), e = sum_c w_c - 2 sum_c w_c / (1 +
+ * A B); the softmax and a V are the portable code's (src/cpu/additive_internal.h).
  *
  * Backward, item = (batch, block of KB keys), which owns dk2 and dv of its keys and writes dq1
  * (block 0) or a dq1 partial (the driver adds them in block order). For 4 rows and one tile of
  * 16 keys:
- *   pass 1: t = tanh(q1_rc + b_c + k2_jc) for all c, kept in a 4 x 16 x d buffer (32 KB at
+ *   pass 1: t = tanh(q1_rc + b_c + k2_jc) for all c (as above), kept in a 4 x 16 x d buffer (32 KB at
  *           d = 128, L1/L2), e_r = sum_c w_c t (registers);
  *   then    P = exp(e + mask - lse), dP = dout_r . v_j, dS = P (dP - dout_r . out_r),
  *           dv_j += P dout_r (vectors over Dv);
@@ -30,6 +39,10 @@
 #include <immintrin.h>
 
 /* ---- tanh ------------------------------------------------------------------------------------ */
+
+static inline __mmask16 tail_mask(int64_t n) {
+  return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
+}
 
 static inline __attribute__((always_inline)) __m512 tanh16(__m512 x) {
   const __m512 lim = _mm512_set1_ps(7.99881172180175781f);
@@ -62,21 +75,123 @@ void attn__additive_tanh16_avx512(const float *x, float *y) {
   _mm512_storeu_ps(y, tanh16(_mm512_loadu_ps(x)));
 }
 
+/* e^x on 16 lanes for |x| <= 40: x = n ln2 + r, |r| <= ln2/2, e^r by its degree-7 Taylor
+ * polynomial (relative error < 5e-9), 2^n by vscalefps; about 1 ulp. */
+static inline __attribute__((always_inline)) __m512 exp16(__m512 x) {
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723e-6f), r);
+  __m512 p = _mm512_fmadd_ps(r, _mm512_set1_ps(1.0f / 5040.0f), _mm512_set1_ps(1.0f / 720.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+/* 1 / (1 + A B) to about an ulp: the reciprocal estimate and one Newton step. */
+static inline __attribute__((always_inline)) __m512 inv1p(__m512 A, __m512 B) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  __m512 den = _mm512_fmadd_ps(A, B, one);
+  __m512 r = _mm512_rcp14_ps(den);
+  return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(den, r, one), r);
+}
+
+/* Where the fast tanh applies: |x| <= 20 (false for NaN). */
+static inline __mmask16 small16(__m512 x) {
+  return _mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(20.0f), _CMP_LE_OQ);
+}
+
+/* The fast tanh(a + b) on 16 lanes, for the accuracy test (|a|, |b| <= 20). */
+void attn__additive_tanh_sum16_avx512(const float *a, const float *b, float *y);
+void attn__additive_tanh_sum16_avx512(const float *a, const float *b, float *y) {
+  __m512 two = _mm512_set1_ps(2.0f);
+  __m512 A = exp16(_mm512_mul_ps(two, _mm512_loadu_ps(a)));
+  __m512 B = exp16(_mm512_mul_ps(two, _mm512_loadu_ps(b)));
+  _mm512_storeu_ps(y, _mm512_fnmadd_ps(two, inv1p(A, B), _mm512_set1_ps(1.0f)));
+}
+
+/* The aux of a block of keys (layout of add_aux_bytes): ek[c][j] = e^{2 kT[c][j]}, flag[t] = 1
+ * when every |k| of tile t is <= 20 (else 0), m2w[c] = -2 w_c. */
+typedef struct aux_view {
+  float *ek, *flag, *ea, *m2w;
+} aux_view;
+
+static aux_view aux_split(float *aux, int64_t d, int64_t Tkp) {
+  aux_view v;
+  v.ek = aux;
+  v.flag = (float *)((char *)aux + fl(d * Tkp));
+  v.ea = (float *)((char *)v.flag + fl(Tkp / LANES));
+  v.m2w = (float *)((char *)v.ea + fl(RB * d));
+  return v;
+}
+
+static void prep_keys(float *aux, const float *kT, const float *w, int64_t d, int64_t Tkp) {
+  aux_view v = aux_split(aux, d, Tkp);
+  const __m512 two = _mm512_set1_ps(2.0f);
+  for (int64_t j = 0; j < Tkp; j += LANES) {
+    __mmask16 ok = 0xffff;
+    for (int64_t c = 0; c < d; c++) {
+      __m512 k = _mm512_load_ps(kT + c * Tkp + j);
+      ok &= small16(k);
+      _mm512_store_ps(v.ek + c * Tkp + j, exp16(_mm512_mul_ps(two, k)));
+    }
+    v.flag[j / LANES] = ok == 0xffff ? 1.0f : 0.0f;
+  }
+  for (int64_t c = 0; c < d; c++) v.m2w[c] = -2.0f * w[c];
+}
+
+/* ea[r][c] = e^{2 qb[r][c]} for the 4 rows; whether every |qb| <= 20. */
+static bool prep_rows(float *ea, const float *qb, int64_t d) {
+  const __m512 two = _mm512_set1_ps(2.0f);
+  __mmask16 ok = 0xffff;
+  for (int64_t c = 0; c < RB * d; c += LANES) {
+    __mmask16 m = tail_mask(RB * d - c);
+    __m512 x = _mm512_maskz_loadu_ps(m, qb + c);
+    ok &= small16(x) | (__mmask16)~m;
+    _mm512_mask_storeu_ps(ea + c, m, exp16(_mm512_mul_ps(two, x)));
+  }
+  return ok == 0xffff;
+}
+
 /* ---- forward ---------------------------------------------------------------------------------- */
 
-/* e[r][j] = sum_c w_c tanh(qb[r][c] + kT[c][j]), r < 4, j < Tkp (kT rows 64-byte aligned). */
+/* e[r][j] = sum_c w_c tanh(qb[r][c] + kT[c][j]), r < 4, j < Tkp (kT rows 64-byte aligned);
+ * aux prepared by prep_keys for this kT. */
 static void score_rows(float *restrict e, const float *restrict qb, const float *restrict kT,
-                       const float *restrict w, int64_t d, int64_t Tkp) {
+                       const float *restrict w, int64_t d, int64_t Tkp, float *aux) {
+  aux_view v = aux_split(aux, d, Tkp);
   const float *q0 = qb, *q1 = qb + d, *q2 = qb + 2 * d, *q3 = qb + 3 * d;
+  const float *A0 = v.ea, *A1 = v.ea + d, *A2 = v.ea + 2 * d, *A3 = v.ea + 3 * d;
+  bool rows_ok = prep_rows(v.ea, qb, d);
+  float wsum = 0.0f;
+  for (int64_t c = 0; c < d; c++) wsum += w[c];
   for (int64_t j = 0; j < Tkp; j += LANES) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    const float *kc = kT + j;
-    for (int64_t c = 0; c < d; c++, kc += Tkp) {
-      __m512 k = _mm512_load_ps(kc), wc = _mm512_set1_ps(w[c]);
-      a0 = _mm512_fmadd_ps(wc, tanh16(_mm512_add_ps(_mm512_set1_ps(q0[c]), k)), a0);
-      a1 = _mm512_fmadd_ps(wc, tanh16(_mm512_add_ps(_mm512_set1_ps(q1[c]), k)), a1);
-      a2 = _mm512_fmadd_ps(wc, tanh16(_mm512_add_ps(_mm512_set1_ps(q2[c]), k)), a2);
-      a3 = _mm512_fmadd_ps(wc, tanh16(_mm512_add_ps(_mm512_set1_ps(q3[c]), k)), a3);
+    __m512 a0, a1, a2, a3;
+    if (rows_ok && v.flag[j / LANES] != 0.0f) {
+      /* e = sum_c w_c (1 - 2 / (1 + A B)) = sum_c w_c - 2 sum_c w_c / (1 + A B). */
+      a0 = a1 = a2 = a3 = _mm512_set1_ps(wsum);
+      const float *bc = v.ek + j;
+      for (int64_t c = 0; c < d; c++, bc += Tkp) {
+        __m512 B = _mm512_load_ps(bc), mw = _mm512_set1_ps(v.m2w[c]);
+        a0 = _mm512_fmadd_ps(mw, inv1p(_mm512_set1_ps(A0[c]), B), a0);
+        a1 = _mm512_fmadd_ps(mw, inv1p(_mm512_set1_ps(A1[c]), B), a1);
+        a2 = _mm512_fmadd_ps(mw, inv1p(_mm512_set1_ps(A2[c]), B), a2);
+        a3 = _mm512_fmadd_ps(mw, inv1p(_mm512_set1_ps(A3[c]), B), a3);
+      }
+    } else {
+      a0 = a1 = a2 = a3 = _mm512_setzero_ps();
+      const float *kc = kT + j;
+      for (int64_t c = 0; c < d; c++, kc += Tkp) {
+        __m512 k = _mm512_load_ps(kc), wc = _mm512_set1_ps(w[c]);
+        a0 = _mm512_fmadd_ps(wc, tanh16(_mm512_add_ps(_mm512_set1_ps(q0[c]), k)), a0);
+        a1 = _mm512_fmadd_ps(wc, tanh16(_mm512_add_ps(_mm512_set1_ps(q1[c]), k)), a1);
+        a2 = _mm512_fmadd_ps(wc, tanh16(_mm512_add_ps(_mm512_set1_ps(q2[c]), k)), a2);
+        a3 = _mm512_fmadd_ps(wc, tanh16(_mm512_add_ps(_mm512_set1_ps(q3[c]), k)), a3);
+      }
     }
     _mm512_store_ps(e + j, a0);
     _mm512_store_ps(e + Tkp + j, a1);
@@ -86,14 +201,10 @@ static void score_rows(float *restrict e, const float *restrict qb, const float 
 }
 
 void attn__additive_forward_task_avx512(void *ctx, int64_t item, int thread_id) {
-  add_forward_task(ctx, item, thread_id, score_rows);
+  add_forward_task(ctx, item, thread_id, score_rows, prep_keys);
 }
 
 /* ---- backward --------------------------------------------------------------------------------- */
-
-static inline __mmask16 tail_mask(int64_t n) {
-  return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
-}
 
 /* a . b over n floats (16 lanes, then _mm512_reduce_add_ps). */
 static inline float dot(const float *a, const float *b, int64_t n) {
@@ -129,6 +240,8 @@ void attn__additive_backward_task_avx512(void *ctx, int64_t item, int thread_id)
   float *aw = (float *)((char *)aq + fl(RB * LANES * d));        /* [c][16] */
   float *qb = (float *)((char *)aw + fl(LANES * d));             /* [r][c] */
   float *sc = (float *)((char *)qb + fl(RB * d));                /* [r][16] */
+  float *aux = (float *)((char *)sc + fl(RB * LANES));           /* prep_keys of the block */
+  aux_view av = aux_split(aux, d, nkp);
   float *gw = jb->partials + item * 2 * d, *gb = gw + d;
   const float *w = jb->wv;
 
@@ -137,6 +250,7 @@ void attn__additive_backward_task_avx512(void *ctx, int64_t item, int thread_id)
     for (int64_t j = 0; j < nk; j++) dst[j] = row3(jb->k2, bi, j_lo + j)[c];
     for (int64_t j = nk; j < nkp; j++) dst[j] = 0.0f;
   }
+  prep_keys(aux, kT, w, d, nkp);
   memset(dkT, 0, sizeof(float) * (size_t)(nkp * d));
   memset(aw, 0, sizeof(float) * (size_t)(LANES * d));
   for (int64_t c = 0; c < d; c++) gb[c] = 0.0f;
@@ -167,25 +281,47 @@ void attn__additive_backward_task_avx512(void *ctx, int64_t item, int thread_id)
     }
     memset(aq, 0, sizeof(float) * (size_t)(RB * LANES * d));
     const float *q0 = qb, *q1 = qb + d, *q2 = qb + 2 * d, *q3 = qb + 3 * d;
+    const float *A0 = av.ea, *A1 = av.ea + d, *A2 = av.ea + 2 * d, *A3 = av.ea + 3 * d;
+    bool rows_ok = prep_rows(av.ea, qb, d);
     for (int64_t j0 = 0; j0 < nkp; j0 += LANES) {
       /* Pass 1: t for the 4 x 16 tile and every c, scores in registers. */
       __m512 e0 = _mm512_setzero_ps(), e1 = e0, e2 = e0, e3 = e0;
-      const float *kc = kT + j0;
       float *tc = tt;
-      for (int64_t c = 0; c < d; c++, kc += nkp, tc += RB * LANES) {
-        __m512 k = _mm512_load_ps(kc), wc = _mm512_set1_ps(w[c]);
-        __m512 t0 = tanh16(_mm512_add_ps(_mm512_set1_ps(q0[c]), k));
-        __m512 t1 = tanh16(_mm512_add_ps(_mm512_set1_ps(q1[c]), k));
-        __m512 t2 = tanh16(_mm512_add_ps(_mm512_set1_ps(q2[c]), k));
-        __m512 t3 = tanh16(_mm512_add_ps(_mm512_set1_ps(q3[c]), k));
-        _mm512_store_ps(tc, t0);
-        _mm512_store_ps(tc + 16, t1);
-        _mm512_store_ps(tc + 32, t2);
-        _mm512_store_ps(tc + 48, t3);
-        e0 = _mm512_fmadd_ps(wc, t0, e0);
-        e1 = _mm512_fmadd_ps(wc, t1, e1);
-        e2 = _mm512_fmadd_ps(wc, t2, e2);
-        e3 = _mm512_fmadd_ps(wc, t3, e3);
+      if (rows_ok && av.flag[j0 / LANES] != 0.0f) {
+        const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
+        const float *bc = av.ek + j0;
+        for (int64_t c = 0; c < d; c++, bc += nkp, tc += RB * LANES) {
+          __m512 Bk = _mm512_load_ps(bc), wc = _mm512_set1_ps(w[c]);
+          __m512 t0 = _mm512_fnmadd_ps(two, inv1p(_mm512_set1_ps(A0[c]), Bk), one);
+          __m512 t1 = _mm512_fnmadd_ps(two, inv1p(_mm512_set1_ps(A1[c]), Bk), one);
+          __m512 t2 = _mm512_fnmadd_ps(two, inv1p(_mm512_set1_ps(A2[c]), Bk), one);
+          __m512 t3 = _mm512_fnmadd_ps(two, inv1p(_mm512_set1_ps(A3[c]), Bk), one);
+          _mm512_store_ps(tc, t0);
+          _mm512_store_ps(tc + 16, t1);
+          _mm512_store_ps(tc + 32, t2);
+          _mm512_store_ps(tc + 48, t3);
+          e0 = _mm512_fmadd_ps(wc, t0, e0);
+          e1 = _mm512_fmadd_ps(wc, t1, e1);
+          e2 = _mm512_fmadd_ps(wc, t2, e2);
+          e3 = _mm512_fmadd_ps(wc, t3, e3);
+        }
+      } else {
+        const float *kc = kT + j0;
+        for (int64_t c = 0; c < d; c++, kc += nkp, tc += RB * LANES) {
+          __m512 k = _mm512_load_ps(kc), wc = _mm512_set1_ps(w[c]);
+          __m512 t0 = tanh16(_mm512_add_ps(_mm512_set1_ps(q0[c]), k));
+          __m512 t1 = tanh16(_mm512_add_ps(_mm512_set1_ps(q1[c]), k));
+          __m512 t2 = tanh16(_mm512_add_ps(_mm512_set1_ps(q2[c]), k));
+          __m512 t3 = tanh16(_mm512_add_ps(_mm512_set1_ps(q3[c]), k));
+          _mm512_store_ps(tc, t0);
+          _mm512_store_ps(tc + 16, t1);
+          _mm512_store_ps(tc + 32, t2);
+          _mm512_store_ps(tc + 48, t3);
+          e0 = _mm512_fmadd_ps(wc, t0, e0);
+          e1 = _mm512_fmadd_ps(wc, t1, e1);
+          e2 = _mm512_fmadd_ps(wc, t2, e2);
+          e3 = _mm512_fmadd_ps(wc, t3, e3);
+        }
       }
       _mm512_store_ps(sc, e0);
       _mm512_store_ps(sc + 16, e1);
@@ -229,11 +365,11 @@ void attn__additive_backward_task_avx512(void *ctx, int64_t item, int thread_id)
       __mmask16 m3 = _mm512_cmp_ps_mask(s3, zero, _CMP_NEQ_UQ);
       if (!(m0 | m1 | m2 | m3)) continue;
       float *dk = dkT + j0 * d;
-      tc = tt;
+      const float *tr = tt;
       float *ac = aq, *awc = aw;
-      for (int64_t c = 0; c < d; c++, tc += RB * LANES, ac += RB * LANES, awc += LANES) {
-        __m512 t0 = _mm512_load_ps(tc), t1 = _mm512_load_ps(tc + 16);
-        __m512 t2 = _mm512_load_ps(tc + 32), t3 = _mm512_load_ps(tc + 48);
+      for (int64_t c = 0; c < d; c++, tr += RB * LANES, ac += RB * LANES, awc += LANES) {
+        __m512 t0 = _mm512_load_ps(tr), t1 = _mm512_load_ps(tr + 16);
+        __m512 t2 = _mm512_load_ps(tr + 32), t3 = _mm512_load_ps(tr + 48);
         __m512 g0 = _mm512_maskz_mul_ps(m0, s0, _mm512_fnmadd_ps(t0, t0, one));
         __m512 g1 = _mm512_maskz_mul_ps(m1, s1, _mm512_fnmadd_ps(t1, t1, one));
         __m512 g2 = _mm512_maskz_mul_ps(m2, s2, _mm512_fnmadd_ps(t2, t2, one));
