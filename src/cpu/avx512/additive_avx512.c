@@ -114,8 +114,10 @@ void attn__additive_tanh_sum16_avx512(const float *a, const float *b, float *y) 
   _mm512_storeu_ps(y, _mm512_fnmadd_ps(two, inv1p(A, B), _mm512_set1_ps(1.0f)));
 }
 
-/* The aux of a block of keys (layout of add_aux_bytes): ek[c][j] = e^{2 kT[c][j]}, flag[t] = 1
- * when every |k| of tile t is <= 20 (else 0), m2w[c] = -2 w_c. */
+/* The aux of a block of keys (layout of add_aux_bytes): ek[t][c][l] = e^{2 kT[c][16 t + l]}, tile
+ * by tile so the loop over c streams 64-byte lines (in kT's layout, rows Tkp floats apart, a
+ * power of two map to one L1 set and thrash it), flag[t] = 1 when every |k| of tile t is <= 20
+ * (else 0), m2w[c] = -2 w_c. */
 typedef struct aux_view {
   float *ek, *flag, *ea, *m2w;
 } aux_view;
@@ -137,7 +139,7 @@ static void prep_keys(float *aux, const float *kT, const float *w, int64_t d, in
     for (int64_t c = 0; c < d; c++) {
       __m512 k = _mm512_load_ps(kT + c * Tkp + j);
       ok &= small16(k);
-      _mm512_store_ps(v.ek + c * Tkp + j, exp16(_mm512_mul_ps(two, k)));
+      _mm512_store_ps(v.ek + j * d + c * LANES, exp16(_mm512_mul_ps(two, k)));
     }
     v.flag[j / LANES] = ok == 0xffff ? 1.0f : 0.0f;
   }
@@ -174,8 +176,8 @@ static void score_rows(float *restrict e, const float *restrict qb, const float 
     if (rows_ok && v.flag[j / LANES] != 0.0f) {
       /* e = sum_c w_c (1 - 2 / (1 + A B)) = sum_c w_c - 2 sum_c w_c / (1 + A B). */
       a0 = a1 = a2 = a3 = _mm512_set1_ps(wsum);
-      const float *bc = v.ek + j;
-      for (int64_t c = 0; c < d; c++, bc += Tkp) {
+      const float *bc = v.ek + j * d;
+      for (int64_t c = 0; c < d; c++, bc += LANES) {
         __m512 B = _mm512_load_ps(bc), mw = _mm512_set1_ps(v.m2w[c]);
         a0 = _mm512_fmadd_ps(mw, inv1p(_mm512_set1_ps(A0[c]), B), a0);
         a1 = _mm512_fmadd_ps(mw, inv1p(_mm512_set1_ps(A1[c]), B), a1);
@@ -289,8 +291,8 @@ void attn__additive_backward_task_avx512(void *ctx, int64_t item, int thread_id)
       float *tc = tt;
       if (rows_ok && av.flag[j0 / LANES] != 0.0f) {
         const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
-        const float *bc = av.ek + j0;
-        for (int64_t c = 0; c < d; c++, bc += nkp, tc += RB * LANES) {
+        const float *bc = av.ek + j0 * d;
+        for (int64_t c = 0; c < d; c++, bc += LANES, tc += RB * LANES) {
           __m512 Bk = _mm512_load_ps(bc), wc = _mm512_set1_ps(w[c]);
           __m512 t0 = _mm512_fnmadd_ps(two, inv1p(_mm512_set1_ps(A0[c]), Bk), one);
           __m512 t1 = _mm512_fnmadd_ps(two, inv1p(_mm512_set1_ps(A1[c]), Bk), one);
