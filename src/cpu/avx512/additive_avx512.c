@@ -26,10 +26,10 @@
  *   pass 1: t = tanh(q1_rc + b_c + k2_jc) for all c (as above), kept in a 4 x 16 x d buffer (32 KB at
  *           d = 128, L1/L2), e_r = sum_c w_c t (registers);
  *   then    P = exp(e + mask - lse), dP = dout_r . v_j, dS = P (dP - dout_r . out_r),
- *           dv_j += P dout_r (vectors over Dv);
- *   pass 2: g = dS (1 - t^2) from the stored t (no second tanh), dkT[c][j] += sum_r g,
+ *           dv_j += sum_r P dout_r (vectors over Dv, v_j and dv_j touched once per 4 rows);
+ *   pass 2: g = dS (1 - t^2) from the stored t (no second tanh), dkT[c][j] += g_r row by row,
  *           aq[c][r] += g (16 lanes; dq1 = w_c times their sum at the end of the rows),
- *           aw[c] += sum_r dS t (dw), and db from the same row sums as dq1.
+ *           aw[c] += dS t (dw), and db from the same row sums as dq1; each a masked FMA.
  * Pairs with dS = 0 (blocked, padding keys and rows) add exactly 0 through zero-masked
  * multiplies, so a NaN k2 of a blocked key stays out. Every sum has a fixed order given by the
  * shape (lanes by key mod 16, tiles in order, lanes summed by _mm512_reduce_add_ps), so results
@@ -218,16 +218,6 @@ static inline float dot(const float *a, const float *b, int64_t n) {
   return _mm512_reduce_add_ps(acc);
 }
 
-/* y += s x over n floats. */
-static inline void axpy(float *y, float s, const float *x, int64_t n) {
-  __m512 sv = _mm512_set1_ps(s);
-  for (int64_t c = 0; c < n; c += 16) {
-    __mmask16 m = tail_mask(n - c);
-    __m512 r = _mm512_fmadd_ps(sv, _mm512_maskz_loadu_ps(m, x + c), _mm512_maskz_loadu_ps(m, y + c));
-    _mm512_mask_storeu_ps(y + c, m, r);
-  }
-}
-
 void attn__additive_backward_task_avx512(void *ctx, int64_t item, int thread_id) {
   const add_job *jb = (const add_job *)ctx;
   const int64_t d = jb->d, Dv = jb->Dv, Tq = jb->Tq, B = jb->B;
@@ -330,6 +320,7 @@ void attn__additive_backward_task_avx512(void *ctx, int64_t item, int thread_id)
       _mm512_store_ps(sc + 32, e2);
       _mm512_store_ps(sc + 48, e3);
       /* sc becomes dS: P = exp(s - lse) as in the portable backward, 0 where blocked. */
+      float P[RB][LANES];
       for (int r = 0; r < RB; r++) {
         float *s = sc + r * LANES;
         int64_t i = i0 + r < Tq ? i0 + r : Tq - 1;
@@ -338,26 +329,44 @@ void attn__additive_backward_task_avx512(void *ctx, int64_t item, int thread_id)
         for (int l = 0; l < LANES; l++) {
           int64_t j = j_lo + j0 + l;
           float x = s[l];
-          if (j >= j_hi || lse[r] == -INFINITY) {
-            s[l] = 0.0f;
-            continue;
-          }
+          P[r][l] = 0.0f;
+          if (j >= j_hi || lse[r] == -INFINITY) continue;
           if (m) {
             float mj = m[bc ? 0 : j];
             x = mj == -INFINITY ? -INFINITY : x + mj;
           }
           float z = x - lse[r];
           float pj = attn__exp_neg(z < 0.0f ? z : 0.0f);
-          if (x == -INFINITY || pj == 0.0f) {
-            s[l] = 0.0f;
-            continue;
-          }
-          const float *vj = row3(jb->v, bi, j);
-          axpy(row3(jb->dv, bi, j), pj, go[r], Dv);
-          s[l] = pj * (dot(go[r], vj, Dv) - D[r]);
+          if (x != -INFINITY) P[r][l] = pj;
         }
       }
-      /* Pass 2: the gradients from the stored t. */
+      /* Per key: dP_r = dout_r . v_j and dv_j += sum_r P_r dout_r, v_j and dv_j read once for
+       * the 4 rows; a row with P = 0 neither reads v_j nor adds to dv_j. */
+      memset(sc, 0, sizeof(float) * RB * LANES);
+      for (int l = 0; l < LANES && j_lo + j0 + l < j_hi; l++) {
+        int64_t j = j_lo + j0 + l;
+        bool on[RB] = {P[0][l] != 0.0f, P[1][l] != 0.0f, P[2][l] != 0.0f, P[3][l] != 0.0f};
+        if (!(on[0] | on[1] | on[2] | on[3])) continue;
+        const float *vj = row3(jb->v, bi, j);
+        float *gv = row3(jb->dv, bi, j);
+        __m512 dp[RB] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                         _mm512_setzero_ps()};
+        for (int64_t c = 0; c < Dv; c += LANES) {
+          __mmask16 mk = tail_mask(Dv - c);
+          __m512 vv = _mm512_maskz_loadu_ps(mk, vj + c), g = _mm512_maskz_loadu_ps(mk, gv + c);
+          for (int r = 0; r < RB; r++) {
+            if (!on[r]) continue;
+            __m512 o = _mm512_maskz_loadu_ps(mk, go[r] + c);
+            dp[r] = _mm512_fmadd_ps(o, vv, dp[r]);
+            g = _mm512_fmadd_ps(_mm512_set1_ps(P[r][l]), o, g);
+          }
+          _mm512_mask_storeu_ps(gv + c, mk, g);
+        }
+        for (int r = 0; r < RB; r++)
+          if (on[r]) sc[r * LANES + l] = P[r][l] * (_mm512_reduce_add_ps(dp[r]) - D[r]);
+      }
+      /* Pass 2: the gradients from the stored t. Lanes with dS = 0 are left out by masked FMAs
+       * (they add exactly nothing, even where t is NaN). */
       __m512 s0 = _mm512_load_ps(sc), s1 = _mm512_load_ps(sc + 16);
       __m512 s2 = _mm512_load_ps(sc + 32), s3 = _mm512_load_ps(sc + 48);
       const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
@@ -372,20 +381,25 @@ void attn__additive_backward_task_avx512(void *ctx, int64_t item, int thread_id)
       for (int64_t c = 0; c < d; c++, tr += RB * LANES, ac += RB * LANES, awc += LANES) {
         __m512 t0 = _mm512_load_ps(tr), t1 = _mm512_load_ps(tr + 16);
         __m512 t2 = _mm512_load_ps(tr + 32), t3 = _mm512_load_ps(tr + 48);
-        __m512 g0 = _mm512_maskz_mul_ps(m0, s0, _mm512_fnmadd_ps(t0, t0, one));
-        __m512 g1 = _mm512_maskz_mul_ps(m1, s1, _mm512_fnmadd_ps(t1, t1, one));
-        __m512 g2 = _mm512_maskz_mul_ps(m2, s2, _mm512_fnmadd_ps(t2, t2, one));
-        __m512 g3 = _mm512_maskz_mul_ps(m3, s3, _mm512_fnmadd_ps(t3, t3, one));
-        __m512 h0 = _mm512_maskz_mul_ps(m0, s0, t0), h1 = _mm512_maskz_mul_ps(m1, s1, t1);
-        __m512 h2 = _mm512_maskz_mul_ps(m2, s2, t2), h3 = _mm512_maskz_mul_ps(m3, s3, t3);
-        _mm512_store_ps(ac, _mm512_add_ps(_mm512_load_ps(ac), g0));
-        _mm512_store_ps(ac + 16, _mm512_add_ps(_mm512_load_ps(ac + 16), g1));
-        _mm512_store_ps(ac + 32, _mm512_add_ps(_mm512_load_ps(ac + 32), g2));
-        _mm512_store_ps(ac + 48, _mm512_add_ps(_mm512_load_ps(ac + 48), g3));
-        __m512 gs = _mm512_add_ps(_mm512_add_ps(g0, g1), _mm512_add_ps(g2, g3));
-        _mm512_store_ps(dk + c * LANES, _mm512_add_ps(_mm512_load_ps(dk + c * LANES), gs));
-        __m512 hs = _mm512_add_ps(_mm512_add_ps(h0, h1), _mm512_add_ps(h2, h3));
-        _mm512_store_ps(awc, _mm512_add_ps(_mm512_load_ps(awc), hs));
+        __m512 u0 = _mm512_fnmadd_ps(t0, t0, one), u1 = _mm512_fnmadd_ps(t1, t1, one);
+        __m512 u2 = _mm512_fnmadd_ps(t2, t2, one), u3 = _mm512_fnmadd_ps(t3, t3, one);
+        /* g_r = dS_r (1 - t_r^2): dq lanes, dkT (rows in order) and dw lanes (dS t). */
+        _mm512_store_ps(ac, _mm512_mask3_fmadd_ps(s0, u0, _mm512_load_ps(ac), m0));
+        _mm512_store_ps(ac + 16, _mm512_mask3_fmadd_ps(s1, u1, _mm512_load_ps(ac + 16), m1));
+        _mm512_store_ps(ac + 32, _mm512_mask3_fmadd_ps(s2, u2, _mm512_load_ps(ac + 32), m2));
+        _mm512_store_ps(ac + 48, _mm512_mask3_fmadd_ps(s3, u3, _mm512_load_ps(ac + 48), m3));
+        __m512 k = _mm512_load_ps(dk + c * LANES);
+        k = _mm512_mask3_fmadd_ps(s0, u0, k, m0);
+        k = _mm512_mask3_fmadd_ps(s1, u1, k, m1);
+        k = _mm512_mask3_fmadd_ps(s2, u2, k, m2);
+        k = _mm512_mask3_fmadd_ps(s3, u3, k, m3);
+        _mm512_store_ps(dk + c * LANES, k);
+        __m512 h = _mm512_load_ps(awc);
+        h = _mm512_mask3_fmadd_ps(s0, t0, h, m0);
+        h = _mm512_mask3_fmadd_ps(s1, t1, h, m1);
+        h = _mm512_mask3_fmadd_ps(s2, t2, h, m2);
+        h = _mm512_mask3_fmadd_ps(s3, t3, h, m3);
+        _mm512_store_ps(awc, h);
       }
     }
     /* dq1 = w_c times the lane sums; db gets w_c times the four rows' sums. */
