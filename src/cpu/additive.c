@@ -368,7 +368,14 @@ static attn_status run(const char *fn, add_job *jb, bool backward, void *workspa
   jb->Tkp = (jb->Tk + LANES - 1) / LANES * LANES;
   jb->per_thread = per_thread_bytes(backward, jb->Tkp, jb->d, jb->Dv);
   if (!backward) {
-    jb->n_qblocks = (jb->Tq + QB - 1) / QB;
+    /* Each item packs K2 (and the AVX-512 kernel its exps) for its batch: the larger the items
+     * the less that costs, as long as there are >= 4 per thread. Rows are independent, so the
+     * split does not change any result. */
+    jb->qblock = QB;
+    while (jb->qblock < QB_MAX &&
+           jb->B * ((jb->Tq + 2 * jb->qblock - 1) / (2 * jb->qblock)) >= 4 * (int64_t)threads)
+      jb->qblock *= 2;
+    jb->n_qblocks = (jb->Tq + jb->qblock - 1) / jb->qblock;
     attn__parallel_for(jb->B * jb->n_qblocks, pick_task(false), jb);
   } else {
     jb->partials = (float *)(jb->ws + (size_t)threads * jb->per_thread);

@@ -8,13 +8,14 @@
 #include "internal.h"
 #include "scalar_math.h"
 
-enum { RB = 4, LANES = 16, QB = 64 };
+enum { RB = 4, LANES = 16, QB = 64, QB_MAX = 512 };
 
 
 typedef struct add_job {
   const attn_tensor *out, *lse, *weights, *q1, *k2, *v, *w, *b, *mask;
   const attn_tensor *dq1, *dk2, *dv, *dout, *dw, *db;
   int64_t B, Tq, Tk, d, Dv, Tkp, n_qblocks;
+  int64_t qblock;       /* forward: queries per item (a multiple of RB) */
   const float *wv, *bv; /* w and b (b NULL = 0), contiguous */
   float *partials;      /* backward: one (dw, db) partial of 2d floats per item */
   int64_t nkb, KB;      /* AVX-512 backward: key blocks per batch and keys per block */
@@ -90,7 +91,7 @@ typedef void (*add_score_fn)(float *restrict e, const float *restrict qb, const 
 /* Called once per item after kT is packed (NULL: nothing to prepare): fills the kernel's aux. */
 typedef void (*add_prep_fn)(float *aux, const float *kT, const float *w, int64_t d, int64_t Tkp);
 
-/* One forward item (batch, QB queries); always inlined with a constant `score`, so each ISA's
+/* One forward item (batch, jb->qblock queries); always inlined with a constant `score`, so each ISA's
  * task gets its own kernel inlined. */
 static inline __attribute__((always_inline)) void add_forward_task(void *ctx, int64_t item,
                                                                    int thread_id,
@@ -107,8 +108,9 @@ static inline __attribute__((always_inline)) void add_forward_task(void *ctx, in
   float *aux = (float *)((char *)acc + fl(Dv > 0 ? Dv : 1));
   pack_kT(jb, bi, kT);
   if (prep) prep(aux, kT, jb->wv, d, Tkp);
-  int64_t i_end = (qblk + 1) * QB < jb->Tq ? (qblk + 1) * QB : jb->Tq;
-  for (int64_t i0 = qblk * QB; i0 < i_end; i0 += RB) {
+  int64_t qblock = jb->qblock;
+  int64_t i_end = (qblk + 1) * qblock < jb->Tq ? (qblk + 1) * qblock : jb->Tq;
+  for (int64_t i0 = qblk * qblock; i0 < i_end; i0 += RB) {
     load_qb(jb, bi, i0, qb);
     score(e, qb, kT, jb->wv, d, Tkp, aux);
     for (int r = 0; r < RB && i0 + r < i_end; r++) {
