@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_LIST 32
 
@@ -64,7 +65,9 @@ void cli_bench_usage(FILE *f) {
       "extra_bytes, workspace_bytes, speedup_vs_1t (gemm: M, N, K instead of the shape).\n"
       "additive: B*Tq*Tk*d pair-dims per second instead of FLOPs (one tanh each), no %% of\n"
       "peak; JSON fields kernel, pass, B, Tq, Tk, d, Dv, threads, isa, reps, calls_per_rep,\n"
-      "median_s, min_s, max_s, pair_dims, pair_dim_per_s, extra_bytes (the library's own\n"
+      "median_s, min_s, max_s, cpu_s (median process CPU seconds per call, all threads:\n"
+      "on a shared machine the fairer 1-thread time), pair_dims, pair_dim_per_s,\n"
+      "extra_bytes (the library's own\n"
       "peak allocation through the allocator hook in a NULL-workspace call; fwd+bwd: both\n"
       "calls), workspace_bytes, speedup_vs_1t.\n",
       f);
@@ -447,9 +450,24 @@ static attn_status additive_call(add_bufs *a, int pass, void *ws, size_t ws_size
 
 static const char *const additive_pass_name[3] = {"fwd", "bwd", "fwd+bwd"};
 
+/* CPU seconds of the whole process (every thread): on a shared machine a 1-thread call's CPU time
+ * does not count the time other processes held the core, its wall time does. */
+static double cpu_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
 /* Time one additive case at `threads` threads, the way cli_run_sdpa_case does. r->flop holds the
- * pair-dims of one call (B Tq Tk d; fwd+bwd counts them once) and r->gflops pair-dims / s / 1e9. */
-static int run_additive_case(add_bufs *a, int pass, int threads, int reps, cli_result *r) {
+ * pair-dims of one call (B Tq Tk d; fwd+bwd counts them once) and r->gflops pair-dims / s / 1e9;
+ * *cpu_s the median CPU seconds per call (all threads). */
+static int run_additive_case(add_bufs *a, int pass, int threads, int reps, cli_result *r,
+                             double *cpu_s) {
   memset(r, 0, sizeof *r);
   cli_unpin_main_thread(); /* until this thread count's pool has started (see cli.h) */
   attn_status s = attn_set_num_threads(threads);
@@ -466,9 +484,9 @@ static int run_additive_case(add_bufs *a, int pass, int threads, int reps, cli_r
     return CLI_EXIT_RUNTIME;
   }
   void *ws = wf ? cli_alloc(wf) : NULL, *ws_bwd = wb ? cli_alloc(wb) : NULL;
-  double *times = calloc((size_t)reps, sizeof *times);
+  double *times = calloc((size_t)reps, sizeof *times), *cpus = calloc((size_t)reps, sizeof *cpus);
   int rc = 0;
-  if ((wf && !ws) || (wb && !ws_bwd) || !times) {
+  if ((wf && !ws) || (wb && !ws_bwd) || !times || !cpus) {
     cli_errorf("out of memory allocating the additive workspaces (%zu + %zu bytes)", wf, wb);
     rc = CLI_EXIT_RUNTIME;
     goto done;
@@ -486,13 +504,17 @@ static int run_additive_case(add_bufs *a, int pass, int threads, int reps, cli_r
   if ((s = additive_call(a, pass, ws, wf, ws_bwd, wb, &what)) != ATTN_OK) goto fail;
   r->calls_per_rep = cli_calls_per_sample(cli_now() - t0);
   for (int i = 0; i < reps; i++) {
+    double c0 = cpu_now();
     t0 = cli_now();
     for (int j = 0; j < r->calls_per_rep && s == ATTN_OK; j++)
       s = additive_call(a, pass, ws, wf, ws_bwd, wb, &what);
     times[i] = (cli_now() - t0) / r->calls_per_rep;
+    cpus[i] = (cpu_now() - c0) / r->calls_per_rep;
     if (s != ATTN_OK) goto fail;
   }
   cli_summarize(times, reps, r);
+  qsort(cpus, (size_t)reps, sizeof *cpus, cmp_dbl);
+  *cpu_s = reps % 2 ? cpus[reps / 2] : 0.5 * (cpus[reps / 2 - 1] + cpus[reps / 2]);
   r->flop = (double)a->tq1.shape[0] * (double)a->tq1.shape[1] * (double)a->tk2.shape[1] *
             (double)a->tq1.shape[2];
   r->gflops = r->median_s > 0 ? r->flop / r->median_s * 1e-9 : 0;
@@ -503,19 +525,20 @@ fail:
   rc = CLI_EXIT_RUNTIME;
 done:
   free(times);
+  free(cpus);
   cli_free(ws);
   cli_free(ws_bwd);
   return rc;
 }
 
 static void print_additive_header(FILE *f) {
-  fprintf(f, "%-8s %4s %6s %5s %5s %4s %10s %10s %10s %12s %11s %11s %6s\n", "pass", "B", "T", "d",
-          "Dv", "thr", "median_ms", "min_ms", "max_ms", "pairdim/s", "extra_mem", "workspace",
-          "vs_1t");
+  fprintf(f, "%-8s %4s %6s %5s %5s %4s %10s %10s %10s %10s %12s %11s %11s %6s\n", "pass", "B", "T",
+          "d", "Dv", "thr", "median_ms", "min_ms", "max_ms", "cpu_ms", "pairdim/s", "extra_mem",
+          "workspace", "vs_1t");
 }
 
 static void print_additive_row(FILE *f, int pass, const add_bufs *a, int64_t Dv, int threads,
-                               const cli_result *r) {
+                               const cli_result *r, double cpu_s) {
   char mem[32], ws[32], sp[16];
   cli_format_bytes(mem, sizeof mem, r->extra_bytes);
   cli_format_bytes(ws, sizeof ws, r->workspace_bytes);
@@ -523,23 +546,23 @@ static void print_additive_row(FILE *f, int pass, const add_bufs *a, int64_t Dv,
     snprintf(sp, sizeof sp, "%.2fx", r->speedup);
   else
     snprintf(sp, sizeof sp, "-");
-  fprintf(f, "%-8s %4lld %6lld %5lld %5lld %4d %10.3f %10.3f %10.3f %12.3e %11s %11s %6s\n",
+  fprintf(f, "%-8s %4lld %6lld %5lld %5lld %4d %10.3f %10.3f %10.3f %10.3f %12.3e %11s %11s %6s\n",
           additive_pass_name[pass], (long long)a->tq1.shape[0], (long long)a->tq1.shape[1],
           (long long)a->tq1.shape[2], (long long)Dv, threads, 1e3 * r->median_s, 1e3 * r->min_s,
-          1e3 * r->max_s, r->gflops * 1e9, mem, ws, sp);
+          1e3 * r->max_s, 1e3 * cpu_s, r->gflops * 1e9, mem, ws, sp);
   fflush(f);
 }
 
 static void print_additive_json(FILE *f, int pass, const add_bufs *a, int64_t Dv, int threads,
-                                int reps, const cli_result *r, const cli_peak *pk) {
+                                int reps, const cli_result *r, double cpu_s, const cli_peak *pk) {
   fprintf(f,
           "{\"kernel\":\"additive\",\"pass\":\"%s\",\"B\":%lld,\"Tq\":%lld,\"Tk\":%lld,\"d\":%lld,"
           "\"Dv\":%lld,\"threads\":%d,\"isa\":\"%s\",\"reps\":%d,\"calls_per_rep\":%d,"
-          "\"median_s\":%.6e,\"min_s\":%.6e,\"max_s\":%.6e,\"pair_dims\":%.0f,"
+          "\"median_s\":%.6e,\"min_s\":%.6e,\"max_s\":%.6e,\"cpu_s\":%.6e,\"pair_dims\":%.0f,"
           "\"pair_dim_per_s\":%.6e,\"extra_bytes\":%zu,\"workspace_bytes\":%zu",
           additive_pass_name[pass], (long long)a->tq1.shape[0], (long long)a->tq1.shape[1],
           (long long)a->tk2.shape[1], (long long)a->tq1.shape[2], (long long)Dv, threads,
-          attn_isa_name(pk->isa), reps, r->calls_per_rep, r->median_s, r->min_s, r->max_s,
+          attn_isa_name(pk->isa), reps, r->calls_per_rep, r->median_s, r->min_s, r->max_s, cpu_s,
           r->flop, r->gflops * 1e9, r->extra_bytes, r->workspace_bytes);
   if (r->speedup > 0) fprintf(f, ",\"speedup_vs_1t\":%.3f", r->speedup);
   fputs("}\n", f);
@@ -582,14 +605,15 @@ static int bench_additive(bench_opts *o) {
             int on[3] = {o->pass_fwd, o->pass_bwd, o->pass_both};
             if (!on[pass]) continue;
             cli_result r;
-            rc = run_additive_case(&a, pass, threads[it], reps, &r);
+            double cpu_s = 0;
+            rc = run_additive_case(&a, pass, threads[it], reps, &r, &cpu_s);
             if (rc) break;
             if (threads[it] == 1) one_thread[pass] = r.gflops;
             if (threads[it] > 1 && one_thread[pass] > 0) r.speedup = r.gflops / one_thread[pass];
             if (o->json)
-              print_additive_json(stdout, pass, &a, Dv, threads[it], reps, &r, &peak);
+              print_additive_json(stdout, pass, &a, Dv, threads[it], reps, &r, cpu_s, &peak);
             else
-              print_additive_row(stdout, pass, &a, Dv, threads[it], &r);
+              print_additive_row(stdout, pass, &a, Dv, threads[it], &r, cpu_s);
           }
         add_bufs_free(&a);
       }
