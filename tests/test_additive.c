@@ -16,7 +16,9 @@
 
 static bool quick;
 
-static float *F(const t_buf *b) { return (float *)b->data; }
+static float *F(const t_buf *b) {
+  return (float *)b->data;
+}
 
 static attn_tensor view(t_buf *b, int nd, const int64_t *shape, int64_t pad) {
   /* Row-major with the innermost rows padded by `pad` elements. */
@@ -57,7 +59,8 @@ static void test_tanh(void) {
     CHECK(rel < 1e-6, "tanh(%g): relative error %g", (double)x, rel);
   }
   CHECK(worst < 5e-7, "tanh: max |error| %g at %g", worst, where);
-  CHECK(fabsf(attn_tanh_approx(INFINITY) - 1.0f) < 5e-7f && fabsf(attn_tanh_approx(-INFINITY) + 1.0f) < 5e-7f,
+  CHECK(fabsf(attn_tanh_approx(INFINITY) - 1.0f) < 5e-7f &&
+            fabsf(attn_tanh_approx(-INFINITY) + 1.0f) < 5e-7f,
         "tanh(+-inf)");
   CHECK(isnan(attn_tanh_approx(NAN)), "tanh(NaN) is not NaN");
   CHECK(attn_tanh_approx(0.0f) == 0.0f, "tanh(0)");
@@ -98,8 +101,8 @@ static void test_tanh_avx512(void) {
   }
   CHECK(worst < 5e-7, "tanh (AVX-512): max |error| %g at %g", worst, where);
   CHECK(worst_rel < 1e-6, "tanh (AVX-512): small arguments, relative error %g", worst_rel);
-  float sp[16] = {INFINITY, -INFINITY, NAN, 0.0f, -0.0f, 1e30f, -1e30f, 7.9f, -7.9f, 8.5f, -8.5f,
-                  0.5f, -0.5f, 3.0f, -3.0f, 1e-3f};
+  float sp[16] = {INFINITY, -INFINITY, NAN,   0.0f, -0.0f, 1e30f, -1e30f, 7.9f,
+                  -7.9f,    8.5f,      -8.5f, 0.5f, -0.5f, 3.0f,  -3.0f,  1e-3f};
   attn__additive_tanh16_avx512(sp, y);
   CHECK(fabsf(y[0] - 1.0f) < 5e-7f && fabsf(y[1] + 1.0f) < 5e-7f, "tanh (AVX-512): +-inf");
   CHECK(isnan(y[2]), "tanh (AVX-512): NaN gives %g", (double)y[2]);
@@ -164,11 +167,11 @@ static void prob_make(prob *p, t_rng *rng) {
   int64_t sm[3] = {p->B, p->Tq, p->Tk};
   if (p->mask_mode == 2) sm[0] = sm[1] = 1;
   if (p->mask_mode == 3) sm[2] = 1;
-#define MK(buf, t, nd, shape, pad)                          \
-  do {                                                      \
+#define MK(buf, t, nd, shape, pad)                              \
+  do {                                                          \
     p->buf = t_buf_new(ATTN_DTYPE_F32, extent(nd, shape, pad)); \
-    t_buf_fill(&p->buf, NAN);                               \
-    p->t = view(&p->buf, nd, shape, pad);                   \
+    t_buf_fill(&p->buf, NAN);                                   \
+    p->t = view(&p->buf, nd, shape, pad);                       \
   } while (0)
   MK(q1, tq1, 3, sq, p->pad);
   MK(k2, tk2, 3, sk, p->pad);
@@ -218,8 +221,8 @@ static void prob_make(prob *p, t_rng *rng) {
 }
 
 static void prob_free(prob *p) {
-  t_buf *all[] = {&p->q1, &p->k2, &p->v, &p->w, &p->b, &p->mask, &p->out, &p->lse,
-                  &p->wts, &p->dout, &p->dq1, &p->dk2, &p->dv, &p->dw, &p->db};
+  t_buf *all[] = {&p->q1,  &p->k2,   &p->v,   &p->w,   &p->b,  &p->mask, &p->out, &p->lse,
+                  &p->wts, &p->dout, &p->dq1, &p->dk2, &p->dv, &p->dw,   &p->db};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
     CHECK(t_buf_guard_ok(all[i]), "guard bytes of buffer %zu", i);
     t_buf_free(all[i]);
@@ -250,8 +253,8 @@ static attn_status fwd(prob *p, bool ref) {
   const attn_tensor *b = p->has_b ? &p->tb : NULL;
   return ref ? attn_additive_forward_ref(&p->tout, &p->tlse, &p->twts, &p->tq1, &p->tk2, &p->tv,
                                          &p->tw, b, &p->prm)
-             : attn_additive_forward(&p->tout, &p->tlse, &p->twts, &p->tq1, &p->tk2, &p->tv,
-                                     &p->tw, b, &p->prm, NULL, 0);
+             : attn_additive_forward(&p->tout, &p->tlse, &p->twts, &p->tq1, &p->tk2, &p->tv, &p->tw,
+                                     b, &p->prm, NULL, 0);
 }
 
 static attn_status bwd(prob *p, bool ref) {
@@ -260,9 +263,9 @@ static attn_status bwd(prob *p, bool ref) {
   return ref ? attn_additive_backward_ref(&p->tdq1, &p->tdk2, &p->tdv, &p->tdw, db, &p->tdout,
                                           &p->tq1, &p->tk2, &p->tv, &p->tw, b, &p->tout, &p->tlse,
                                           &p->prm)
-             : attn_additive_backward(&p->tdq1, &p->tdk2, &p->tdv, &p->tdw, db, &p->tdout,
-                                      &p->tq1, &p->tk2, &p->tv, &p->tw, b, &p->tout, &p->tlse,
-                                      &p->prm, NULL, 0);
+             : attn_additive_backward(&p->tdq1, &p->tdk2, &p->tdv, &p->tdw, db, &p->tdout, &p->tq1,
+                                      &p->tk2, &p->tv, &p->tw, b, &p->tout, &p->tlse, &p->prm, NULL,
+                                      0);
 }
 
 enum { N_RES = 8 };
@@ -392,7 +395,8 @@ static void test_fast_vs_ref(void) {
   /* Longer key axes with small B: the AVX-512 backward splits each batch into key blocks (here
    * 4, 8 and 2, the last one partial) whose dq1 partials the driver adds in block order. The
    * third has inputs beyond +-20, where the AVX-512 kernels fall back to the rational tanh. */
-  static const int64_t longer[][5] = {{2, 9, 200, 40, 24}, {1, 37, 1000, 64, 16}, {3, 6, 90, 17, 5}};
+  static const int64_t longer[][5] = {
+      {2, 9, 200, 40, 24}, {1, 37, 1000, 64, 16}, {3, 6, 90, 17, 5}};
   for (size_t n = 0; n < sizeof longer / sizeof longer[0]; n++) {
     if (quick && n == 1) continue;
     prob p;
@@ -468,11 +472,14 @@ static void test_finite_differences(void) {
         double lm = loss(&p);
         F(ins[k])[e] = x0;
         double fd = (lp - lm) / (2.0 * (double)h);
-        CHECK(fabs(fd - g.r[rk][idx]) <= 2e-3 * (1.0 + gmax), "rep %d: %s[%lld] ref %.6g, finite "
-              "difference %.6g", rep, res_name[rk], (long long)idx, (double)g.r[rk][idx], fd);
-        CHECK(fabs(fd - gf.r[rk][idx]) <= 2e-3 * (1.0 + gmax), "rep %d: %s[%lld] fast %.6g, "
-              "finite difference %.6g", rep, res_name[rk], (long long)idx, (double)gf.r[rk][idx],
-              fd);
+        CHECK(fabs(fd - g.r[rk][idx]) <= 2e-3 * (1.0 + gmax),
+              "rep %d: %s[%lld] ref %.6g, finite "
+              "difference %.6g",
+              rep, res_name[rk], (long long)idx, (double)g.r[rk][idx], fd);
+        CHECK(fabs(fd - gf.r[rk][idx]) <= 2e-3 * (1.0 + gmax),
+              "rep %d: %s[%lld] fast %.6g, "
+              "finite difference %.6g",
+              rep, res_name[rk], (long long)idx, (double)gf.r[rk][idx], fd);
         idx++;
       }
       CHECK(idx == n, "walked %lld of %lld elements", (long long)idx, (long long)n);
@@ -548,37 +555,44 @@ static void test_bad_inputs(void) {
   p.has_b = true;
   prob_make(&p, &rng);
   attn_tensor *b = &p.tb;
-  CHECK_STATUS(attn_additive_forward(NULL, NULL, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, NULL, NULL, 0),
-               ATTN_STATUS_NULL_POINTER);
+  CHECK_STATUS(
+      attn_additive_forward(NULL, NULL, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, NULL, NULL, 0),
+      ATTN_STATUS_NULL_POINTER);
   CHECK(strstr(attn_last_error(), "out") != NULL, "message: %s", attn_last_error());
-  CHECK_STATUS(attn_additive_forward(&p.tout, NULL, NULL, &p.tq1, &p.tk2, &p.tv, NULL, b, NULL, NULL, 0),
-               ATTN_STATUS_NULL_POINTER);
+  CHECK_STATUS(
+      attn_additive_forward(&p.tout, NULL, NULL, &p.tq1, &p.tk2, &p.tv, NULL, b, NULL, NULL, 0),
+      ATTN_STATUS_NULL_POINTER);
   CHECK(strstr(attn_last_error(), "w is NULL") != NULL, "message: %s", attn_last_error());
   attn_tensor k_bad = p.tk2;
   k_bad.shape[2] = 4;
-  CHECK_STATUS(attn_additive_forward(&p.tout, NULL, NULL, &p.tq1, &k_bad, &p.tv, &p.tw, b, NULL, NULL, 0),
-               ATTN_STATUS_SHAPE_MISMATCH);
+  CHECK_STATUS(
+      attn_additive_forward(&p.tout, NULL, NULL, &p.tq1, &k_bad, &p.tv, &p.tw, b, NULL, NULL, 0),
+      ATTN_STATUS_SHAPE_MISMATCH);
   CHECK(strstr(attn_last_error(), "k2") != NULL, "message: %s", attn_last_error());
   attn_tensor k0 = p.tk2, v0 = p.tv;
   k0.shape[1] = 0;
   v0.shape[1] = 0;
-  CHECK_STATUS(attn_additive_forward(&p.tout, NULL, NULL, &p.tq1, &k0, &v0, &p.tw, b, NULL, NULL, 0),
-               ATTN_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(
+      attn_additive_forward(&p.tout, NULL, NULL, &p.tq1, &k0, &v0, &p.tw, b, NULL, NULL, 0),
+      ATTN_STATUS_INVALID_ARGUMENT);
   CHECK(strstr(attn_last_error(), "no keys") != NULL, "message: %s", attn_last_error());
   attn_tensor o_alias = p.tout;
   o_alias.data = p.q1.data;
-  CHECK_STATUS(attn_additive_forward(&o_alias, NULL, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, NULL, NULL, 0),
-               ATTN_STATUS_ALIASING);
+  CHECK_STATUS(
+      attn_additive_forward(&o_alias, NULL, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, NULL, NULL, 0),
+      ATTN_STATUS_ALIASING);
   attn_tensor h = p.tq1;
   h.dtype = ATTN_DTYPE_BF16;
-  CHECK_STATUS(attn_additive_forward(&p.tout, NULL, NULL, &h, &p.tk2, &p.tv, &p.tw, b, NULL, NULL, 0),
-               ATTN_STATUS_UNSUPPORTED_DTYPE);
+  CHECK_STATUS(
+      attn_additive_forward(&p.tout, NULL, NULL, &h, &p.tk2, &p.tv, &p.tw, b, NULL, NULL, 0),
+      ATTN_STATUS_UNSUPPORTED_DTYPE);
   int64_t sm[3] = {2, 2, 4};
   attn_tensor mbad = view(&p.mask, 3, sm, 0);
   attn_additive_params prm = attn_additive_params_default();
   prm.mask = &mbad;
-  CHECK_STATUS(attn_additive_forward(&p.tout, NULL, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, &prm, NULL, 0),
-               ATTN_STATUS_SHAPE_MISMATCH);
+  CHECK_STATUS(
+      attn_additive_forward(&p.tout, NULL, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, &prm, NULL, 0),
+      ATTN_STATUS_SHAPE_MISMATCH);
   CHECK(strstr(attn_last_error(), "mask") != NULL, "message: %s", attn_last_error());
   CHECK_STATUS(attn_additive_backward(&p.tdq1, &p.tdk2, &p.tdv, &p.tdw, NULL, &p.tdout, &p.tq1,
                                       &p.tk2, &p.tv, &p.tw, b, &p.tout, NULL, NULL, NULL, 0),
@@ -596,9 +610,11 @@ static void test_bad_inputs(void) {
   size_t ws = 0;
   CHECK_OK(attn_additive_workspace_size(&ws, 0, &p.tq1, &p.tk2, &p.tv));
   void *buf = aligned_alloc(64, (ws + 63) / 64 * 64);
-  CHECK_STATUS(attn_additive_forward(&p.tout, &p.tlse, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, NULL, buf, ws - 1),
+  CHECK_STATUS(attn_additive_forward(&p.tout, &p.tlse, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, NULL,
+                                     buf, ws - 1),
                ATTN_STATUS_WORKSPACE_TOO_SMALL);
-  CHECK_OK(attn_additive_forward(&p.tout, &p.tlse, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, NULL, buf, ws));
+  CHECK_OK(attn_additive_forward(&p.tout, &p.tlse, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, NULL, buf,
+                                 ws));
   free(buf);
   /* Failing allocator: OUT_OF_MEMORY, outputs untouched, nothing leaked. */
   for (int which = 0; which < 4; which++) {
@@ -607,12 +623,14 @@ static void test_bad_inputs(void) {
     memcpy(keep, o->data, sizeof(float) * (size_t)(o->n < 64 ? o->n : 64));
     t_alloc_install(1);
     attn_status st =
-        which == 0 ? attn_additive_forward(&p.tout, &p.tlse, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, NULL, NULL, 0)
+        which == 0 ? attn_additive_forward(&p.tout, &p.tlse, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b,
+                                           NULL, NULL, 0)
         : which == 1
             ? attn_additive_backward(&p.tdq1, &p.tdk2, &p.tdv, &p.tdw, NULL, &p.tdout, &p.tq1,
                                      &p.tk2, &p.tv, &p.tw, b, &p.tout, &p.tlse, NULL, NULL, 0)
         : which == 2
-            ? attn_additive_forward_ref(&p.tout, &p.tlse, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b, NULL)
+            ? attn_additive_forward_ref(&p.tout, &p.tlse, NULL, &p.tq1, &p.tk2, &p.tv, &p.tw, b,
+                                        NULL)
             : attn_additive_backward_ref(&p.tdq1, &p.tdk2, &p.tdv, &p.tdw, NULL, &p.tdout, &p.tq1,
                                          &p.tk2, &p.tv, &p.tw, b, &p.tout, &p.tlse, NULL);
     CHECK(st == ATTN_STATUS_OUT_OF_MEMORY, "case %d: %s", which, attn_status_str(st));

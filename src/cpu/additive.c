@@ -23,8 +23,8 @@
 /* Defined in src/ref/additive_ref.c. */
 attn_status attn__additive_check(const char *fn, bool backward, const attn_tensor *out,
                                  const attn_tensor *lse, const attn_tensor *weights,
-                                 const attn_tensor *q1, const attn_tensor *k2,
-                                 const attn_tensor *v, const attn_tensor *w, const attn_tensor *b,
+                                 const attn_tensor *q1, const attn_tensor *k2, const attn_tensor *v,
+                                 const attn_tensor *w, const attn_tensor *b,
                                  const attn_tensor *mask, const attn_tensor *dq1,
                                  const attn_tensor *dk2, const attn_tensor *dv,
                                  const attn_tensor *dw, const attn_tensor *db,
@@ -68,14 +68,17 @@ static inline __attribute__((always_inline)) float tanh_r(float x) {
   return p / q;
 }
 
-float attn_tanh_approx(float x) { return tanh_r(x); }
+float attn_tanh_approx(float x) {
+  return tanh_r(x);
+}
 
-/* ---- the two inner kernels, written once ------------------------------------------------------ */
+/* ---- the two inner kernels, written once ------------------------------------------------------
+ */
 
 /* e[r][j] = sum_c w_c tanh(qb[r][c] + kT[c][j]) for r < RB, j < Tkp (a multiple of LANES). */
 static inline __attribute__((always_inline)) void score_block_impl(
-    float *restrict e, const float *restrict qb, const float *restrict kT,
-    const float *restrict w, int64_t d, int64_t Tkp, float *aux) {
+    float *restrict e, const float *restrict qb, const float *restrict kT, const float *restrict w,
+    int64_t d, int64_t Tkp, float *aux) {
   (void)aux;
   float *e0 = e, *e1 = e + Tkp, *e2 = e + 2 * Tkp, *e3 = e + 3 * Tkp;
   for (int64_t j = 0; j < RB * Tkp; j++) e[j] = 0.0f;
@@ -195,7 +198,8 @@ static inline __attribute__((always_inline)) void grad_block_impl(
 
 /* ---- driver ---------------------------------------------------------------------------------- */
 
-static inline __attribute__((always_inline)) void backward_task_impl(void *ctx, int64_t bi, int thread_id) {
+static inline __attribute__((always_inline)) void backward_task_impl(void *ctx, int64_t bi,
+                                                                     int thread_id) {
   const add_job *jb = (const add_job *)ctx;
   int64_t d = jb->d, Tk = jb->Tk, Tkp = jb->Tkp, Dv = jb->Dv;
   char *base = jb->ws + (size_t)thread_id * jb->per_thread;
@@ -221,9 +225,10 @@ static inline __attribute__((always_inline)) void backward_task_impl(void *ctx, 
       int64_t i = i0 + r;
       float *s = e + r * Tkp;
       for (int64_t j = Tk; j < Tkp; j++) s[j] = 0.0f;
-      float lse = i < jb->Tq ? ((const float *)jb->lse->data)[bi * jb->lse->stride[0] +
-                                                              i * jb->lse->stride[1]]
-                             : -INFINITY;
+      float lse =
+          i < jb->Tq
+              ? ((const float *)jb->lse->data)[bi * jb->lse->stride[0] + i * jb->lse->stride[1]]
+              : -INFINITY;
       if (lse == -INFINITY) {
         for (int64_t j = 0; j < Tk; j++) s[j] = 0.0f;
         continue;
@@ -336,7 +341,10 @@ attn_status attn_additive_workspace_size(size_t *size, int backward, const attn_
   attn__clear_error();
   if (!size) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: size is NULL", fn);
   if (!q1 || !k2 || !v)
-    return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, !q1 ? "q1" : !k2 ? "k2" : "v");
+    return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn,
+                      !q1   ? "q1"
+                      : !k2 ? "k2"
+                            : "v");
   if (q1->ndim != 3 || k2->ndim != 3 || v->ndim != 3)
     return attn__fail(ATTN_STATUS_SHAPE_MISMATCH, "%s: q1, k2 and v must have 3 dims", fn);
   if (q1->shape[0] < 0 || k2->shape[1] < 1 || q1->shape[2] < 1 || v->shape[2] < 0)
@@ -427,10 +435,9 @@ static void fill_job(add_job *jb, const int64_t dims[5], const attn_tensor *w,
 
 attn_status attn_additive_forward(const attn_tensor *out, const attn_tensor *lse,
                                   const attn_tensor *weights, const attn_tensor *q1,
-                                  const attn_tensor *k2, const attn_tensor *v,
-                                  const attn_tensor *w, const attn_tensor *b,
-                                  const attn_additive_params *params, void *workspace,
-                                  size_t workspace_size) {
+                                  const attn_tensor *k2, const attn_tensor *v, const attn_tensor *w,
+                                  const attn_tensor *b, const attn_additive_params *params,
+                                  void *workspace, size_t workspace_size) {
   static const char fn[] = "attn_additive_forward";
   attn__clear_error();
   attn_additive_params prm = params ? *params : attn_additive_params_default();
@@ -454,10 +461,10 @@ attn_status attn_additive_backward(const attn_tensor *dq1, const attn_tensor *dk
                                    const attn_tensor *dv, const attn_tensor *dw,
                                    const attn_tensor *db, const attn_tensor *dout,
                                    const attn_tensor *q1, const attn_tensor *k2,
-                                   const attn_tensor *v, const attn_tensor *w,
-                                   const attn_tensor *b, const attn_tensor *out,
-                                   const attn_tensor *lse, const attn_additive_params *params,
-                                   void *workspace, size_t workspace_size) {
+                                   const attn_tensor *v, const attn_tensor *w, const attn_tensor *b,
+                                   const attn_tensor *out, const attn_tensor *lse,
+                                   const attn_additive_params *params, void *workspace,
+                                   size_t workspace_size) {
   static const char fn[] = "attn_additive_backward";
   attn__clear_error();
   attn_additive_params prm = params ? *params : attn_additive_params_default();

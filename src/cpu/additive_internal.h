@@ -10,7 +10,6 @@
 
 enum { RB = 4, LANES = 16, QB = 64, QB_MAX = 512 };
 
-
 typedef struct add_job {
   const attn_tensor *out, *lse, *weights, *q1, *k2, *v, *w, *b, *mask;
   const attn_tensor *dq1, *dk2, *dv, *dout, *dw, *db;
@@ -36,7 +35,9 @@ static inline const float *mask_row(const attn_tensor *m, int64_t bi, int64_t i,
          (m->shape[1] == 1 ? 0 : i * m->stride[1]);
 }
 
-static inline size_t fl(int64_t n) { return attn__round_up((size_t)n * sizeof(float), ATTN_ALIGN); }
+static inline size_t fl(int64_t n) {
+  return attn__round_up((size_t)n * sizeof(float), ATTN_ALIGN);
+}
 
 /* Scratch of the AVX-512 score kernel: exp(2 k2) of the batch (d x Tkp), one flag per tile of 16
  * keys, exp(2 (q1 + b)) of 4 rows (4 x d) and -2 w (d). */
@@ -52,7 +53,8 @@ static inline size_t per_thread_bytes(bool backward, int64_t Tkp, int64_t d, int
 }
 
 /* kT[c][j] = k2[b, j, c], zero for the padding keys Tk <= j < Tkp. */
-static inline __attribute__((always_inline)) void pack_kT(const add_job *jb, int64_t bi, float *kT) {
+static inline __attribute__((always_inline)) void pack_kT(const add_job *jb, int64_t bi,
+                                                          float *kT) {
   for (int64_t c = 0; c < jb->d; c++) {
     float *dst = kT + c * jb->Tkp;
     for (int64_t j = 0; j < jb->Tk; j++) dst[j] = row3(jb->k2, bi, j)[c];
@@ -62,7 +64,8 @@ static inline __attribute__((always_inline)) void pack_kT(const add_job *jb, int
 
 /* qb[r][c] = q1[b, i0 + r, c] + b_c; rows past Tq repeat the last row (their results are not
  * used). */
-static inline __attribute__((always_inline)) void load_qb(const add_job *jb, int64_t bi, int64_t i0, float *qb) {
+static inline __attribute__((always_inline)) void load_qb(const add_job *jb, int64_t bi, int64_t i0,
+                                                          float *qb) {
   for (int r = 0; r < RB; r++) {
     int64_t i = i0 + r < jb->Tq ? i0 + r : jb->Tq - 1;
     const float *q = row3(jb->q1, bi, i);
@@ -72,7 +75,8 @@ static inline __attribute__((always_inline)) void load_qb(const add_job *jb, int
 
 /* s = e + mask (-inf where blocked, padding keys excluded); returns the row max (-inf if every
  * key is blocked). */
-static inline __attribute__((always_inline)) float masked_scores(const add_job *jb, int64_t bi, int64_t i, float *e) {
+static inline __attribute__((always_inline)) float masked_scores(const add_job *jb, int64_t bi,
+                                                                 int64_t i, float *e) {
   bool bc = false;
   const float *m = mask_row(jb->mask, bi, i, &bc);
   if (m)
@@ -91,8 +95,8 @@ typedef void (*add_score_fn)(float *restrict e, const float *restrict qb, const 
 /* Called once per item after kT is packed (NULL: nothing to prepare): fills the kernel's aux. */
 typedef void (*add_prep_fn)(float *aux, const float *kT, const float *w, int64_t d, int64_t Tkp);
 
-/* One forward item (batch, jb->qblock queries); always inlined with a constant `score`, so each ISA's
- * task gets its own kernel inlined. */
+/* One forward item (batch, jb->qblock queries); always inlined with a constant `score`, so each
+ * ISA's task gets its own kernel inlined. */
 static inline __attribute__((always_inline)) void add_forward_task(void *ctx, int64_t item,
                                                                    int thread_id,
                                                                    add_score_fn score,
@@ -149,7 +153,6 @@ static inline __attribute__((always_inline)) void add_forward_task(void *ctx, in
     }
   }
 }
-
 
 /* AVX-512 tasks (src/cpu/avx512/additive_avx512.c). The backward's items are (batch, key block):
  * jb->nkb blocks of jb->KB keys per batch, a per-thread workspace of add_bwd512_bytes(). */

@@ -197,8 +197,8 @@ static int parse_bench_opts(const char *kernel, int argc, char **argv, int first
       bad = o->n_causal < 0;
       expect = "a list of 0 and 1";
     } else if (!strcmp(name, "--pass")) {
-      bad = parse_passes(value, &o->pass_fwd, &o->pass_bwd,
-                         is_additive ? &o->pass_both : NULL) != 0;
+      bad =
+          parse_passes(value, &o->pass_fwd, &o->pass_bwd, is_additive ? &o->pass_both : NULL) != 0;
       o->pass_given = 1;
       expect = is_additive ? "a list of fwd, bwd and fwd+bwd" : "a list of fwd and bwd";
     } else if (!strcmp(name, "--b")) {
@@ -373,7 +373,7 @@ typedef struct add_bufs {
 } add_bufs;
 
 static void add_bufs_free(add_bufs *a) {
-  float *all[] = {a->q1, a->k2,  a->v,   a->w,   a->b,  a->out, a->lse,
+  float *all[] = {a->q1,   a->k2,  a->v,   a->w,  a->b,  a->out, a->lse,
                   a->dout, a->dq1, a->dk2, a->dv, a->dw, a->db};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) cli_free(all[i]);
   memset(a, 0, sizeof *a);
@@ -397,8 +397,8 @@ static int add_bufs_make(add_bufs *a, int64_t B, int64_t T, int64_t d, int64_t D
   a->b = cli_alloc((size_t)d * 4);
   a->dw = cli_alloc((size_t)d * 4);
   a->db = cli_alloc((size_t)d * 4);
-  if (!a->q1 || !a->k2 || !a->dq1 || !a->dk2 || !a->v || !a->out || !a->dout || !a->dv ||
-      !a->lse || !a->w || !a->b || !a->dw || !a->db) {
+  if (!a->q1 || !a->k2 || !a->dq1 || !a->dk2 || !a->v || !a->out || !a->dout || !a->dv || !a->lse ||
+      !a->w || !a->b || !a->dw || !a->db) {
     add_bufs_free(a);
     cli_errorf("out of memory allocating an additive case of %zu bytes", total);
     return CLI_EXIT_RUNTIME;
@@ -634,9 +634,10 @@ int cli_bench_main(int argc, char **argv) {
   if (!strcmp(kernel, "train")) return cli_bench_train_main(argc - 1, argv + 1);
   if (strcmp(kernel, "sdpa") != 0 && strcmp(kernel, "gemm") != 0 &&
       strcmp(kernel, "additive") != 0) {
-    cli_errorf("bench: unknown kernel '%s' (expected sdpa, gemm, additive, bert or train; see "
-               "'attn bench --help')",
-               kernel);
+    cli_errorf(
+        "bench: unknown kernel '%s' (expected sdpa, gemm, additive, bert or train; see "
+        "'attn bench --help')",
+        kernel);
     return CLI_EXIT_USAGE;
   }
   bench_opts o;

@@ -23,17 +23,15 @@
  * Backward, item = (batch, block of KB keys), which owns dk2 and dv of its keys and writes dq1
  * (block 0) or a dq1 partial (the driver adds them in block order). For 4 rows and one tile of
  * 16 keys:
- *   pass 1: t = tanh(q1_rc + b_c + k2_jc) for all c (as above), kept in a 4 x 16 x d buffer (32 KB at
- *           d = 128, L1/L2), e_r = sum_c w_c t (registers);
- *   then    P = exp(e + mask - lse), dP = dout_r . v_j, dS = P (dP - dout_r . out_r),
- *           dv_j += sum_r P dout_r (vectors over Dv, v_j and dv_j touched once per 4 rows);
- *   pass 2: g = dS (1 - t^2) from the stored t (no second tanh), dkT[c][j] += g_r row by row,
- *           aq[c][r] += g (16 lanes; dq1 = w_c times their sum at the end of the rows),
- *           aw[c] += dS t (dw), and db from the same row sums as dq1; each a masked FMA.
- * Pairs with dS = 0 (blocked, padding keys and rows) add exactly 0 through zero-masked
- * multiplies, so a NaN k2 of a blocked key stays out. Every sum has a fixed order given by the
- * shape (lanes by key mod 16, tiles in order, lanes summed by _mm512_reduce_add_ps), so results
- * are the same for any thread count. */
+ *   pass 1: t = tanh(q1_rc + b_c + k2_jc) for all c (as above), kept in a 4 x 16 x d buffer (32 KB
+ * at d = 128, L1/L2), e_r = sum_c w_c t (registers); then    P = exp(e + mask - lse), dP = dout_r .
+ * v_j, dS = P (dP - dout_r . out_r), dv_j += sum_r P dout_r (vectors over Dv, v_j and dv_j touched
+ * once per 4 rows); pass 2: g = dS (1 - t^2) from the stored t (no second tanh), dkT[c][j] += g_r
+ * row by row, aq[c][r] += g (16 lanes; dq1 = w_c times their sum at the end of the rows), aw[c] +=
+ * dS t (dw), and db from the same row sums as dq1; each a masked FMA. Pairs with dS = 0 (blocked,
+ * padding keys and rows) add exactly 0 through zero-masked multiplies, so a NaN k2 of a blocked key
+ * stays out. Every sum has a fixed order given by the shape (lanes by key mod 16, tiles in order,
+ * lanes summed by _mm512_reduce_add_ps), so results are the same for any thread count. */
 #include "../additive_internal.h"
 
 #include <immintrin.h>
@@ -159,7 +157,8 @@ static bool prep_rows(float *ea, const float *qb, int64_t d) {
   return ok == 0xffff;
 }
 
-/* ---- forward ---------------------------------------------------------------------------------- */
+/* ---- forward ----------------------------------------------------------------------------------
+ */
 
 /* e[r][j] = sum_c w_c tanh(qb[r][c] + kT[c][j]), r < 4, j < Tkp (kT rows 64-byte aligned);
  * aux prepared by prep_keys for this kT. */
@@ -206,7 +205,8 @@ void attn__additive_forward_task_avx512(void *ctx, int64_t item, int thread_id) 
   add_forward_task(ctx, item, thread_id, score_rows, prep_keys);
 }
 
-/* ---- backward --------------------------------------------------------------------------------- */
+/* ---- backward ---------------------------------------------------------------------------------
+ */
 
 /* a . b over n floats (16 lanes, then _mm512_reduce_add_ps). */
 static inline float dot(const float *a, const float *b, int64_t n) {
@@ -225,14 +225,14 @@ void attn__additive_backward_task_avx512(void *ctx, int64_t item, int thread_id)
   const int64_t j_lo = kb * jb->KB, j_hi = j_lo + jb->KB < jb->Tk ? j_lo + jb->KB : jb->Tk;
   const int64_t nk = j_hi - j_lo, nkp = (nk + LANES - 1) / LANES * LANES, KB = jb->KB;
   char *base = jb->ws + (size_t)thread_id * jb->per_thread;
-  float *kT = (float *)base;                                     /* [c][nkp] */
-  float *dkT = (float *)(base + fl(d * KB));                     /* [tile][c][16] */
-  float *tt = (float *)((char *)dkT + fl(d * KB));               /* [c][r][16] */
-  float *aq = (float *)((char *)tt + fl(RB * LANES * d));        /* [c][r][16] */
-  float *aw = (float *)((char *)aq + fl(RB * LANES * d));        /* [c][16] */
-  float *qb = (float *)((char *)aw + fl(LANES * d));             /* [r][c] */
-  float *sc = (float *)((char *)qb + fl(RB * d));                /* [r][16] */
-  float *aux = (float *)((char *)sc + fl(RB * LANES));           /* prep_keys of the block */
+  float *kT = (float *)base;                              /* [c][nkp] */
+  float *dkT = (float *)(base + fl(d * KB));              /* [tile][c][16] */
+  float *tt = (float *)((char *)dkT + fl(d * KB));        /* [c][r][16] */
+  float *aq = (float *)((char *)tt + fl(RB * LANES * d)); /* [c][r][16] */
+  float *aw = (float *)((char *)aq + fl(RB * LANES * d)); /* [c][16] */
+  float *qb = (float *)((char *)aw + fl(LANES * d));      /* [r][c] */
+  float *sc = (float *)((char *)qb + fl(RB * d));         /* [r][16] */
+  float *aux = (float *)((char *)sc + fl(RB * LANES));    /* prep_keys of the block */
   aux_view av = aux_split(aux, d, nkp);
   float *gw = jb->partials + item * 2 * d, *gb = gw + d;
   const float *w = jb->wv;
@@ -256,9 +256,10 @@ void attn__additive_backward_task_avx512(void *ctx, int64_t item, int thread_id)
     bool any = false;
     for (int r = 0; r < RB; r++) {
       int64_t i = i0 + r < Tq ? i0 + r : Tq - 1;
-      lse[r] = i0 + r < Tq ? ((const float *)jb->lse->data)[bi * jb->lse->stride[0] +
-                                                             i * jb->lse->stride[1]]
-                           : -INFINITY;
+      lse[r] =
+          i0 + r < Tq
+              ? ((const float *)jb->lse->data)[bi * jb->lse->stride[0] + i * jb->lse->stride[1]]
+              : -INFINITY;
       go[r] = row3(jb->dout, bi, i);
       D[r] = dot(go[r], row3(jb->out, bi, i), Dv);
       any |= lse[r] != -INFINITY;
