@@ -75,22 +75,83 @@ float attn_tanh_approx(float x) {
 /* ---- the two inner kernels, written once ------------------------------------------------------
  */
 
-/* e[r][j] = sum_c w_c tanh(qb[r][c] + kT[c][j]) for r < RB, j < Tkp (a multiple of LANES). */
+/* The forward's aux (layout of add_aux_bytes): ek[c][j] = e^{2 kT[c][j]}, flag[t] = 1 when every
+ * |k| of the 16 keys of tile t is <= 20, ea (4 rows of e^{2 qb}) and m2w[c] = -2 w_c. */
+typedef struct aux_view {
+  float *ek, *flag, *ea, *m2w;
+} aux_view;
+
+static aux_view aux_split(float *aux, int64_t d, int64_t Tkp) {
+  aux_view v;
+  v.ek = aux;
+  v.flag = (float *)((char *)aux + fl(d * Tkp));
+  v.ea = (float *)((char *)v.flag + fl(Tkp / LANES));
+  v.m2w = (float *)((char *)v.ea + fl(RB * d));
+  return v;
+}
+
+/* The prep of the portable forward: expf once per key and c (O(Tk d) per item). */
+static void prep_keys(float *aux, const float *kT, const float *w, int64_t d, int64_t Tkp) {
+  aux_view v = aux_split(aux, d, Tkp);
+  for (int64_t t = 0; t < Tkp / LANES; t++) v.flag[t] = 1.0f;
+  for (int64_t c = 0; c < d; c++) {
+    for (int64_t j = 0; j < Tkp; j++) {
+      float k = kT[c * Tkp + j];
+      if (!(fabsf(k) <= 20.0f)) v.flag[j / LANES] = 0.0f;
+      v.ek[c * Tkp + j] = expf(2.0f * k);
+    }
+    v.m2w[c] = -2.0f * w[c];
+  }
+}
+
+/* e[r][j] = sum_c w_c tanh(qb[r][c] + kT[c][j]) for r < RB, j < Tkp (a multiple of LANES).
+ * With aux (the forward): tanh(a + b) = 1 - 2 / (1 + e^{2a} e^{2b}) where every |a|, |b| of the
+ * 4 rows and the tile of 16 keys is <= 20 (one multiply, add and divide per pair and c, the sum
+ * folded as sum_c w_c - 2 sum_c w_c / (1 + A B); see src/cpu/avx512/additive_avx512.c), the
+ * rational tanh_r elsewhere. Without aux (the backward's recomputation): tanh_r. */
 static inline __attribute__((always_inline)) void score_block_impl(
     float *restrict e, const float *restrict qb, const float *restrict kT, const float *restrict w,
     int64_t d, int64_t Tkp, float *aux) {
-  (void)aux;
   float *e0 = e, *e1 = e + Tkp, *e2 = e + 2 * Tkp, *e3 = e + 3 * Tkp;
-  for (int64_t j = 0; j < RB * Tkp; j++) e[j] = 0.0f;
-  for (int64_t c = 0; c < d; c++) {
-    const float wc = w[c], q0 = qb[c], q1 = qb[d + c], q2 = qb[2 * d + c], q3 = qb[3 * d + c];
-    const float *restrict kc = kT + c * Tkp;
-    for (int64_t j = 0; j < Tkp; j++) {
-      float k = kc[j];
-      e0[j] += wc * tanh_r(q0 + k);
-      e1[j] += wc * tanh_r(q1 + k);
-      e2[j] += wc * tanh_r(q2 + k);
-      e3[j] += wc * tanh_r(q3 + k);
+  bool rows_ok = aux != NULL;
+  aux_view v = {NULL, NULL, NULL, NULL};
+  float wsum = 0.0f;
+  if (aux) {
+    v = aux_split(aux, d, Tkp);
+    for (int64_t c = 0; c < RB * d; c++) {
+      rows_ok &= fabsf(qb[c]) <= 20.0f;
+      v.ea[c] = expf(2.0f * qb[c]);
+    }
+    for (int64_t c = 0; c < d; c++) wsum += w[c];
+  }
+  for (int64_t j0 = 0; j0 < Tkp; j0 += LANES) {
+    if (rows_ok && v.flag[j0 / LANES] != 0.0f) {
+      for (int l = 0; l < LANES; l++) e0[j0 + l] = e1[j0 + l] = e2[j0 + l] = e3[j0 + l] = wsum;
+      for (int64_t c = 0; c < d; c++) {
+        const float mw = v.m2w[c], A0 = v.ea[c], A1 = v.ea[d + c], A2 = v.ea[2 * d + c],
+                    A3 = v.ea[3 * d + c];
+        const float *restrict bc = v.ek + c * Tkp + j0;
+        for (int l = 0; l < LANES; l++) {
+          float B = bc[l];
+          e0[j0 + l] += mw / (1.0f + A0 * B);
+          e1[j0 + l] += mw / (1.0f + A1 * B);
+          e2[j0 + l] += mw / (1.0f + A2 * B);
+          e3[j0 + l] += mw / (1.0f + A3 * B);
+        }
+      }
+      continue;
+    }
+    for (int l = 0; l < LANES; l++) e0[j0 + l] = e1[j0 + l] = e2[j0 + l] = e3[j0 + l] = 0.0f;
+    for (int64_t c = 0; c < d; c++) {
+      const float wc = w[c], q0 = qb[c], q1 = qb[d + c], q2 = qb[2 * d + c], q3 = qb[3 * d + c];
+      const float *restrict kc = kT + c * Tkp + j0;
+      for (int l = 0; l < LANES; l++) {
+        float k = kc[l];
+        e0[j0 + l] += wc * tanh_r(q0 + k);
+        e1[j0 + l] += wc * tanh_r(q1 + k);
+        e2[j0 + l] += wc * tanh_r(q2 + k);
+        e3[j0 + l] += wc * tanh_r(q3 + k);
+      }
     }
   }
 }
@@ -273,7 +334,7 @@ static inline __attribute__((always_inline)) void backward_task_impl(void *ctx, 
 /* The task bodies, with the inner kernels inlined, compiled per ISA: baseline and AVX2 here,
  * AVX-512 in src/cpu/avx512/additive_avx512.c. */
 static void forward_task_base(void *ctx, int64_t item, int tid) {
-  add_forward_task(ctx, item, tid, score_block_impl, NULL);
+  add_forward_task(ctx, item, tid, score_block_impl, prep_keys);
 }
 static void backward_task_base(void *ctx, int64_t item, int tid) {
   backward_task_impl(ctx, item, tid);
@@ -281,7 +342,7 @@ static void backward_task_base(void *ctx, int64_t item, int tid) {
 #if ATTN_X86 && defined(__GNUC__)
 #define ATTN_T_AVX2 __attribute__((target("avx2,fma")))
 ATTN_T_AVX2 static void forward_task_avx2(void *ctx, int64_t item, int tid) {
-  add_forward_task(ctx, item, tid, score_block_impl, NULL);
+  add_forward_task(ctx, item, tid, score_block_impl, prep_keys);
 }
 ATTN_T_AVX2 static void backward_task_avx2(void *ctx, int64_t item, int tid) {
   backward_task_impl(ctx, item, tid);
