@@ -204,21 +204,39 @@ static inline __attribute__((always_inline)) void keep_v(v16f *g, const v16f *s)
 static inline __attribute__((always_inline)) void grad_block_impl(
     float *restrict dkT, float *restrict dq, float *restrict gw, float *restrict gb,
     const float *restrict dS, const float *restrict qb, const float *restrict kT,
-    const float *restrict w, int64_t d, int64_t Tkp) {
+    const float *restrict w, int64_t d, int64_t Tkp, float *aux) {
   const float *s0 = dS, *s1 = dS + Tkp, *s2 = dS + 2 * Tkp, *s3 = dS + 3 * Tkp;
   const v16f zero = {0};
+  /* The same tanh as score_block_impl computed for these rows (its ea is still in aux). */
+  aux_view v = aux_split(aux, d, Tkp);
+  bool rows_ok = true;
+  for (int64_t c = 0; c < RB * d; c++) rows_ok &= fabsf(qb[c]) <= 20.0f;
   for (int64_t c = 0; c < d; c++) {
     const float q0 = qb[c], q1 = qb[d + c], q2 = qb[2 * d + c], q3 = qb[3 * d + c];
+    const float A0 = v.ea[c], A1 = v.ea[d + c], A2 = v.ea[2 * d + c], A3 = v.ea[3 * d + c];
     const float *restrict kc = kT + c * Tkp;
+    const float *restrict bc = v.ek + c * Tkp;
     float *restrict dkc = dkT + c * Tkp;
     v16f a0 = zero, a1 = zero, a2 = zero, a3 = zero, aw = zero;
     for (int64_t j = 0; j < Tkp; j += LANES) {
-      v16f k = *(const v16f *)(kc + j);
-      v16f t0 = q0 + k, t1 = q1 + k, t2 = q2 + k, t3 = q3 + k;
-      tanh_v(&t0);
-      tanh_v(&t1);
-      tanh_v(&t2);
-      tanh_v(&t3);
+      v16f t0, t1, t2, t3;
+      if (rows_ok && v.flag[j / LANES] != 0.0f) {
+        v16f B = *(const v16f *)(bc + j);
+        t0 = 1.0f - 2.0f / (1.0f + A0 * B);
+        t1 = 1.0f - 2.0f / (1.0f + A1 * B);
+        t2 = 1.0f - 2.0f / (1.0f + A2 * B);
+        t3 = 1.0f - 2.0f / (1.0f + A3 * B);
+      } else {
+        v16f k = *(const v16f *)(kc + j);
+        t0 = q0 + k;
+        t1 = q1 + k;
+        t2 = q2 + k;
+        t3 = q3 + k;
+        tanh_v(&t0);
+        tanh_v(&t1);
+        tanh_v(&t2);
+        tanh_v(&t3);
+      }
       v16f d0 = *(const v16f *)(s0 + j), d1 = *(const v16f *)(s1 + j);
       v16f d2 = *(const v16f *)(s2 + j), d3 = *(const v16f *)(s3 + j);
       v16f g0 = d0 * (1.0f - t0 * t0), g1 = d1 * (1.0f - t1 * t1);
@@ -270,8 +288,10 @@ static inline __attribute__((always_inline)) void backward_task_impl(void *ctx, 
   float *acc = (float *)((char *)qb + fl(RB * d)); /* unused by the backward */
   float *dkT = (float *)((char *)acc + fl(Dv > 0 ? Dv : 1));
   float *dq = (float *)((char *)dkT + fl(d * Tkp));
+  float *aux = (float *)((char *)dq + fl(RB * d));
   float *gw = jb->partials + bi * 2 * d, *gb = gw + d;
   pack_kT(jb, bi, kT);
+  prep_keys(aux, kT, jb->wv, d, Tkp);
   for (int64_t i = 0; i < d * Tkp; i++) dkT[i] = 0.0f;
   for (int64_t c = 0; c < 2 * d; c++) gw[c] = 0.0f;
   for (int64_t j = 0; j < Tk; j++) {
@@ -280,7 +300,7 @@ static inline __attribute__((always_inline)) void backward_task_impl(void *ctx, 
   }
   for (int64_t i0 = 0; i0 < jb->Tq; i0 += RB) {
     load_qb(jb, bi, i0, qb);
-    score_block_impl(e, qb, kT, jb->wv, d, Tkp, NULL);
+    score_block_impl(e, qb, kT, jb->wv, d, Tkp, aux);
     /* e becomes dS, row by row; padding rows and keys get 0. */
     for (int r = 0; r < RB; r++) {
       int64_t i = i0 + r;
@@ -319,7 +339,7 @@ static inline __attribute__((always_inline)) void backward_task_impl(void *ctx, 
         s[j] = pj * (dp - D);
       }
     }
-    grad_block_impl(dkT, dq, gw, gb, e, qb, kT, jb->wv, d, Tkp);
+    grad_block_impl(dkT, dq, gw, gb, e, qb, kT, jb->wv, d, Tkp, aux);
     for (int r = 0; r < RB && i0 + r < jb->Tq; r++) {
       float *g = row3(jb->dq1, bi, i0 + r);
       for (int64_t c = 0; c < d; c++) g[c] = dq[r * d + c];
@@ -380,8 +400,7 @@ static attn_status ws_size(size_t *size, bool backward, int64_t B, int64_t Tq, i
   size_t per = per_thread_bytes(backward, Tkp, d, Dv), total, shared = 0;
   if (backward && use_avx512()) {
     add_key_blocks(B, Tk, &nkb, &KB);
-    size_t per512 = add_bwd512_bytes(KB, d);
-    per = per512 > per ? per512 : per;
+    per = add_bwd512_bytes(KB, d);
     int64_t part;
     if (nkb > 1 && (!attn__mul_i64(B * d, Tq, &part) || !attn__mul_i64(part, nkb - 1, &part) ||
                     part > INT64_MAX / 64))
@@ -451,11 +470,8 @@ static attn_status run(const char *fn, add_job *jb, bool backward, void *workspa
     int64_t items = jb->B, d = jb->d;
     if (use_avx512()) {
       add_key_blocks(jb->B, jb->Tk, &jb->nkb, &jb->KB);
-      size_t per512 = add_bwd512_bytes(jb->KB, d);
-      if (per512 > jb->per_thread) {
-        jb->per_thread = per512;
-        jb->partials = (float *)(jb->ws + (size_t)threads * jb->per_thread);
-      }
+      jb->per_thread = add_bwd512_bytes(jb->KB, d);
+      jb->partials = (float *)(jb->ws + (size_t)threads * jb->per_thread);
       jb->dq_part = (float *)((char *)jb->partials + fl(2 * d * jb->B * jb->nkb));
       items = jb->B * jb->nkb;
     }

@@ -48,7 +48,7 @@ static inline size_t add_aux_bytes(int64_t Tkp, int64_t d) {
 static inline size_t per_thread_bytes(bool backward, int64_t Tkp, int64_t d, int64_t Dv) {
   size_t s = fl(d * Tkp) + fl(RB * Tkp) + fl(RB * d) + fl(Dv > 0 ? Dv : 1);
   if (backward) s += fl(d * Tkp) + fl(RB * d);
-  if (!backward) s += add_aux_bytes(Tkp, d);
+  s += add_aux_bytes(Tkp, d);
   return s;
 }
 
