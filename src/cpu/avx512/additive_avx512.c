@@ -10,11 +10,10 @@
  * ulps, and tanh moves by at most half the relative error of A B, so |error| < 5e-7 like
  * attn_tanh_approx (tested), though not relative near 0. It needs A B finite and normal: with
  * |a|, |b| <= 20 it lies in [e^-80, e^80]. A tile of 16 keys or a block of 4 rows holding a larger
- * (or NaN) value takes the fallback,
- * the same rational as attn_tanh_approx (x P(x^2) / Q(x^2), degrees 13/6, x clamped to +-7.9988)
- * evaluated with FMAs, the division replaced by vrcp14ps and one correction of the quotient,
- * t = t0 + r (p - q t0) with t0 = p r. tests/test_additive.c checks both
- * (attn__additive_tanh16_avx512, attn__additive_tanh_sum16_avx512).
+ * (or NaN) value takes the fallback: the same rational as attn_tanh_approx (x P(x^2) / Q(x^2),
+ * degrees 13/6, x clamped to +-7.9988) evaluated with FMAs, the division replaced by vrcp14ps and
+ * one correction of the quotient, t = t0 + r (p - q t0) with t0 = p r. tests/test_additive.c checks
+ * both (attn__additive_tanh16_avx512, attn__additive_tanh_sum16_avx512).
  *
  * Forward: for 4 query rows and 16 keys the 4 score vectors stay in registers over the whole
  * loop over c (one B load and 4 broadcasts of A per 4 tanh), e = sum_c w_c - 2 sum_c w_c / (1 +
@@ -23,15 +22,17 @@
  * Backward, item = (batch, block of KB keys), which owns dk2 and dv of its keys and writes dq1
  * (block 0) or a dq1 partial (the driver adds them in block order). For 4 rows and one tile of
  * 16 keys:
- *   pass 1: t = tanh(q1_rc + b_c + k2_jc) for all c (as above), kept in a 4 x 16 x d buffer (32 KB
- * at d = 128, L1/L2), e_r = sum_c w_c t (registers); then    P = exp(e + mask - lse), dP = dout_r .
- * v_j, dS = P (dP - dout_r . out_r), dv_j += sum_r P dout_r (vectors over Dv, v_j and dv_j touched
- * once per 4 rows); pass 2: g = dS (1 - t^2) from the stored t (no second tanh), dkT[c][j] += g_r
- * row by row, aq[c][r] += g (16 lanes; dq1 = w_c times their sum at the end of the rows), aw[c] +=
- * dS t (dw), and db from the same row sums as dq1; each a masked FMA. Pairs with dS = 0 (blocked,
- * padding keys and rows) add exactly 0 through zero-masked multiplies, so a NaN k2 of a blocked key
- * stays out. Every sum has a fixed order given by the shape (lanes by key mod 16, tiles in order,
- * lanes summed by _mm512_reduce_add_ps), so results are the same for any thread count. */
+ *   pass 1: t = tanh(q1_rc + b_c + k2_jc) for all c (as above), kept in a 4 x 16 x d buffer
+ *           (32 KB at d = 128), e_r = sum_c w_c t in registers;
+ *   then:   P = exp(e + mask - lse), dP = dout_r . v_j, dS = P (dP - dout_r . out_r),
+ *           dv_j += sum_r P dout_r (vectors over Dv; v_j and dv_j touched once per 4 rows);
+ *   pass 2: from the stored t (no second tanh), g = dS (1 - t^2): dkT[c][j] += g_r row by row,
+ *           aq[c][r] += g (16 lanes; dq1 = w_c times their sum at the end of the rows),
+ *           aw[c] += dS t (dw), db from the same row sums as dq1; each a masked FMA.
+ * Pairs with dS = 0 (blocked, padding keys and rows) add exactly 0 (masked FMAs), so a NaN k2 of a
+ * blocked key stays out. Every sum has a fixed order given by the shape (lanes by key mod 16,
+ * tiles in order, lanes summed by _mm512_reduce_add_ps), so results are the same for any thread
+ * count. */
 #include "../additive_internal.h"
 
 #include <immintrin.h>
