@@ -1,23 +1,29 @@
-/* Fused additive attention, fast path. Contract: include/attn/additive.h.
+/* Fused additive attention, fast path: the driver (validation, workspace, work split, the
+ * reductions of the partials) and the portable kernels. Contract: include/attn/additive.h; the
+ * AVX-512 kernels are in src/cpu/avx512/additive_avx512.c, docs/additive.md describes both.
  *
  * The B x Tq x Tk x d tensor u = q1_i + k2_j + b is never stored. For a block of RB = 4 query
  * rows the kernel keeps K2 of the batch transposed, kT[c][j] (d x Tk, padded to 16 keys), and
  * streams it: each loaded kT vector serves the four rows, and tanh(u) lives only in registers.
+ * tanh(a + b) = 1 - 2 / (1 + e^{2a} e^{2b}) with the exps once per row / key and c (aux), the
+ * rational tanh_r for blocks holding a value beyond +-20.
  *
- *   forward, item = (batch, 64 queries):
+ *   forward, item = (batch, up to 512 queries):
  *     e[r][j]  = sum_c w_c tanh(qb[r][c] + kT[c][j])       (vectors over j)
  *     softmax of e + mask per row, lse, out_i = sum_j p_j v_j (vectors over Dv)
- *   backward, item = batch (it owns dk2[b], dv[b], dq1[b]):
+ *   backward (portable), item = batch (it owns dk2[b], dv[b], dq1[b]):
  *     recompute e, P = exp(e + mask - lse), dS = P (dout.v_j - dout.out_i), dv_j += P dout_i
  *     then, recomputing t = tanh(u):  g = dS (1 - t^2)
  *       dkT[c][j] += sum_r g,  dq1[r][c] = w_c sum_j g,  dw_c += sum_j dS t,  db_c += w_c sum_j g
  *     dk2 = w * dkT^T; the dw/db partials of each batch are summed in batch order.
+ *   backward (AVX-512), item = (batch, block of keys): dq1 partials of blocks 1.. added here in
+ *     block order, the (dw, db) partials of the items in item order.
  *
  * Every sum has a fixed order (16 lanes over j, then a fixed tree), so results do not depend on
- * the thread count. The kernels are written once in plain C and compiled three times, for
- * AVX-512, AVX2 and the baseline, with GCC's target attribute; attn_get_isa() picks one. The
- * library builds with -ffp-contract=off and no reduction is reassociated, so the three agree
- * bit for bit. */
+ * the thread count. The portable kernels are written once in plain C and compiled for AVX2 and
+ * the baseline with GCC's target attribute; attn_get_isa() picks them or the AVX-512 ones. The
+ * library builds with -ffp-contract=off and no reduction is reassociated, so AVX2 and the
+ * baseline agree bit for bit; AVX-512 (FMAs, a reciprocal estimate) differs in the last bits. */
 #include "additive_internal.h"
 
 /* Defined in src/ref/additive_ref.c. */
