@@ -39,8 +39,8 @@ static inline size_t fl(int64_t n) {
   return attn__round_up((size_t)n * sizeof(float), ATTN_ALIGN);
 }
 
-/* Scratch of the AVX-512 score kernel: exp(2 k2) of the batch (d x Tkp), one flag per tile of 16
- * keys, exp(2 (q1 + b)) of 4 rows (4 x d) and -2 w (d). */
+/* Scratch of the score kernels (every ISA): exp(2 k2) of the batch or key block (d x Tkp), one
+ * flag per tile of 16 keys, exp(2 (q1 + b)) of 4 rows (4 x d) and -2 w (d). */
 static inline size_t add_aux_bytes(int64_t Tkp, int64_t d) {
   return fl(d * Tkp) + fl(Tkp / LANES) + fl(RB * d) + fl(d);
 }
