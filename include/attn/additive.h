@@ -6,9 +6,11 @@
  *
  * The projections are the caller's: q1 = q W1^T and k2 = k W2^T (attn_gemm does them), so the
  * kernel's inputs are already in the score space of width d. The B x Tq x Tk x d tensor of tanh
- * values is never stored: the kernel keeps them in registers and recomputes them in the backward.
- * Extra memory is O((Tq_block + Tk) d) per thread plus O(B d) for the w/b gradient partials; the
- * Tq x Tk weights exist only when the caller asks for them.
+ * values is never stored: the kernel keeps them in registers (the backward: one 4 x 16 x d tile at a
+ * time). Extra memory is O(Tk d) per thread plus O(B d) for the w/b gradient partials, plus, for
+ * the AVX-512 backward with B < 16, dq1 partials of up to 15 key blocks ((nkb - 1) B Tq d floats,
+ * nkb = min(ceil(16 / B), ceil(Tk / 64)); one extra dq1 at B = 8). The Tq x Tk weights exist only
+ * when the caller asks for them. docs/additive.md has the details.
  *
  * Shapes (f32; innermost stride 1, other strides free, >= 0):
  *   q1: (B, Tq, d)   k2: (B, Tk, d)   v: (B, Tk, Dv)   w: (d)   b: (d) or NULL (= 0)
@@ -21,8 +23,10 @@
  * gradients; never NaN. A blocked key's k2 and v are never read into a result (NaN there stays
  * out). NaN or +inf in unblocked inputs propagates.
  *
- * Threads: the forward splits (batch, block of queries), the backward splits batches and reduces
- * the w/b partials in batch order; results are bitwise identical for any thread count.
+ * Threads: the forward splits (batch, block of queries); the backward splits batches (AVX-512:
+ * (batch, block of keys), the blocks chosen from the shape alone) and reduces its partials in a
+ * fixed order. Results are bitwise identical for any thread count; different ISAs may differ in
+ * the last bits (the AVX-512 kernels use FMAs and another form of tanh, see attn_tanh_approx).
  *
  * Errors (attn_last_error() names the argument): NULL_POINTER, UNSUPPORTED_DTYPE (not f32),
  * SHAPE_MISMATCH, BAD_STRIDE, OVERFLOW, ALIASING (an output overlaps an input or another output),
@@ -70,7 +74,8 @@ ATTN_API attn_status attn_additive_backward(const attn_tensor *dq1, const attn_t
                                             size_t workspace_size);
 
 /* Workspace bytes for the forward (backward = 0) or the backward (backward = 1) of these shapes
- * at the current thread count. Only q1, k2 and v are read (for B, Tq, Tk, d). */
+ * at the current thread count and ISA (attn_get_isa()). Only q1, k2 and v are read (for B, Tq,
+ * Tk, d, Dv). */
 ATTN_API attn_status attn_additive_workspace_size(size_t *size, int backward,
                                                   const attn_tensor *q1, const attn_tensor *k2,
                                                   const attn_tensor *v);
@@ -91,8 +96,10 @@ ATTN_API attn_status attn_additive_backward_ref(const attn_tensor *dq1, const at
                                                 const attn_tensor *lse,
                                                 const attn_additive_params *params);
 
-/* The f32 tanh the fused kernel uses (a rational approximation, |error| < 5e-7 over the reals;
- * exact sign, NaN kept), exposed so its accuracy is testable. */
+/* The f32 tanh of the portable kernels (a rational approximation, |error| < 5e-7 over the reals;
+ * exact sign, NaN kept), exposed so its accuracy is testable. The AVX-512 kernels compute
+ * tanh(a + b) as 1 - 2 / (1 + e^{2a} e^{2b}) when |a|, |b| <= 20 and this rational (with FMAs)
+ * otherwise; both also within 5e-7 (tests/test_additive.c). */
 ATTN_API float attn_tanh_approx(float x);
 
 #ifdef __cplusplus

@@ -1,31 +1,36 @@
-/* Fused additive attention, fast path. Contract: include/attn/additive.h.
+/* Fused additive attention, fast path: the driver (validation, workspace, work split, the
+ * reductions of the partials) and the portable kernels. Contract: include/attn/additive.h; the
+ * AVX-512 kernels are in src/cpu/avx512/additive_avx512.c, docs/additive.md describes both.
  *
  * The B x Tq x Tk x d tensor u = q1_i + k2_j + b is never stored. For a block of RB = 4 query
  * rows the kernel keeps K2 of the batch transposed, kT[c][j] (d x Tk, padded to 16 keys), and
  * streams it: each loaded kT vector serves the four rows, and tanh(u) lives only in registers.
+ * tanh(a + b) = 1 - 2 / (1 + e^{2a} e^{2b}) with the exps once per row / key and c (aux), the
+ * rational tanh_r for blocks holding a value beyond +-20.
  *
- *   forward, item = (batch, 64 queries):
+ *   forward, item = (batch, up to 512 queries):
  *     e[r][j]  = sum_c w_c tanh(qb[r][c] + kT[c][j])       (vectors over j)
  *     softmax of e + mask per row, lse, out_i = sum_j p_j v_j (vectors over Dv)
- *   backward, item = batch (it owns dk2[b], dv[b], dq1[b]):
+ *   backward (portable), item = batch (it owns dk2[b], dv[b], dq1[b]):
  *     recompute e, P = exp(e + mask - lse), dS = P (dout.v_j - dout.out_i), dv_j += P dout_i
  *     then, recomputing t = tanh(u):  g = dS (1 - t^2)
  *       dkT[c][j] += sum_r g,  dq1[r][c] = w_c sum_j g,  dw_c += sum_j dS t,  db_c += w_c sum_j g
  *     dk2 = w * dkT^T; the dw/db partials of each batch are summed in batch order.
+ *   backward (AVX-512), item = (batch, block of keys): dq1 partials of blocks 1.. added here in
+ *     block order, the (dw, db) partials of the items in item order.
  *
  * Every sum has a fixed order (16 lanes over j, then a fixed tree), so results do not depend on
- * the thread count. The kernels are written once in plain C and compiled three times, for
- * AVX-512, AVX2 and the baseline, with GCC's target attribute; attn_get_isa() picks one. The
- * library builds with -ffp-contract=off and no reduction is reassociated, so the three agree
- * bit for bit. */
-#include "attn/additive.h"
-#include "internal.h"
+ * the thread count. The portable kernels are written once in plain C and compiled for AVX2 and
+ * the baseline with GCC's target attribute; attn_get_isa() picks them or the AVX-512 ones. The
+ * library builds with -ffp-contract=off and no reduction is reassociated, so AVX2 and the
+ * baseline agree bit for bit; AVX-512 (FMAs, a reciprocal estimate) differs in the last bits. */
+#include "additive_internal.h"
 
 /* Defined in src/ref/additive_ref.c. */
 attn_status attn__additive_check(const char *fn, bool backward, const attn_tensor *out,
                                  const attn_tensor *lse, const attn_tensor *weights,
-                                 const attn_tensor *q1, const attn_tensor *k2,
-                                 const attn_tensor *v, const attn_tensor *w, const attn_tensor *b,
+                                 const attn_tensor *q1, const attn_tensor *k2, const attn_tensor *v,
+                                 const attn_tensor *w, const attn_tensor *b,
                                  const attn_tensor *mask, const attn_tensor *dq1,
                                  const attn_tensor *dk2, const attn_tensor *dv,
                                  const attn_tensor *dw, const attn_tensor *db,
@@ -36,8 +41,6 @@ attn_status attn__additive_check(const char *fn, bool backward, const attn_tenso
     attn_status st_ = (expr);       \
     if (st_ != ATTN_OK) return st_; \
   } while (0)
-
-enum { RB = 4, LANES = 16, QB = 64 };
 
 /* ---- tanh and exp -------------------------------------------------------------------------- */
 
@@ -71,29 +74,90 @@ static inline __attribute__((always_inline)) float tanh_r(float x) {
   return p / q;
 }
 
-float attn_tanh_approx(float x) { return tanh_r(x); }
+float attn_tanh_approx(float x) {
+  return tanh_r(x);
+}
 
-#include "scalar_math.h"
+/* ---- the two inner kernels, written once ------------------------------------------------------
+ */
 
+/* The forward's aux (layout of add_aux_bytes): ek[c][j] = e^{2 kT[c][j]}, flag[t] = 1 when every
+ * |k| of the 16 keys of tile t is <= 20, ea (4 rows of e^{2 qb}) and m2w[c] = -2 w_c. */
+typedef struct aux_view {
+  float *ek, *flag, *ea, *m2w;
+} aux_view;
 
+static aux_view aux_split(float *aux, int64_t d, int64_t Tkp) {
+  aux_view v;
+  v.ek = aux;
+  v.flag = (float *)((char *)aux + fl(d * Tkp));
+  v.ea = (float *)((char *)v.flag + fl(Tkp / LANES));
+  v.m2w = (float *)((char *)v.ea + fl(RB * d));
+  return v;
+}
 
-/* ---- the two inner kernels, written once ------------------------------------------------------ */
-
-/* e[r][j] = sum_c w_c tanh(qb[r][c] + kT[c][j]) for r < RB, j < Tkp (a multiple of LANES). */
-static inline __attribute__((always_inline)) void score_block_impl(
-    float *restrict e, const float *restrict qb, const float *restrict kT,
-    const float *restrict w, int64_t d, int64_t Tkp) {
-  float *e0 = e, *e1 = e + Tkp, *e2 = e + 2 * Tkp, *e3 = e + 3 * Tkp;
-  for (int64_t j = 0; j < RB * Tkp; j++) e[j] = 0.0f;
+/* The prep of the portable forward: expf once per key and c (O(Tk d) per item). */
+static void prep_keys(float *aux, const float *kT, const float *w, int64_t d, int64_t Tkp) {
+  aux_view v = aux_split(aux, d, Tkp);
+  for (int64_t t = 0; t < Tkp / LANES; t++) v.flag[t] = 1.0f;
   for (int64_t c = 0; c < d; c++) {
-    const float wc = w[c], q0 = qb[c], q1 = qb[d + c], q2 = qb[2 * d + c], q3 = qb[3 * d + c];
-    const float *restrict kc = kT + c * Tkp;
     for (int64_t j = 0; j < Tkp; j++) {
-      float k = kc[j];
-      e0[j] += wc * tanh_r(q0 + k);
-      e1[j] += wc * tanh_r(q1 + k);
-      e2[j] += wc * tanh_r(q2 + k);
-      e3[j] += wc * tanh_r(q3 + k);
+      float k = kT[c * Tkp + j];
+      if (!(fabsf(k) <= 20.0f)) v.flag[j / LANES] = 0.0f;
+      v.ek[c * Tkp + j] = expf(2.0f * k);
+    }
+    v.m2w[c] = -2.0f * w[c];
+  }
+}
+
+/* e[r][j] = sum_c w_c tanh(qb[r][c] + kT[c][j]) for r < RB, j < Tkp (a multiple of LANES).
+ * With aux (the forward): tanh(a + b) = 1 - 2 / (1 + e^{2a} e^{2b}) where every |a|, |b| of the
+ * 4 rows and the tile of 16 keys is <= 20 (one multiply, add and divide per pair and c, the sum
+ * folded as sum_c w_c - 2 sum_c w_c / (1 + A B); see src/cpu/avx512/additive_avx512.c), the
+ * rational tanh_r elsewhere. Without aux (the backward's recomputation): tanh_r. */
+static inline __attribute__((always_inline)) void score_block_impl(
+    float *restrict e, const float *restrict qb, const float *restrict kT, const float *restrict w,
+    int64_t d, int64_t Tkp, float *aux) {
+  float *e0 = e, *e1 = e + Tkp, *e2 = e + 2 * Tkp, *e3 = e + 3 * Tkp;
+  bool rows_ok = aux != NULL;
+  aux_view v = {NULL, NULL, NULL, NULL};
+  float wsum = 0.0f;
+  if (aux) {
+    v = aux_split(aux, d, Tkp);
+    for (int64_t c = 0; c < RB * d; c++) {
+      rows_ok &= fabsf(qb[c]) <= 20.0f;
+      v.ea[c] = expf(2.0f * qb[c]);
+    }
+    for (int64_t c = 0; c < d; c++) wsum += w[c];
+  }
+  for (int64_t j0 = 0; j0 < Tkp; j0 += LANES) {
+    if (rows_ok && v.flag[j0 / LANES] != 0.0f) {
+      for (int l = 0; l < LANES; l++) e0[j0 + l] = e1[j0 + l] = e2[j0 + l] = e3[j0 + l] = wsum;
+      for (int64_t c = 0; c < d; c++) {
+        const float mw = v.m2w[c], A0 = v.ea[c], A1 = v.ea[d + c], A2 = v.ea[2 * d + c],
+                    A3 = v.ea[3 * d + c];
+        const float *restrict bc = v.ek + c * Tkp + j0;
+        for (int l = 0; l < LANES; l++) {
+          float B = bc[l];
+          e0[j0 + l] += mw / (1.0f + A0 * B);
+          e1[j0 + l] += mw / (1.0f + A1 * B);
+          e2[j0 + l] += mw / (1.0f + A2 * B);
+          e3[j0 + l] += mw / (1.0f + A3 * B);
+        }
+      }
+      continue;
+    }
+    for (int l = 0; l < LANES; l++) e0[j0 + l] = e1[j0 + l] = e2[j0 + l] = e3[j0 + l] = 0.0f;
+    for (int64_t c = 0; c < d; c++) {
+      const float wc = w[c], q0 = qb[c], q1 = qb[d + c], q2 = qb[2 * d + c], q3 = qb[3 * d + c];
+      const float *restrict kc = kT + c * Tkp + j0;
+      for (int l = 0; l < LANES; l++) {
+        float k = kc[l];
+        e0[j0 + l] += wc * tanh_r(q0 + k);
+        e1[j0 + l] += wc * tanh_r(q1 + k);
+        e2[j0 + l] += wc * tanh_r(q2 + k);
+        e3[j0 + l] += wc * tanh_r(q3 + k);
+      }
     }
   }
 }
@@ -146,21 +210,39 @@ static inline __attribute__((always_inline)) void keep_v(v16f *g, const v16f *s)
 static inline __attribute__((always_inline)) void grad_block_impl(
     float *restrict dkT, float *restrict dq, float *restrict gw, float *restrict gb,
     const float *restrict dS, const float *restrict qb, const float *restrict kT,
-    const float *restrict w, int64_t d, int64_t Tkp) {
+    const float *restrict w, int64_t d, int64_t Tkp, float *aux) {
   const float *s0 = dS, *s1 = dS + Tkp, *s2 = dS + 2 * Tkp, *s3 = dS + 3 * Tkp;
   const v16f zero = {0};
+  /* The same tanh as score_block_impl computed for these rows (its ea is still in aux). */
+  aux_view v = aux_split(aux, d, Tkp);
+  bool rows_ok = true;
+  for (int64_t c = 0; c < RB * d; c++) rows_ok &= fabsf(qb[c]) <= 20.0f;
   for (int64_t c = 0; c < d; c++) {
     const float q0 = qb[c], q1 = qb[d + c], q2 = qb[2 * d + c], q3 = qb[3 * d + c];
+    const float A0 = v.ea[c], A1 = v.ea[d + c], A2 = v.ea[2 * d + c], A3 = v.ea[3 * d + c];
     const float *restrict kc = kT + c * Tkp;
+    const float *restrict bc = v.ek + c * Tkp;
     float *restrict dkc = dkT + c * Tkp;
     v16f a0 = zero, a1 = zero, a2 = zero, a3 = zero, aw = zero;
     for (int64_t j = 0; j < Tkp; j += LANES) {
-      v16f k = *(const v16f *)(kc + j);
-      v16f t0 = q0 + k, t1 = q1 + k, t2 = q2 + k, t3 = q3 + k;
-      tanh_v(&t0);
-      tanh_v(&t1);
-      tanh_v(&t2);
-      tanh_v(&t3);
+      v16f t0, t1, t2, t3;
+      if (rows_ok && v.flag[j / LANES] != 0.0f) {
+        v16f B = *(const v16f *)(bc + j);
+        t0 = 1.0f - 2.0f / (1.0f + A0 * B);
+        t1 = 1.0f - 2.0f / (1.0f + A1 * B);
+        t2 = 1.0f - 2.0f / (1.0f + A2 * B);
+        t3 = 1.0f - 2.0f / (1.0f + A3 * B);
+      } else {
+        v16f k = *(const v16f *)(kc + j);
+        t0 = q0 + k;
+        t1 = q1 + k;
+        t2 = q2 + k;
+        t3 = q3 + k;
+        tanh_v(&t0);
+        tanh_v(&t1);
+        tanh_v(&t2);
+        tanh_v(&t3);
+      }
       v16f d0 = *(const v16f *)(s0 + j), d1 = *(const v16f *)(s1 + j);
       v16f d2 = *(const v16f *)(s2 + j), d3 = *(const v16f *)(s3 + j);
       v16f g0 = d0 * (1.0f - t0 * t0), g1 = d1 * (1.0f - t1 * t1);
@@ -201,122 +283,8 @@ static inline __attribute__((always_inline)) void grad_block_impl(
 
 /* ---- driver ---------------------------------------------------------------------------------- */
 
-typedef struct add_job {
-  const attn_tensor *out, *lse, *weights, *q1, *k2, *v, *w, *b, *mask;
-  const attn_tensor *dq1, *dk2, *dv, *dout, *dw, *db;
-  int64_t B, Tq, Tk, d, Dv, Tkp, n_qblocks;
-  const float *wv, *bv; /* w and b (b NULL = 0), contiguous */
-  float *partials;      /* backward: B x 2d (dw then db per batch) */
-  char *ws;
-  size_t per_thread;
-} add_job;
-
-static inline float *row3(const attn_tensor *t, int64_t i, int64_t j) {
-  return (float *)t->data + i * t->stride[0] + j * t->stride[1];
-}
-
-/* Mask row (b, i): pointer and whether its last dim broadcasts; NULL when there is no mask. */
-static const float *mask_row(const attn_tensor *m, int64_t bi, int64_t i, bool *bcast) {
-  if (!m) return NULL;
-  *bcast = m->shape[2] == 1;
-  return (const float *)m->data + (m->shape[0] == 1 ? 0 : bi * m->stride[0]) +
-         (m->shape[1] == 1 ? 0 : i * m->stride[1]);
-}
-
-static size_t fl(int64_t n) { return attn__round_up((size_t)n * sizeof(float), ATTN_ALIGN); }
-
-static size_t per_thread_bytes(bool backward, int64_t Tkp, int64_t d, int64_t Dv) {
-  size_t s = fl(d * Tkp) + fl(RB * Tkp) + fl(RB * d) + fl(Dv > 0 ? Dv : 1);
-  if (backward) s += fl(d * Tkp) + fl(RB * d);
-  return s;
-}
-
-/* kT[c][j] = k2[b, j, c], zero for the padding keys Tk <= j < Tkp. */
-static inline __attribute__((always_inline)) void pack_kT(const add_job *jb, int64_t bi, float *kT) {
-  for (int64_t c = 0; c < jb->d; c++) {
-    float *dst = kT + c * jb->Tkp;
-    for (int64_t j = 0; j < jb->Tk; j++) dst[j] = row3(jb->k2, bi, j)[c];
-    for (int64_t j = jb->Tk; j < jb->Tkp; j++) dst[j] = 0.0f;
-  }
-}
-
-/* qb[r][c] = q1[b, i0 + r, c] + b_c; rows past Tq repeat the last row (their results are not
- * used). */
-static inline __attribute__((always_inline)) void load_qb(const add_job *jb, int64_t bi, int64_t i0, float *qb) {
-  for (int r = 0; r < RB; r++) {
-    int64_t i = i0 + r < jb->Tq ? i0 + r : jb->Tq - 1;
-    const float *q = row3(jb->q1, bi, i);
-    for (int64_t c = 0; c < jb->d; c++) qb[r * jb->d + c] = q[c] + (jb->bv ? jb->bv[c] : 0.0f);
-  }
-}
-
-/* s = e + mask (-inf where blocked, padding keys excluded); returns the row max (-inf if every
- * key is blocked). */
-static inline __attribute__((always_inline)) float masked_scores(const add_job *jb, int64_t bi, int64_t i, float *e) {
-  bool bc = false;
-  const float *m = mask_row(jb->mask, bi, i, &bc);
-  if (m)
-    for (int64_t j = 0; j < jb->Tk; j++) {
-      float mj = m[bc ? 0 : j];
-      e[j] = mj == -INFINITY ? -INFINITY : e[j] + mj;
-    }
-  float mx = -INFINITY;
-  for (int64_t j = 0; j < jb->Tk; j++) mx = e[j] > mx ? e[j] : mx;
-  return mx;
-}
-
-static inline __attribute__((always_inline)) void forward_task_impl(void *ctx, int64_t item, int thread_id) {
-  const add_job *jb = (const add_job *)ctx;
-  int64_t bi = item / jb->n_qblocks, qblk = item % jb->n_qblocks;
-  int64_t d = jb->d, Tk = jb->Tk, Tkp = jb->Tkp, Dv = jb->Dv;
-  char *base = jb->ws + (size_t)thread_id * jb->per_thread;
-  float *kT = (float *)base;
-  float *e = (float *)(base + fl(d * Tkp));
-  float *qb = (float *)((char *)e + fl(RB * Tkp));
-  float *acc = (float *)((char *)qb + fl(RB * d));
-  pack_kT(jb, bi, kT);
-  int64_t i_end = (qblk + 1) * QB < jb->Tq ? (qblk + 1) * QB : jb->Tq;
-  for (int64_t i0 = qblk * QB; i0 < i_end; i0 += RB) {
-    load_qb(jb, bi, i0, qb);
-    score_block_impl(e, qb, kT, jb->wv, d, Tkp);
-    for (int r = 0; r < RB && i0 + r < i_end; r++) {
-      int64_t i = i0 + r;
-      float *p = e + r * Tkp;
-      float mx = masked_scores(jb, bi, i, p);
-      float lse = -INFINITY;
-      for (int64_t c = 0; c < Dv; c++) acc[c] = 0.0f;
-      if (mx == -INFINITY) {
-        for (int64_t j = 0; j < Tk; j++) p[j] = 0.0f;
-      } else {
-        float part[LANES] = {0};
-        for (int64_t j = 0; j < Tk; j++) {
-          p[j] = attn__exp_neg(p[j] - mx);
-          part[j % LANES] += p[j];
-        }
-        float sum = 0.0f;
-        for (int l = 0; l < LANES; l++) sum += part[l];
-        float inv = 1.0f / sum;
-        for (int64_t j = 0; j < Tk; j++) p[j] *= inv;
-        lse = mx + logf(sum);
-        for (int64_t j = 0; j < Tk; j++) {
-          if (p[j] == 0.0f) continue; /* blocked keys' v is never read */
-          const float *vj = row3(jb->v, bi, j);
-          float pj = p[j];
-          for (int64_t c = 0; c < Dv; c++) acc[c] += pj * vj[c];
-        }
-      }
-      float *o = row3(jb->out, bi, i);
-      for (int64_t c = 0; c < Dv; c++) o[c] = acc[c];
-      if (jb->lse) ((float *)jb->lse->data)[bi * jb->lse->stride[0] + i * jb->lse->stride[1]] = lse;
-      if (jb->weights) {
-        float *wr = row3(jb->weights, bi, i);
-        for (int64_t j = 0; j < Tk; j++) wr[j] = p[j];
-      }
-    }
-  }
-}
-
-static inline __attribute__((always_inline)) void backward_task_impl(void *ctx, int64_t bi, int thread_id) {
+static inline __attribute__((always_inline)) void backward_task_impl(void *ctx, int64_t bi,
+                                                                     int thread_id) {
   const add_job *jb = (const add_job *)ctx;
   int64_t d = jb->d, Tk = jb->Tk, Tkp = jb->Tkp, Dv = jb->Dv;
   char *base = jb->ws + (size_t)thread_id * jb->per_thread;
@@ -326,8 +294,10 @@ static inline __attribute__((always_inline)) void backward_task_impl(void *ctx, 
   float *acc = (float *)((char *)qb + fl(RB * d)); /* unused by the backward */
   float *dkT = (float *)((char *)acc + fl(Dv > 0 ? Dv : 1));
   float *dq = (float *)((char *)dkT + fl(d * Tkp));
+  float *aux = (float *)((char *)dq + fl(RB * d));
   float *gw = jb->partials + bi * 2 * d, *gb = gw + d;
   pack_kT(jb, bi, kT);
+  prep_keys(aux, kT, jb->wv, d, Tkp);
   for (int64_t i = 0; i < d * Tkp; i++) dkT[i] = 0.0f;
   for (int64_t c = 0; c < 2 * d; c++) gw[c] = 0.0f;
   for (int64_t j = 0; j < Tk; j++) {
@@ -336,15 +306,16 @@ static inline __attribute__((always_inline)) void backward_task_impl(void *ctx, 
   }
   for (int64_t i0 = 0; i0 < jb->Tq; i0 += RB) {
     load_qb(jb, bi, i0, qb);
-    score_block_impl(e, qb, kT, jb->wv, d, Tkp);
+    score_block_impl(e, qb, kT, jb->wv, d, Tkp, aux);
     /* e becomes dS, row by row; padding rows and keys get 0. */
     for (int r = 0; r < RB; r++) {
       int64_t i = i0 + r;
       float *s = e + r * Tkp;
       for (int64_t j = Tk; j < Tkp; j++) s[j] = 0.0f;
-      float lse = i < jb->Tq ? ((const float *)jb->lse->data)[bi * jb->lse->stride[0] +
-                                                              i * jb->lse->stride[1]]
-                             : -INFINITY;
+      float lse =
+          i < jb->Tq
+              ? ((const float *)jb->lse->data)[bi * jb->lse->stride[0] + i * jb->lse->stride[1]]
+              : -INFINITY;
       if (lse == -INFINITY) {
         for (int64_t j = 0; j < Tk; j++) s[j] = 0.0f;
         continue;
@@ -374,7 +345,7 @@ static inline __attribute__((always_inline)) void backward_task_impl(void *ctx, 
         s[j] = pj * (dp - D);
       }
     }
-    grad_block_impl(dkT, dq, gw, gb, e, qb, kT, jb->wv, d, Tkp);
+    grad_block_impl(dkT, dq, gw, gb, e, qb, kT, jb->wv, d, Tkp, aux);
     for (int r = 0; r < RB && i0 + r < jb->Tq; r++) {
       float *g = row3(jb->dq1, bi, i0 + r);
       for (int64_t c = 0; c < d; c++) g[c] = dq[r * d + c];
@@ -386,49 +357,65 @@ static inline __attribute__((always_inline)) void backward_task_impl(void *ctx, 
   }
 }
 
-/* The task bodies, with the inner kernels inlined, compiled per ISA. */
+/* The task bodies, with the inner kernels inlined, compiled per ISA: baseline and AVX2 here,
+ * AVX-512 in src/cpu/avx512/additive_avx512.c. */
 static void forward_task_base(void *ctx, int64_t item, int tid) {
-  forward_task_impl(ctx, item, tid);
+  add_forward_task(ctx, item, tid, score_block_impl, prep_keys);
 }
 static void backward_task_base(void *ctx, int64_t item, int tid) {
   backward_task_impl(ctx, item, tid);
 }
 #if ATTN_X86 && defined(__GNUC__)
 #define ATTN_T_AVX2 __attribute__((target("avx2,fma")))
-#define ATTN_T_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
 ATTN_T_AVX2 static void forward_task_avx2(void *ctx, int64_t item, int tid) {
-  forward_task_impl(ctx, item, tid);
+  add_forward_task(ctx, item, tid, score_block_impl, prep_keys);
 }
 ATTN_T_AVX2 static void backward_task_avx2(void *ctx, int64_t item, int tid) {
   backward_task_impl(ctx, item, tid);
 }
-ATTN_T_AVX512 static void forward_task_avx512(void *ctx, int64_t item, int tid) {
-  forward_task_impl(ctx, item, tid);
-}
-ATTN_T_AVX512 static void backward_task_avx512(void *ctx, int64_t item, int tid) {
-  backward_task_impl(ctx, item, tid);
-}
 #endif
+
+/* Whether the backward runs the AVX-512 kernels (items = (batch, key block)). */
+static bool use_avx512(void) {
+#if ATTN_X86 && defined(__GNUC__)
+  return attn_get_isa() == ATTN_ISA_AVX512;
+#else
+  return false;
+#endif
+}
 
 static attn__task_fn pick_task(bool backward) {
 #if ATTN_X86 && defined(__GNUC__)
   attn_isa isa = attn_get_isa();
-  if (isa == ATTN_ISA_AVX512) return backward ? backward_task_avx512 : forward_task_avx512;
+  if (isa == ATTN_ISA_AVX512)
+    return backward ? attn__additive_backward_task_avx512 : attn__additive_forward_task_avx512;
   if (isa == ATTN_ISA_AVX2) return backward ? backward_task_avx2 : forward_task_avx2;
 #endif
   return backward ? backward_task_base : forward_task_base;
 }
 
-static attn_status ws_size(size_t *size, bool backward, int64_t B, int64_t Tk, int64_t d,
-                           int64_t Dv, int threads) {
+/* Workspace: per-thread scratch, then (backward) the (dw, db) partials of every item, then
+ * (AVX-512 backward with several key blocks) the dq1 partials of key blocks 1.. */
+static attn_status ws_size(size_t *size, bool backward, int64_t B, int64_t Tq, int64_t Tk,
+                           int64_t d, int64_t Dv, int threads) {
   /* Each factor is bounded by a tensor's element count (< 2^61), but products are not. */
-  int64_t Tkp = (Tk + LANES - 1) / LANES * LANES, cells;
+  int64_t Tkp = (Tk + LANES - 1) / LANES * LANES, cells, nkb = 1, KB = Tkp;
   if (!attn__mul_i64(d, Tkp, &cells) || cells > INT64_MAX / 64 || Dv > INT64_MAX / 64 ||
       B > INT64_MAX / 64 || d > INT64_MAX / 64 / (B > 0 ? B : 1))
     return attn__fail(ATTN_STATUS_OVERFLOW, "additive: workspace size overflows");
-  size_t per = per_thread_bytes(backward, Tkp, d, Dv), total;
+  size_t per = per_thread_bytes(backward, Tkp, d, Dv), total, shared = 0;
+  if (backward && use_avx512()) {
+    add_key_blocks(B, Tk, &nkb, &KB);
+    per = add_bwd512_bytes(KB, d);
+    int64_t part;
+    if (nkb > 1 && (!attn__mul_i64(B * d, Tq, &part) || !attn__mul_i64(part, nkb - 1, &part) ||
+                    part > INT64_MAX / 64))
+      return attn__fail(ATTN_STATUS_OVERFLOW, "additive: workspace size overflows");
+    if (nkb > 1) shared = fl(part);
+  }
+  if (backward) shared += fl(2 * d * B * nkb);
   if (!attn__mul_size(per, (size_t)threads, &total) ||
-      (backward && __builtin_add_overflow(total, fl(2 * d * B), &total)))
+      __builtin_add_overflow(total, shared, &total))
     return attn__fail(ATTN_STATUS_OVERFLOW, "additive: workspace size overflows");
   *size = total;
   return ATTN_OK;
@@ -440,14 +427,17 @@ attn_status attn_additive_workspace_size(size_t *size, int backward, const attn_
   attn__clear_error();
   if (!size) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: size is NULL", fn);
   if (!q1 || !k2 || !v)
-    return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, !q1 ? "q1" : !k2 ? "k2" : "v");
+    return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn,
+                      !q1   ? "q1"
+                      : !k2 ? "k2"
+                            : "v");
   if (q1->ndim != 3 || k2->ndim != 3 || v->ndim != 3)
     return attn__fail(ATTN_STATUS_SHAPE_MISMATCH, "%s: q1, k2 and v must have 3 dims", fn);
   if (q1->shape[0] < 0 || k2->shape[1] < 1 || q1->shape[2] < 1 || v->shape[2] < 0)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: need B >= 0, Tk >= 1, d >= 1, Dv >= 0",
                       fn);
-  return ws_size(size, backward != 0, q1->shape[0], k2->shape[1], q1->shape[2], v->shape[2],
-                 attn__pool_size());
+  return ws_size(size, backward != 0, q1->shape[0], q1->shape[1], k2->shape[1], q1->shape[2],
+                 v->shape[2], attn__pool_size());
 }
 
 static attn_status run(const char *fn, add_job *jb, bool backward, void *workspace,
@@ -455,7 +445,7 @@ static attn_status run(const char *fn, add_job *jb, bool backward, void *workspa
   if (jb->B == 0 || (jb->Tq == 0 && !backward)) return ATTN_OK;
   int threads = attn__pool_size();
   size_t need;
-  TRY(ws_size(&need, backward, jb->B, jb->Tk, jb->d, jb->Dv, threads));
+  TRY(ws_size(&need, backward, jb->B, jb->Tq, jb->Tk, jb->d, jb->Dv, threads));
   void *own = NULL;
   if (workspace) {
     if (workspace_size < need)
@@ -472,17 +462,40 @@ static attn_status run(const char *fn, add_job *jb, bool backward, void *workspa
   jb->Tkp = (jb->Tk + LANES - 1) / LANES * LANES;
   jb->per_thread = per_thread_bytes(backward, jb->Tkp, jb->d, jb->Dv);
   if (!backward) {
-    jb->n_qblocks = (jb->Tq + QB - 1) / QB;
+    /* Each item packs K2 (and the AVX-512 kernel its exps) for its batch: the larger the items
+     * the less that costs, as long as there are >= 4 per thread. Rows are independent, so the
+     * split does not change any result. */
+    jb->qblock = QB;
+    while (jb->qblock < QB_MAX &&
+           jb->B * ((jb->Tq + 2 * jb->qblock - 1) / (2 * jb->qblock)) >= 4 * (int64_t)threads)
+      jb->qblock *= 2;
+    jb->n_qblocks = (jb->Tq + jb->qblock - 1) / jb->qblock;
     attn__parallel_for(jb->B * jb->n_qblocks, pick_task(false), jb);
   } else {
     jb->partials = (float *)(jb->ws + (size_t)threads * jb->per_thread);
-    attn__parallel_for(jb->B, pick_task(true), jb);
-    /* dw and db: the per-batch partials summed in batch order. */
-    for (int64_t c = 0; c < jb->d; c++) {
+    int64_t items = jb->B, d = jb->d;
+    if (use_avx512()) {
+      add_key_blocks(jb->B, jb->Tk, &jb->nkb, &jb->KB);
+      jb->per_thread = add_bwd512_bytes(jb->KB, d);
+      jb->partials = (float *)(jb->ws + (size_t)threads * jb->per_thread);
+      jb->dq_part = (float *)((char *)jb->partials + fl(2 * d * jb->B * jb->nkb));
+      items = jb->B * jb->nkb;
+    }
+    attn__parallel_for(items, pick_task(true), jb);
+    /* dq1 of key block 0 is in place; add the other blocks' partials in block order. */
+    for (int64_t kb = 1; kb < jb->nkb; kb++)
+      for (int64_t bi = 0; bi < jb->B; bi++)
+        for (int64_t i = 0; i < jb->Tq; i++) {
+          float *g = row3(jb->dq1, bi, i);
+          const float *p = jb->dq_part + (((kb - 1) * jb->B + bi) * jb->Tq + i) * d;
+          for (int64_t c = 0; c < d; c++) g[c] += p[c];
+        }
+    /* dw and db: the per-item partials summed in item order. */
+    for (int64_t c = 0; c < d; c++) {
       float sw = 0.0f, sb = 0.0f;
-      for (int64_t bi = 0; bi < jb->B; bi++) {
-        sw += jb->partials[bi * 2 * jb->d + c];
-        sb += jb->partials[bi * 2 * jb->d + jb->d + c];
+      for (int64_t it = 0; it < items; it++) {
+        sw += jb->partials[it * 2 * d + c];
+        sb += jb->partials[it * 2 * d + d + c];
       }
       ((float *)jb->dw->data)[c] = sw;
       if (jb->db) ((float *)jb->db->data)[c] = sb;
@@ -505,10 +518,9 @@ static void fill_job(add_job *jb, const int64_t dims[5], const attn_tensor *w,
 
 attn_status attn_additive_forward(const attn_tensor *out, const attn_tensor *lse,
                                   const attn_tensor *weights, const attn_tensor *q1,
-                                  const attn_tensor *k2, const attn_tensor *v,
-                                  const attn_tensor *w, const attn_tensor *b,
-                                  const attn_additive_params *params, void *workspace,
-                                  size_t workspace_size) {
+                                  const attn_tensor *k2, const attn_tensor *v, const attn_tensor *w,
+                                  const attn_tensor *b, const attn_additive_params *params,
+                                  void *workspace, size_t workspace_size) {
   static const char fn[] = "attn_additive_forward";
   attn__clear_error();
   attn_additive_params prm = params ? *params : attn_additive_params_default();
@@ -532,10 +544,10 @@ attn_status attn_additive_backward(const attn_tensor *dq1, const attn_tensor *dk
                                    const attn_tensor *dv, const attn_tensor *dw,
                                    const attn_tensor *db, const attn_tensor *dout,
                                    const attn_tensor *q1, const attn_tensor *k2,
-                                   const attn_tensor *v, const attn_tensor *w,
-                                   const attn_tensor *b, const attn_tensor *out,
-                                   const attn_tensor *lse, const attn_additive_params *params,
-                                   void *workspace, size_t workspace_size) {
+                                   const attn_tensor *v, const attn_tensor *w, const attn_tensor *b,
+                                   const attn_tensor *out, const attn_tensor *lse,
+                                   const attn_additive_params *params, void *workspace,
+                                   size_t workspace_size) {
   static const char fn[] = "attn_additive_backward";
   attn__clear_error();
   attn_additive_params prm = params ? *params : attn_additive_params_default();

@@ -1,11 +1,15 @@
-/* `attn bench sdpa` and `attn bench gemm`: measure this machine's FMA peak, then time the kernels
- * on a grid of shapes and report GFLOP/s, % of peak and extra memory (DESIGN.md section 6). */
+/* `attn bench sdpa`, `attn bench gemm` and `attn bench additive`: measure this machine's FMA peak,
+ * then time the kernels on a grid of shapes and report GFLOP/s (additive: pair-dims per second),
+ * % of peak and extra memory (DESIGN.md section 6). */
+#include "attn/additive.h"
 #include "bench_train.h"
 #include "bert_cli.h"
 #include "cli.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_LIST 32
 
@@ -13,6 +17,7 @@ void cli_bench_usage(FILE *f) {
   fputs(
       "usage: attn bench sdpa [options]    fused attention forward/backward\n"
       "       attn bench gemm [options]    attn_gemm, square row-major C = A B\n"
+      "       attn bench additive [options] fused additive (Bahdanau) attention\n"
       "       attn bench bert [options]    BERT sentence embeddings (attn bench bert --help)\n"
       "       attn bench train [options]   GPT-like training steps (attn bench train --help)\n"
       "\n"
@@ -44,12 +49,27 @@ void cli_bench_usage(FILE *f) {
       "gemm options:\n"
       "  --sizes LIST       M = N = K values (default 256,512,1024,2048; --quick: 512,1024)\n"
       "\n"
+      "additive options (e_ij = w . tanh(q1_i + k2_j + b), softmax, out = a V):\n"
+      "  --b LIST           batch sizes B (default 8; --quick: 2)\n"
+      "  --n LIST           Tq = Tk (default 256,1024; --quick: 256)\n"
+      "  --d LIST           score width d (default 128; --quick: 64)\n"
+      "  --dv N             value width Dv, 1..4096 (default 128)\n"
+      "  --pass LIST        fwd, bwd and/or fwd+bwd (default all three)\n"
+      "  The issue's bar shape is the default's B = 8, N = 1024, d = Dv = 128.\n"
+      "\n"
       "FLOPs: sdpa forward 4*B*H*pairs*D over the allowed (unmasked) query-key pairs,\n"
       "backward 2.5x the forward; gemm 2*M*N*K. A timed sample repeats the call until it\n"
       "lasts >= 10 ms (calls_per_rep) and times are per call.\n"
       "JSON fields: kernel, pass, dtype, B, H, Hkv, Nq, Nk, D, causal, threads, isa, reps,\n"
       "calls_per_rep, median_s, min_s, max_s, gflop, gflops, peak_gflops, pct_peak,\n"
-      "extra_bytes, workspace_bytes, speedup_vs_1t (gemm: M, N, K instead of the shape).\n",
+      "extra_bytes, workspace_bytes, speedup_vs_1t (gemm: M, N, K instead of the shape).\n"
+      "additive: B*Tq*Tk*d pair-dims per second instead of FLOPs (one tanh each), no %% of\n"
+      "peak; JSON fields kernel, pass, B, Tq, Tk, d, Dv, threads, isa, reps, calls_per_rep,\n"
+      "median_s, min_s, max_s, cpu_s (median process CPU seconds per call, all threads:\n"
+      "on a shared machine the fairer 1-thread time), pair_dims, pair_dim_per_s,\n"
+      "extra_bytes (the library's own\n"
+      "peak allocation through the allocator hook in a NULL-workspace call; fwd+bwd: both\n"
+      "calls), workspace_bytes, speedup_vs_1t.\n",
       f);
 }
 
@@ -58,17 +78,19 @@ typedef struct bench_opts {
   long threads[MAX_LIST];
   int n_threads;
   long reps; /* 0 = default */
-  long d[MAX_LIST], n[MAX_LIST], causal[MAX_LIST], sizes[MAX_LIST];
-  int n_d, n_n, n_causal, n_sizes;
-  int pass_fwd, pass_bwd, pass_given;
+  long d[MAX_LIST], n[MAX_LIST], causal[MAX_LIST], sizes[MAX_LIST], b[MAX_LIST];
+  int n_d, n_n, n_causal, n_sizes, n_b;
+  int pass_fwd, pass_bwd, pass_both, pass_given;
+  long dv;
   long bh;
   attn_dtype dtype;
   const char *isa;
 } bench_opts;
 
-/* "fwd,bwd" into the two flags; -1 on a bad list. */
-static int parse_passes(const char *text, int *fwd, int *bwd) {
+/* "fwd,bwd" (and "fwd+bwd" when both != NULL) into the flags; -1 on a bad list. */
+static int parse_passes(const char *text, int *fwd, int *bwd, int *both) {
   *fwd = *bwd = 0;
+  if (both) *both = 0;
   const char *p = text;
   if (!*p) return -1;
   for (;;) {
@@ -78,6 +100,8 @@ static int parse_passes(const char *text, int *fwd, int *bwd) {
       *fwd = 1;
     else if (len == 3 && !strncmp(p, "bwd", 3))
       *bwd = 1;
+    else if (both && len == 7 && !strncmp(p, "fwd+bwd", 7))
+      *both = 1;
     else
       return -1;
     if (!comma) return 0;
@@ -88,7 +112,7 @@ static int parse_passes(const char *text, int *fwd, int *bwd) {
 /* Parse argv[first..argc) of `attn bench <kernel>`. Returns 0, or CLI_EXIT_USAGE after printing
  * the problem. */
 static int parse_bench_opts(const char *kernel, int argc, char **argv, int first, bench_opts *o) {
-  int is_sdpa = !strcmp(kernel, "sdpa");
+  int is_sdpa = !strcmp(kernel, "sdpa"), is_additive = !strcmp(kernel, "additive");
   for (int i = first; i < argc; i++) {
     const char *arg = argv[i];
     if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
@@ -124,9 +148,13 @@ static int parse_bench_opts(const char *kernel, int argc, char **argv, int first
     static const char *const common[] = {"--threads", "--reps", "--isa"};
     static const char *const sdpa_only[] = {"--d", "--n", "--causal", "--pass", "--bh", "--dtype"};
     static const char *const gemm_only[] = {"--sizes"};
+    static const char *const additive_only[] = {"--b", "--n", "--d", "--dv", "--pass"};
     int known = 0;
     for (size_t j = 0; j < sizeof common / sizeof common[0]; j++) known |= !strcmp(name, common[j]);
-    if (is_sdpa)
+    if (is_additive)
+      for (size_t j = 0; j < sizeof additive_only / sizeof additive_only[0]; j++)
+        known |= !strcmp(name, additive_only[j]);
+    else if (is_sdpa)
       for (size_t j = 0; j < sizeof sdpa_only / sizeof sdpa_only[0]; j++)
         known |= !strcmp(name, sdpa_only[j]);
     else
@@ -169,9 +197,17 @@ static int parse_bench_opts(const char *kernel, int argc, char **argv, int first
       bad = o->n_causal < 0;
       expect = "a list of 0 and 1";
     } else if (!strcmp(name, "--pass")) {
-      bad = parse_passes(value, &o->pass_fwd, &o->pass_bwd) != 0;
+      bad =
+          parse_passes(value, &o->pass_fwd, &o->pass_bwd, is_additive ? &o->pass_both : NULL) != 0;
       o->pass_given = 1;
-      expect = "a list of fwd and bwd";
+      expect = is_additive ? "a list of fwd, bwd and fwd+bwd" : "a list of fwd and bwd";
+    } else if (!strcmp(name, "--b")) {
+      o->n_b = cli_parse_int_list(value, 1, 65536, o->b, MAX_LIST);
+      bad = o->n_b < 0;
+      expect = "a list of batch sizes in 1..65536";
+    } else if (!strcmp(name, "--dv")) {
+      bad = cli_parse_int(value, 1, 4096, &o->dv) != 0;
+      expect = "an integer in 1..4096";
     } else if (!strcmp(name, "--bh")) {
       bad = cli_parse_int(value, 1, 65536, &o->bh) != 0;
       expect = "an integer in 1..65536";
@@ -326,9 +362,267 @@ static int bench_gemm(bench_opts *o) {
   return rc;
 }
 
+/* ---- additive ---------------------------------------------------------------------------------
+ */
+
+/* One additive case's buffers (B, T, d, Dv): inputs random in [-1, 1), w scaled by 1/sqrt(d) so
+ * the scores stay O(1) like a trained layer's. */
+typedef struct add_bufs {
+  float *q1, *k2, *v, *w, *b, *out, *lse, *dout, *dq1, *dk2, *dv, *dw, *db;
+  attn_tensor tq1, tk2, tv, tw, tb, tout, tlse, tdout, tdq1, tdk2, tdv, tdw, tdb;
+} add_bufs;
+
+static void add_bufs_free(add_bufs *a) {
+  float *all[] = {a->q1,   a->k2,  a->v,   a->w,  a->b,  a->out, a->lse,
+                  a->dout, a->dq1, a->dk2, a->dv, a->dw, a->db};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) cli_free(all[i]);
+  memset(a, 0, sizeof *a);
+}
+
+static int add_bufs_make(add_bufs *a, int64_t B, int64_t T, int64_t d, int64_t Dv) {
+  memset(a, 0, sizeof *a);
+  size_t nq = (size_t)(B * T * d), nv = (size_t)(B * T * Dv), nl = (size_t)(B * T);
+  size_t total = (4 * nq + 4 * nv + nl + 4 * (size_t)d) * sizeof(float);
+  if (cli_check_fits(total, "additive case") != 0) return CLI_EXIT_RUNTIME;
+  a->q1 = cli_alloc(nq * 4);
+  a->k2 = cli_alloc(nq * 4);
+  a->dq1 = cli_alloc(nq * 4);
+  a->dk2 = cli_alloc(nq * 4);
+  a->v = cli_alloc(nv * 4);
+  a->out = cli_alloc(nv * 4);
+  a->dout = cli_alloc(nv * 4);
+  a->dv = cli_alloc(nv * 4);
+  a->lse = cli_alloc(nl * 4);
+  a->w = cli_alloc((size_t)d * 4);
+  a->b = cli_alloc((size_t)d * 4);
+  a->dw = cli_alloc((size_t)d * 4);
+  a->db = cli_alloc((size_t)d * 4);
+  if (!a->q1 || !a->k2 || !a->dq1 || !a->dk2 || !a->v || !a->out || !a->dout || !a->dv || !a->lse ||
+      !a->w || !a->b || !a->dw || !a->db) {
+    add_bufs_free(a);
+    cli_errorf("out of memory allocating an additive case of %zu bytes", total);
+    return CLI_EXIT_RUNTIME;
+  }
+  uint64_t seed = 0x9e3779b97f4a7c15ull;
+  cli_fill_random(a->q1, ATTN_DTYPE_F32, nq, &seed);
+  cli_fill_random(a->k2, ATTN_DTYPE_F32, nq, &seed);
+  cli_fill_random(a->v, ATTN_DTYPE_F32, nv, &seed);
+  cli_fill_random(a->dout, ATTN_DTYPE_F32, nv, &seed);
+  cli_fill_random(a->w, ATTN_DTYPE_F32, (size_t)d, &seed);
+  cli_fill_random(a->b, ATTN_DTYPE_F32, (size_t)d, &seed);
+  for (int64_t c = 0; c < d; c++) a->w[c] /= sqrtf((float)d);
+  int64_t sq[3] = {B, T, d}, sv[3] = {B, T, Dv}, sl[2] = {B, T}, sw[1] = {d};
+  a->tq1 = attn_tensor_make(a->q1, ATTN_DTYPE_F32, 3, sq);
+  a->tk2 = attn_tensor_make(a->k2, ATTN_DTYPE_F32, 3, sq);
+  a->tdq1 = attn_tensor_make(a->dq1, ATTN_DTYPE_F32, 3, sq);
+  a->tdk2 = attn_tensor_make(a->dk2, ATTN_DTYPE_F32, 3, sq);
+  a->tv = attn_tensor_make(a->v, ATTN_DTYPE_F32, 3, sv);
+  a->tout = attn_tensor_make(a->out, ATTN_DTYPE_F32, 3, sv);
+  a->tdout = attn_tensor_make(a->dout, ATTN_DTYPE_F32, 3, sv);
+  a->tdv = attn_tensor_make(a->dv, ATTN_DTYPE_F32, 3, sv);
+  a->tlse = attn_tensor_make(a->lse, ATTN_DTYPE_F32, 2, sl);
+  a->tw = attn_tensor_make(a->w, ATTN_DTYPE_F32, 1, sw);
+  a->tb = attn_tensor_make(a->b, ATTN_DTYPE_F32, 1, sw);
+  a->tdw = attn_tensor_make(a->dw, ATTN_DTYPE_F32, 1, sw);
+  a->tdb = attn_tensor_make(a->db, ATTN_DTYPE_F32, 1, sw);
+  return 0;
+}
+
+/* pass: 0 forward, 1 backward, 2 forward then backward. ws/ws_bwd: the two workspaces (NULL =
+ * the library allocates). */
+static attn_status additive_call(add_bufs *a, int pass, void *ws, size_t ws_size, void *ws_bwd,
+                                 size_t ws_bwd_size, const char **what) {
+  attn_status s = ATTN_OK;
+  if (pass != 1) {
+    *what = "attn_additive_forward";
+    s = attn_additive_forward(&a->tout, &a->tlse, NULL, &a->tq1, &a->tk2, &a->tv, &a->tw, &a->tb,
+                              NULL, ws, ws_size);
+    if (s != ATTN_OK) return s;
+  }
+  if (pass != 0) {
+    *what = "attn_additive_backward";
+    s = attn_additive_backward(&a->tdq1, &a->tdk2, &a->tdv, &a->tdw, &a->tdb, &a->tdout, &a->tq1,
+                               &a->tk2, &a->tv, &a->tw, &a->tb, &a->tout, &a->tlse, NULL, ws_bwd,
+                               ws_bwd_size);
+  }
+  return s;
+}
+
+static const char *const additive_pass_name[3] = {"fwd", "bwd", "fwd+bwd"};
+
+/* CPU seconds of the whole process (every thread): on a shared machine a 1-thread call's CPU time
+ * does not count the time other processes held the core, its wall time does. */
+static double cpu_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Time one additive case at `threads` threads, the way cli_run_sdpa_case does. r->flop holds the
+ * pair-dims of one call (B Tq Tk d; fwd+bwd counts them once) and r->gflops pair-dims / s / 1e9;
+ * *cpu_s the median CPU seconds per call (all threads). */
+static int run_additive_case(add_bufs *a, int pass, int threads, int reps, cli_result *r,
+                             double *cpu_s) {
+  memset(r, 0, sizeof *r);
+  cli_unpin_main_thread(); /* until this thread count's pool has started (see cli.h) */
+  attn_status s = attn_set_num_threads(threads);
+  if (s != ATTN_OK) {
+    cli_status_error("attn_set_num_threads", s);
+    return CLI_EXIT_RUNTIME;
+  }
+  size_t wf = 0, wb = 0;
+  const char *what = "attn_additive_workspace_size";
+  s = attn_additive_workspace_size(&wf, 0, &a->tq1, &a->tk2, &a->tv);
+  if (s == ATTN_OK) s = attn_additive_workspace_size(&wb, 1, &a->tq1, &a->tk2, &a->tv);
+  if (s != ATTN_OK) {
+    cli_status_error(what, s);
+    return CLI_EXIT_RUNTIME;
+  }
+  void *ws = wf ? cli_alloc(wf) : NULL, *ws_bwd = wb ? cli_alloc(wb) : NULL;
+  double *times = calloc((size_t)reps, sizeof *times), *cpus = calloc((size_t)reps, sizeof *cpus);
+  int rc = 0;
+  if ((wf && !ws) || (wb && !ws_bwd) || !times || !cpus) {
+    cli_errorf("out of memory allocating the additive workspaces (%zu + %zu bytes)", wf, wb);
+    rc = CLI_EXIT_RUNTIME;
+    goto done;
+  }
+  /* The backward reads out and lse of a forward with the same inputs. */
+  if (pass == 1 && (s = additive_call(a, 0, ws, wf, NULL, 0, &what)) != ATTN_OK) goto fail;
+  /* Warm-up 1 with NULL workspaces: the tracking allocator's high-water mark above the live
+   * baseline is what the library allocated for itself (fwd+bwd: the larger of the two calls',
+   * as the forward frees its workspace before the backward allocates). */
+  size_t base = cli_track_reset();
+  if ((s = additive_call(a, pass, NULL, 0, NULL, 0, &what)) != ATTN_OK) goto fail;
+  r->extra_bytes = cli_track_peak() - base;
+  cli_pin_main_thread();
+  double t0 = cli_now();
+  if ((s = additive_call(a, pass, ws, wf, ws_bwd, wb, &what)) != ATTN_OK) goto fail;
+  r->calls_per_rep = cli_calls_per_sample(cli_now() - t0);
+  for (int i = 0; i < reps; i++) {
+    double c0 = cpu_now();
+    t0 = cli_now();
+    for (int j = 0; j < r->calls_per_rep && s == ATTN_OK; j++)
+      s = additive_call(a, pass, ws, wf, ws_bwd, wb, &what);
+    times[i] = (cli_now() - t0) / r->calls_per_rep;
+    cpus[i] = (cpu_now() - c0) / r->calls_per_rep;
+    if (s != ATTN_OK) goto fail;
+  }
+  cli_summarize(times, reps, r);
+  qsort(cpus, (size_t)reps, sizeof *cpus, cmp_dbl);
+  *cpu_s = reps % 2 ? cpus[reps / 2] : 0.5 * (cpus[reps / 2 - 1] + cpus[reps / 2]);
+  r->flop = (double)a->tq1.shape[0] * (double)a->tq1.shape[1] * (double)a->tk2.shape[1] *
+            (double)a->tq1.shape[2];
+  r->gflops = r->median_s > 0 ? r->flop / r->median_s * 1e-9 : 0;
+  r->workspace_bytes = pass == 0 ? wf : pass == 1 ? wb : (wf > wb ? wf : wb);
+  goto done;
+fail:
+  cli_status_error(what, s);
+  rc = CLI_EXIT_RUNTIME;
+done:
+  free(times);
+  free(cpus);
+  cli_free(ws);
+  cli_free(ws_bwd);
+  return rc;
+}
+
+static void print_additive_header(FILE *f) {
+  fprintf(f, "%-8s %4s %6s %5s %5s %4s %10s %10s %10s %10s %12s %11s %11s %6s\n", "pass", "B", "T",
+          "d", "Dv", "thr", "median_ms", "min_ms", "max_ms", "cpu_ms", "pairdim/s", "extra_mem",
+          "workspace", "vs_1t");
+}
+
+static void print_additive_row(FILE *f, int pass, const add_bufs *a, int64_t Dv, int threads,
+                               const cli_result *r, double cpu_s) {
+  char mem[32], ws[32], sp[16];
+  cli_format_bytes(mem, sizeof mem, r->extra_bytes);
+  cli_format_bytes(ws, sizeof ws, r->workspace_bytes);
+  if (r->speedup > 0)
+    snprintf(sp, sizeof sp, "%.2fx", r->speedup);
+  else
+    snprintf(sp, sizeof sp, "-");
+  fprintf(f, "%-8s %4lld %6lld %5lld %5lld %4d %10.3f %10.3f %10.3f %10.3f %12.3e %11s %11s %6s\n",
+          additive_pass_name[pass], (long long)a->tq1.shape[0], (long long)a->tq1.shape[1],
+          (long long)a->tq1.shape[2], (long long)Dv, threads, 1e3 * r->median_s, 1e3 * r->min_s,
+          1e3 * r->max_s, 1e3 * cpu_s, r->gflops * 1e9, mem, ws, sp);
+  fflush(f);
+}
+
+static void print_additive_json(FILE *f, int pass, const add_bufs *a, int64_t Dv, int threads,
+                                int reps, const cli_result *r, double cpu_s, const cli_peak *pk) {
+  fprintf(f,
+          "{\"kernel\":\"additive\",\"pass\":\"%s\",\"B\":%lld,\"Tq\":%lld,\"Tk\":%lld,\"d\":%lld,"
+          "\"Dv\":%lld,\"threads\":%d,\"isa\":\"%s\",\"reps\":%d,\"calls_per_rep\":%d,"
+          "\"median_s\":%.6e,\"min_s\":%.6e,\"max_s\":%.6e,\"cpu_s\":%.6e,\"pair_dims\":%.0f,"
+          "\"pair_dim_per_s\":%.6e,\"extra_bytes\":%zu,\"workspace_bytes\":%zu",
+          additive_pass_name[pass], (long long)a->tq1.shape[0], (long long)a->tq1.shape[1],
+          (long long)a->tk2.shape[1], (long long)a->tq1.shape[2], (long long)Dv, threads,
+          attn_isa_name(pk->isa), reps, r->calls_per_rep, r->median_s, r->min_s, r->max_s, cpu_s,
+          r->flop, r->gflops * 1e9, r->extra_bytes, r->workspace_bytes);
+  if (r->speedup > 0) fprintf(f, ",\"speedup_vs_1t\":%.3f", r->speedup);
+  fputs("}\n", f);
+  fflush(f);
+}
+
+static int bench_additive(bench_opts *o) {
+  static const long def_b[] = {8}, quick_b[] = {2};
+  static const long def_n[] = {256, 1024}, quick_n[] = {256};
+  static const long def_d[] = {128}, quick_d[] = {64};
+  if (o->quick) {
+    set_default_list(o->b, &o->n_b, quick_b, 1);
+    set_default_list(o->n, &o->n_n, quick_n, 1);
+    set_default_list(o->d, &o->n_d, quick_d, 1);
+  } else {
+    set_default_list(o->b, &o->n_b, def_b, 1);
+    set_default_list(o->n, &o->n_n, def_n, 2);
+    set_default_list(o->d, &o->n_d, def_d, 1);
+  }
+  if (!o->pass_given) o->pass_fwd = o->pass_bwd = o->pass_both = 1;
+  int64_t Dv = o->dv > 0 ? o->dv : 128;
+  int reps = o->reps ? (int)o->reps : (o->quick ? 3 : 7);
+
+  cli_peak peak;
+  int all_threads;
+  int rc = bench_setup(o, &peak, &all_threads);
+  if (rc) return rc;
+  int threads[MAX_LIST];
+  int n_thr = thread_list(o, all_threads, threads);
+  if (!o->json) print_additive_header(stdout);
+  for (int ib = 0; ib < o->n_b && !rc; ib++)
+    for (int id = 0; id < o->n_d && !rc; id++)
+      for (int in = 0; in < o->n_n && !rc; in++) {
+        add_bufs a;
+        rc = add_bufs_make(&a, o->b[ib], o->n[in], o->d[id], Dv);
+        if (rc) break;
+        double one_thread[3] = {0, 0, 0};
+        for (int it = 0; it < n_thr && !rc; it++)
+          for (int pass = 0; pass < 3 && !rc; pass++) {
+            int on[3] = {o->pass_fwd, o->pass_bwd, o->pass_both};
+            if (!on[pass]) continue;
+            cli_result r;
+            double cpu_s = 0;
+            rc = run_additive_case(&a, pass, threads[it], reps, &r, &cpu_s);
+            if (rc) break;
+            if (threads[it] == 1) one_thread[pass] = r.gflops;
+            if (threads[it] > 1 && one_thread[pass] > 0) r.speedup = r.gflops / one_thread[pass];
+            if (o->json)
+              print_additive_json(stdout, pass, &a, Dv, threads[it], reps, &r, cpu_s, &peak);
+            else
+              print_additive_row(stdout, pass, &a, Dv, threads[it], &r, cpu_s);
+          }
+        add_bufs_free(&a);
+      }
+  return rc;
+}
+
 int cli_bench_main(int argc, char **argv) {
   if (argc < 2) {
-    cli_errorf("bench: missing kernel name (sdpa or gemm; see 'attn bench --help')");
+    cli_errorf("bench: missing kernel name (sdpa, gemm or additive; see 'attn bench --help')");
     return CLI_EXIT_USAGE;
   }
   if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
@@ -338,9 +632,12 @@ int cli_bench_main(int argc, char **argv) {
   const char *kernel = argv[1];
   if (!strcmp(kernel, "bert")) return cli_bench_bert_main(argc - 1, argv + 1);
   if (!strcmp(kernel, "train")) return cli_bench_train_main(argc - 1, argv + 1);
-  if (strcmp(kernel, "sdpa") != 0 && strcmp(kernel, "gemm") != 0) {
-    cli_errorf("bench: unknown kernel '%s' (expected sdpa, gemm, bert or train; see 'attn bench --help')",
-               kernel);
+  if (strcmp(kernel, "sdpa") != 0 && strcmp(kernel, "gemm") != 0 &&
+      strcmp(kernel, "additive") != 0) {
+    cli_errorf(
+        "bench: unknown kernel '%s' (expected sdpa, gemm, additive, bert or train; see "
+        "'attn bench --help')",
+        kernel);
     return CLI_EXIT_USAGE;
   }
   bench_opts o;
@@ -352,5 +649,6 @@ int cli_bench_main(int argc, char **argv) {
     cli_bench_usage(stdout);
     return CLI_EXIT_OK;
   }
+  if (!strcmp(kernel, "additive")) return bench_additive(&o);
   return !strcmp(kernel, "sdpa") ? bench_sdpa(&o) : bench_gemm(&o);
 }

@@ -27,7 +27,7 @@ int64_t cli_sdpa_default_heads(int64_t N, int64_t D, int causal) {
   return h;
 }
 
-static double peak_for_threads(const cli_peak *pk, int threads) {
+double cli_peak_for_threads(const cli_peak *pk, int threads) {
   int cpus = cli_online_cpus();
   int used = threads < cpus ? threads : cpus;
   return pk->gflops_per_core * (double)used;
@@ -38,17 +38,14 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Fill median/min/max from `reps` times (sorted in place). */
-static void summarize(double *times, int reps, cli_result *r) {
+void cli_summarize(double *times, int reps, cli_result *r) {
   qsort(times, (size_t)reps, sizeof *times, cmp_double);
   r->min_s = times[0];
   r->max_s = times[reps - 1];
   r->median_s = reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
 }
 
-/* Calls per timed sample so one sample lasts >= ~10 ms (timer resolution and the pool's wake-up
- * matter less), from the duration of one warm-up call. */
-static int calls_per_sample(double warm_s) {
+int cli_calls_per_sample(double warm_s) {
   if (warm_s >= 0.01) return 1;
   double n = warm_s > 0 ? 0.01 / warm_s : 1000;
   return n >= 1000 ? 1000 : (int)n + 1;
@@ -59,8 +56,7 @@ static int mul_size(size_t a, size_t b, size_t *out) {
   return !__builtin_mul_overflow(a, b, out);
 }
 
-/* Refuse a case that would not fit in memory instead of letting the OS kill us mid-run. */
-static int check_fits(size_t bytes, const char *what) {
+int cli_check_fits(size_t bytes, const char *what) {
   uint64_t phys = cli_physical_memory();
   if (phys && (double)bytes > 0.8 * (double)phys) {
     cli_errorf("%s needs %.1f GiB of buffers, more than 80%% of this machine's %.1f GiB", what,
@@ -110,7 +106,7 @@ static int sdpa_bufs_get(const cli_sdpa_case *c, int need_bwd, sdpa_bufs **out) 
                  (long long)c->H, (long long)c->Nq, (long long)c->D);
       return CLI_EXIT_RUNTIME;
     }
-    if (check_fits(total + lse_bytes, "sdpa case") != 0) return CLI_EXIT_RUNTIME;
+    if (cli_check_fits(total + lse_bytes, "sdpa case") != 0) return CLI_EXIT_RUNTIME;
     b->B = c->B;
     b->H = c->H;
     b->N = c->Nq;
@@ -139,7 +135,7 @@ static int sdpa_bufs_get(const cli_sdpa_case *c, int need_bwd, sdpa_bufs **out) 
   }
   if (need_bwd && !b->dout) {
     size_t elems = (size_t)(c->B * c->H * c->Nq * c->D), bytes = elems * attn_dtype_size(c->dtype);
-    if (check_fits(8 * bytes, "sdpa backward case") != 0) return CLI_EXIT_RUNTIME;
+    if (cli_check_fits(8 * bytes, "sdpa backward case") != 0) return CLI_EXIT_RUNTIME;
     b->dout = cli_alloc(bytes);
     b->dq = cli_alloc(bytes);
     b->dk = cli_alloc(bytes);
@@ -236,7 +232,7 @@ int cli_run_sdpa_case(const cli_sdpa_case *c, const cli_peak *peak, cli_result *
   double t0 = cli_now();
   s = sdpa_call(b, bwd, &p, ws, ws_size);
   if (s != ATTN_OK) goto fail;
-  r->calls_per_rep = calls_per_sample(cli_now() - t0);
+  r->calls_per_rep = cli_calls_per_sample(cli_now() - t0);
   for (int i = 0; i < c->reps; i++) {
     t0 = cli_now();
     for (int j = 0; j < r->calls_per_rep && s == ATTN_OK; j++)
@@ -244,7 +240,7 @@ int cli_run_sdpa_case(const cli_sdpa_case *c, const cli_peak *peak, cli_result *
     times[i] = (cli_now() - t0) / r->calls_per_rep;
     if (s != ATTN_OK) goto fail;
   }
-  summarize(times, c->reps, r);
+  cli_summarize(times, c->reps, r);
   free(times);
   cli_free(ws);
 
@@ -252,7 +248,7 @@ int cli_run_sdpa_case(const cli_sdpa_case *c, const cli_peak *peak, cli_result *
       4.0 * (double)c->B * (double)c->H * allowed_pairs(c->Nq, c->Nk, c->causal) * (double)c->D;
   r->flop = bwd ? 2.5 * fwd_flop : fwd_flop;
   r->gflops = r->median_s > 0 ? r->flop / r->median_s * 1e-9 : 0;
-  r->peak_gflops = peak_for_threads(peak, c->threads);
+  r->peak_gflops = cli_peak_for_threads(peak, c->threads);
   r->pct_peak = r->peak_gflops > 0 ? 100.0 * r->gflops / r->peak_gflops : 0;
   r->workspace_bytes = ws_size;
   return 0;
@@ -274,7 +270,7 @@ int cli_run_gemm_case(int64_t n, int threads, int reps, const cli_peak *peak, cl
     cli_errorf("gemm case n=%lld: buffer size overflows", (long long)n);
     return CLI_EXIT_RUNTIME;
   }
-  if (check_fits(3 * bytes, "gemm case") != 0) return CLI_EXIT_RUNTIME;
+  if (cli_check_fits(3 * bytes, "gemm case") != 0) return CLI_EXIT_RUNTIME;
   float *A = cli_alloc(bytes), *B = cli_alloc(bytes), *C = cli_alloc(bytes);
   double *times = calloc((size_t)reps, sizeof *times);
   int rc = 0;
@@ -312,13 +308,13 @@ int cli_run_gemm_case(int64_t n, int threads, int reps, const cli_peak *peak, cl
       r->extra_bytes = cli_track_peak() - base;
       cli_pin_main_thread();
     }
-    if (i == -1) r->calls_per_rep = calls_per_sample(t);
+    if (i == -1) r->calls_per_rep = cli_calls_per_sample(t);
     if (i >= 0) times[i] = t;
   }
-  summarize(times, reps, r);
+  cli_summarize(times, reps, r);
   r->flop = 2.0 * (double)n * (double)n * (double)n;
   r->gflops = r->median_s > 0 ? r->flop / r->median_s * 1e-9 : 0;
-  r->peak_gflops = peak_for_threads(peak, threads);
+  r->peak_gflops = cli_peak_for_threads(peak, threads);
   r->pct_peak = r->peak_gflops > 0 ? 100.0 * r->gflops / r->peak_gflops : 0;
 done:
   cli_free(A);
@@ -342,7 +338,7 @@ static void json_speedup(FILE *f, double speedup) {
   if (speedup > 0) fprintf(f, ",\"speedup_vs_1t\":%.3f", speedup);
 }
 
-static void format_bytes(char *buf, size_t len, size_t bytes) {
+void cli_format_bytes(char *buf, size_t len, size_t bytes) {
   if (bytes < 1024)
     snprintf(buf, len, "%zu B", bytes);
   else if (bytes < 1024 * 1024)
@@ -359,7 +355,7 @@ void cli_print_sdpa_header(FILE *f) {
 
 void cli_print_sdpa_row(FILE *f, const cli_sdpa_case *c, const cli_result *r) {
   char mem[32], sp[16];
-  format_bytes(mem, sizeof mem, r->extra_bytes);
+  cli_format_bytes(mem, sizeof mem, r->extra_bytes);
   format_speedup(sp, sizeof sp, r->speedup);
   fprintf(f,
           "%-4s %-5s %5lld %6lld %6d %3lld %5lld %4d %10.3f %10.3f %10.3f %9.1f %6.1f%% %11s %6s\n",
@@ -394,7 +390,7 @@ void cli_print_gemm_header(FILE *f) {
 void cli_print_gemm_row(FILE *f, int64_t n, int threads, int reps, const cli_result *r) {
   (void)reps;
   char mem[32], sp[16];
-  format_bytes(mem, sizeof mem, r->extra_bytes);
+  cli_format_bytes(mem, sizeof mem, r->extra_bytes);
   format_speedup(sp, sizeof sp, r->speedup);
   fprintf(f, "%-6s %6lld %6lld %6lld %4d %10.3f %10.3f %10.3f %9.1f %6.1f%% %11s %6s\n", "gemm",
           (long long)n, (long long)n, (long long)n, threads, 1e3 * r->median_s, 1e3 * r->min_s,
@@ -425,6 +421,6 @@ void cli_print_peak_json(FILE *f, const cli_peak *pk, int all_threads) {
           "\"accumulators\":%d,\"peak_gflops\":%.3f,\"peak_gflops_all\":%.3f,\"cpus\":%d,"
           "\"threads_all\":%d,\"version\":\"%s\"}\n",
           attn_isa_name(pk->isa), pk->loop, pk->vector_bits, pk->accumulators, pk->gflops_per_core,
-          peak_for_threads(pk, all_threads), cli_online_cpus(), all_threads, attn_version());
+          cli_peak_for_threads(pk, all_threads), cli_online_cpus(), all_threads, attn_version());
   fflush(f);
 }

@@ -128,6 +128,20 @@ void cli_cases_release(void);
 /* Run one square GEMM case M = N = K = n. */
 int cli_run_gemm_case(int64_t n, int threads, int reps, const cli_peak *peak, cli_result *r);
 
+/* Pieces of the cases above, shared with the cases in bench.c. */
+/* Per-core peak x threads (threads capped at the CPUs available). */
+double cli_peak_for_threads(const cli_peak *pk, int threads);
+/* Fill r's median/min/max from `reps` per-call times (sorted in place). */
+void cli_summarize(double *times, int reps, cli_result *r);
+/* Calls per timed sample so one sample lasts >= ~10 ms (timer resolution and the pool's wake-up
+ * matter less), from the duration of one warm-up call. */
+int cli_calls_per_sample(double warm_s);
+/* Refuse a case that would not fit in memory instead of letting the OS kill us mid-run: -1 (after
+ * printing why) when `bytes` exceeds 80% of physical memory, else 0. */
+int cli_check_fits(size_t bytes, const char *what);
+/* "123 B", "1.5 KiB" or "2.0 MiB". */
+void cli_format_bytes(char *buf, size_t len, size_t bytes);
+
 /* Output of one result: a human table row or a JSON object on one line. */
 void cli_print_sdpa_header(FILE *f);
 void cli_print_sdpa_row(FILE *f, const cli_sdpa_case *c, const cli_result *r);
