@@ -3,17 +3,9 @@
  * The reference accumulates in double and recomputes everything it needs from `in` (the backward
  * ignores `out` apart from validating it), so it is the oracle for src/cpu/align.c. Formulas are
  * MECHANISMS.md §3; the contract is include/attn/align.h. */
-#include "attn/align.h"
-#include "internal.h"
+#include "align_internal.h"
 
 #include <stdlib.h>
-
-/* Declared here and in src/cpu/align.c, which uses it (there is no shared private header for the
- * alignment code yet). */
-attn_status attn__align_check(const char *fn, const attn_tensor *dst, const float *d_positions,
-                              const attn_tensor *d_out, const attn_tensor *out,
-                              const attn_tensor *in, const attn_tensor *mask,
-                              const attn_align_params *p, int64_t *rows, int64_t *n);
 
 attn_align_params attn_align_params_default(void) {
   attn_align_params p;
@@ -130,12 +122,13 @@ static attn_status check_params(const char *fn, const attn_tensor *in, int64_t r
   return ATTN_OK;
 }
 
-attn_status attn__align_check(const char *fn, const attn_tensor *dst, const float *d_positions,
-                              const attn_tensor *d_out, const attn_tensor *out,
-                              const attn_tensor *in, const attn_tensor *mask,
-                              const attn_align_params *p, int64_t *rows_out, int64_t *n_out) {
+attn_status attn__align_check(const char *fn, const char *dst_name, const attn_tensor *dst,
+                              const float *d_positions, const attn_tensor *d_out,
+                              const attn_tensor *out, const attn_tensor *in,
+                              const attn_tensor *mask, const attn_align_params *p,
+                              int64_t *rows_out, int64_t *n_out) {
   bool backward = d_out != NULL || out != NULL;
-  const char *dst_name = backward ? "d_in" : "out";
+  if (!dst_name) dst_name = backward ? "d_in" : "out";
   if (!in) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: in is NULL", fn);
   if (!dst) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, dst_name);
   attn__range r_in, r_dst, r_mask = {0, 0}, r_dout = {0, 0}, r_out = {0, 0}, r_pos;
@@ -161,12 +154,13 @@ attn_status attn__align_check(const char *fn, const attn_tensor *dst, const floa
                   {"params->positions", r_pos}};
     for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
       if (attn__ranges_overlap(r_dst, inputs[i].r))
-        return attn__fail(ATTN_STATUS_ALIASING, "%s: d_in overlaps %s", fn, inputs[i].name);
+        return attn__fail(ATTN_STATUS_ALIASING, "%s: %s overlaps %s", fn, dst_name,
+                          inputs[i].name);
     if (d_positions && p->local == ATTN_ALIGN_LOCAL_P && rows > 0) {
       uintptr_t lo = (uintptr_t)d_positions;
       attn__range r_dp = {lo, lo + (uintptr_t)rows * 4u};
       if (attn__ranges_overlap(r_dp, r_dst))
-        return attn__fail(ATTN_STATUS_ALIASING, "%s: d_positions overlaps d_in", fn);
+        return attn__fail(ATTN_STATUS_ALIASING, "%s: d_positions overlaps %s", fn, dst_name);
       for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
         if (attn__ranges_overlap(r_dp, inputs[i].r))
           return attn__fail(ATTN_STATUS_ALIASING, "%s: d_positions overlaps %s", fn,
@@ -175,11 +169,12 @@ attn_status attn__align_check(const char *fn, const attn_tensor *dst, const floa
   } else {
     if (attn__ranges_overlap(r_dst, r_in) && !same_view(dst, in))
       return attn__fail(ATTN_STATUS_ALIASING,
-                        "%s: out overlaps in (only the very same view, in place, is allowed)", fn);
+                        "%s: %s overlaps in (only the very same view, in place, is allowed)", fn,
+                        dst_name);
     if (attn__ranges_overlap(r_dst, r_mask))
-      return attn__fail(ATTN_STATUS_ALIASING, "%s: out overlaps mask", fn);
+      return attn__fail(ATTN_STATUS_ALIASING, "%s: %s overlaps mask", fn, dst_name);
     if (attn__ranges_overlap(r_dst, r_pos))
-      return attn__fail(ATTN_STATUS_ALIASING, "%s: out overlaps params->positions", fn);
+      return attn__fail(ATTN_STATUS_ALIASING, "%s: %s overlaps params->positions", fn, dst_name);
   }
   *rows_out = rows;
   *n_out = n;
@@ -188,20 +183,7 @@ attn_status attn__align_check(const char *fn, const attn_tensor *dst, const floa
 
 /* ---- geometry -------------------------------------------------------------------------------- */
 
-/* Element offset of row r of t (rows numbered over ref's leading dims; dims of size 1 in t are
- * broadcast) and the row's position along dim ndim - 2. */
-static int64_t row_offset(const attn_tensor *t, const attn_tensor *ref, int64_t r, int64_t *pos) {
-  int64_t off = 0;
-  int nd = ref->ndim;
-  if (pos) *pos = 0;
-  for (int d = nd - 2; d >= 0; d--) {
-    int64_t idx = r % ref->shape[d];
-    r /= ref->shape[d];
-    if (d == nd - 2 && pos) *pos = idx;
-    if (t->shape[d] != 1) off += idx * t->stride[d];
-  }
-  return off;
-}
+#define row_offset attn__align_row_offset
 
 /* ---- one row, in double ---------------------------------------------------------------------- */
 
@@ -438,7 +420,7 @@ attn_status attn_align_forward_ref(const attn_tensor *out, const attn_tensor *in
   attn__clear_error();
   attn_align_params p = params ? *params : attn_align_params_default();
   int64_t rows, n;
-  TRY(attn__align_check(fn, out, NULL, NULL, NULL, in, mask, &p, &rows, &n));
+  TRY(attn__align_check(fn, NULL, out, NULL, NULL, NULL, in, mask, &p, &rows, &n));
   if (rows == 0) return ATTN_OK;
   ref_row w;
   void *block = NULL;
@@ -462,7 +444,7 @@ attn_status attn_align_backward_ref(const attn_tensor *d_in, float *d_positions,
   int64_t rows, n;
   if (!d_out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: d_out is NULL", fn);
   if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: out is NULL", fn);
-  TRY(attn__align_check(fn, d_in, d_positions, d_out, out, in, mask, &p, &rows, &n));
+  TRY(attn__align_check(fn, NULL, d_in, d_positions, d_out, out, in, mask, &p, &rows, &n));
   if (rows == 0) return ATTN_OK;
   ref_row w;
   void *block = NULL;
