@@ -10,9 +10,11 @@
 /* Validation of an alignment call (src/ref/align_ref.c): `in` (f32, 1..4 dims, n >= 1), `dst`
  * of in's shape, an optional mask broadcastable to in, the params (temperature, kind, local
  * window), and for a backward (d_out or out not NULL) d_out and out of in's shape; then the
- * aliasing rules of attn/align.h. Messages name `fn` and the destination as `dst_name` ("out" or
- * "d_in" when NULL). *rows is the product of the leading dims, *n the last dim. */
-attn_status attn__align_check(const char *fn, const char *dst_name, const attn_tensor *dst,
+ * aliasing rules of attn/align.h. Messages name `fn` and the operands as names[0..3] = {dst, in,
+ * out, d_out}; names NULL = {"out" or "d_in", "in", "out", "d_out"}; names[0] NULL = no
+ * destination (dst is then ignored and may be NULL). *rows is the product of the
+ * leading dims, *n the last dim. */
+attn_status attn__align_check(const char *fn, const char *const *names, const attn_tensor *dst,
                               const float *d_positions, const attn_tensor *d_out,
                               const attn_tensor *out, const attn_tensor *in,
                               const attn_tensor *mask, const attn_align_params *p, int64_t *rows,
@@ -75,6 +77,15 @@ static inline float attn__gumbel_from_u32(uint32_t x) {
   return (float)-log(-log(u));
 }
 
+/* Gumbel noise of positions [0, n) of row r into g (attn_gumbel_noise for each j). */
+static inline void attn__gumbel_row(float *g, uint64_t seed, int64_t row, int64_t n) {
+  for (int64_t j0 = 0; j0 < n; j0 += 4) {
+    uint32_t o[4];
+    attn__stream_block(seed, row, (uint32_t)(j0 / 4), ATTN__STREAM_GUMBEL, o);
+    for (int64_t l = 0; l < 4 && j0 + l < n; l++) g[j0 + l] = attn__gumbel_from_u32(o[l]);
+  }
+}
+
 /* Standard normal noise of (row, j) by Box-Muller on two 32-bit words of one block. */
 static inline float attn__mono_normal(uint64_t seed, int64_t row, int64_t j) {
   uint32_t o[4];
@@ -82,6 +93,117 @@ static inline float attn__mono_normal(uint64_t seed, int64_t row, int64_t j) {
   double u1 = ((double)o[0] + 0.5) * (1.0 / 4294967296.0);
   double u2 = (double)o[1] * (1.0 / 4294967296.0);
   return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+/* ---- stochastic alignment (src/ref/stochastic_ref.c) ---------------------------------------- */
+
+#include "attn/stochastic.h"
+
+/* Validation of the calls of attn/stochastic.h that take tensors: attn__align_check with a
+ * softmax at params->temperature (dst may be NULL: only `in` and `mask` are then checked), then
+ * the per-row arrays (4 bytes per row each): `outs` (n_outs arrays written) must not overlap each
+ * other, dst, in, mask or the `ins` arrays (NULL entries are skipped). Names come in `out_names` / `in_names`. */
+attn_status attn__stochastic_check(const char *fn, const char *dst_name, const attn_tensor *dst,
+                                   const attn_tensor *d_out, const attn_tensor *out,
+                                   const attn_tensor *in, const attn_tensor *mask,
+                                   const attn_stochastic_params *p, int n_outs,
+                                   void *const *outs, const char *const *out_names, int n_ins,
+                                   const void *const *ins, const char *const *in_names,
+                                   int64_t *rows, int64_t *n);
+
+/* index[r] in [-1, n) for every row, else INVALID_ARGUMENT naming index[r]. */
+attn_status attn__hard_index_check(const char *fn, const int32_t *index, int64_t rows, int64_t n);
+
+/* ---- monotonic attention (src/ref/monotonic_ref.c) -------------------------------------------- */
+
+#include <float.h>
+
+#include "attn/monotonic.h"
+
+/* Validation of attn/monotonic.h: attn__align_check on energy / dst / mask (and d_alpha, alpha in
+ * the backward) with names, then ndim >= 2, the mode and noise_std. *seqs sequences of *tq steps
+ * over *tk positions. */
+attn_status attn__monotonic_check(const char *fn, const attn_tensor *dst,
+                                  const attn_tensor *d_alpha, const attn_tensor *alpha,
+                                  const attn_tensor *energy, const attn_tensor *mask,
+                                  const attn_monotonic_params *p, int64_t *seqs, int64_t *tq,
+                                  int64_t *tk);
+
+/* One step of the expected alignment, in double, shared by the reference's backward and the fast
+ * kernels (the reference's forward for RECURSIVE is its own explicit sum). a = alpha_{i-1},
+ * p = p_i, n positions. The clamps of PARALLEL (MECHANISMS.md §3.11): */
+#define ATTN__MONO_CLIP_X ((double)FLT_MIN) /* lower clip of 1 - p inside the log */
+#define ATTN__MONO_CLIP_C 1e-10             /* lower clip of the cumprod in the division */
+
+static inline void attn__mono_step_recursive(double *alpha, const double *a, const double *p,
+                                             int64_t n) {
+  /* Invariant: q = q_{i,j} = sum_{k<=j} a_k prod_{l=k}^{j-1} (1 - p_l). */
+  double q = a[0];
+  for (int64_t j = 0; j < n; j++) {
+    alpha[j] = p[j] * q;
+    if (j + 1 < n) q = (1.0 - p[j]) * q + a[j + 1];
+  }
+}
+
+/* C (n doubles, out) = exclusive cumprod exp(sum_{l<j} log clip(1 - p_l)); S (n doubles or NULL)
+ * = cumsum(a / clip(C)); alpha = p C S. */
+static inline void attn__mono_step_parallel(double *alpha, const double *a, const double *p,
+                                            int64_t n, double *C, double *S) {
+  double log_c = 0.0, s = 0.0;
+  for (int64_t j = 0; j < n; j++) {
+    C[j] = exp(log_c);
+    s += a[j] / (C[j] > ATTN__MONO_CLIP_C ? C[j] : ATTN__MONO_CLIP_C);
+    if (S) S[j] = s;
+    alpha[j] = p[j] * C[j] * s;
+    double x = 1.0 - p[j];
+    log_c += log(x > ATTN__MONO_CLIP_X ? (x < 1.0 ? x : 1.0) : ATTN__MONO_CLIP_X);
+  }
+}
+
+/* Reverse mode of one step: from ga = dL/d alpha_i, gp = dL/d p_i and g_a = dL/d alpha_{i-1}
+ * (both overwritten). scratch: 3 n doubles. */
+static inline void attn__mono_step_backward(bool parallel, double *gp, double *g_a,
+                                            const double *ga, const double *a, const double *p,
+                                            int64_t n, double *scratch) {
+  if (!parallel) {
+    /* q_0 = a_0, q_{j+1} = (1 - p_j) q_j + a_{j+1}, alpha_j = p_j q_j:
+     *   dq_j = ga_j p_j + dq_{j+1} (1 - p_j),  dp_j = (ga_j - dq_{j+1}) q_j,  da_j = dq_j. */
+    double *q = scratch, acc = a[0];
+    for (int64_t j = 0; j < n; j++) {
+      q[j] = acc;
+      if (j + 1 < n) acc = (1.0 - p[j]) * acc + a[j + 1];
+    }
+    double dq_next = 0.0;
+    for (int64_t j = n - 1; j >= 0; j--) {
+      gp[j] = (ga[j] - dq_next) * q[j];
+      double dq = ga[j] * p[j] + dq_next * (1.0 - p[j]);
+      g_a[j] = dq;
+      dq_next = dq;
+    }
+    return;
+  }
+  /* alpha_j = p_j C_j S_j, S_j = sum_{k<=j} a_k / D_k, D_k = max(C_k, eps),
+   * C_j = exp(sum_{l<j} log x_l), x_l = clip(1 - p_l, tiny, 1). */
+  double *C = scratch, *S = scratch + n, *gC = scratch + 2 * n;
+  attn__mono_step_parallel(gp, a, p, n, C, S); /* gp is scratch until written below */
+  for (int64_t j = 0; j < n; j++) {
+    gC[j] = ga[j] * p[j] * S[j];
+    gp[j] = ga[j] * C[j] * S[j];
+  }
+  double gr = 0.0; /* dL/d(a_k / D_k) = sum_{j>=k} ga_j p_j C_j */
+  for (int64_t k = n - 1; k >= 0; k--) {
+    gr += ga[k] * p[k] * C[k];
+    bool clipped = !(C[k] > ATTN__MONO_CLIP_C);
+    double d = clipped ? ATTN__MONO_CLIP_C : C[k];
+    g_a[k] = gr / d;
+    if (!clipped) gC[k] -= gr * a[k] / (d * d);
+  }
+  double gl = 0.0; /* dL/d log x_l = sum_{j>l} gC_j C_j */
+  for (int64_t l = n - 1; l >= 0; l--) {
+    double x = 1.0 - p[l];
+    if (x > ATTN__MONO_CLIP_X && x <= 1.0) gp[l] -= gl / x;
+    gl += gC[l] * C[l];
+  }
 }
 
 #endif

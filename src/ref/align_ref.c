@@ -122,35 +122,40 @@ static attn_status check_params(const char *fn, const attn_tensor *in, int64_t r
   return ATTN_OK;
 }
 
-attn_status attn__align_check(const char *fn, const char *dst_name, const attn_tensor *dst,
+attn_status attn__align_check(const char *fn, const char *const *names, const attn_tensor *dst,
                               const float *d_positions, const attn_tensor *d_out,
                               const attn_tensor *out, const attn_tensor *in,
                               const attn_tensor *mask, const attn_align_params *p,
                               int64_t *rows_out, int64_t *n_out) {
   bool backward = d_out != NULL || out != NULL;
-  if (!dst_name) dst_name = backward ? "d_in" : "out";
-  if (!in) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: in is NULL", fn);
-  if (!dst) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, dst_name);
-  attn__range r_in, r_dst, r_mask = {0, 0}, r_dout = {0, 0}, r_out = {0, 0}, r_pos;
-  TRY(check_tensor(fn, "in", in, NULL, NULL, false, false, &r_in));
-  TRY(check_tensor(fn, dst_name, dst, in, "in", false, true, &r_dst));
-  if (mask) TRY(check_tensor(fn, "mask", mask, in, "in", true, false, &r_mask));
+  const char *dst_name = names ? names[0] : backward ? "d_in" : "out";
+  const char *in_name = names ? names[1] : "in", *out_name = names ? names[2] : "out";
+  const char *dout_name = names ? names[3] : "d_out";
+  /* names[0] == NULL: a call without a destination tensor (only the other checks apply). */
+  bool no_dst = names && !names[0];
+  if (!in) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, in_name);
+  if (!dst && !no_dst) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, dst_name);
+  attn__range r_in, r_dst = {0, 0}, r_mask = {0, 0}, r_dout = {0, 0}, r_out = {0, 0}, r_pos;
+  TRY(check_tensor(fn, in_name, in, NULL, NULL, false, false, &r_in));
+  if (!no_dst) TRY(check_tensor(fn, dst_name, dst, in, in_name, false, true, &r_dst));
+  if (mask) TRY(check_tensor(fn, "mask", mask, in, in_name, true, false, &r_mask));
   int64_t n = in->shape[in->ndim - 1], rows = 1;
   if (n == 0)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
-                      "%s: in: last dim (n) is 0: there are no positions to align over", fn);
+                      "%s: %s: last dim (n) is 0: there are no positions to align over", fn,
+                      in_name);
   /* No overflow: the element count, a multiple of this product, was checked above. */
   for (int d = 0; d < in->ndim - 1; d++) rows *= in->shape[d];
   TRY(check_params(fn, in, rows, n, p, &r_pos));
   if (backward) {
-    if (!d_out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: d_out is NULL", fn);
-    if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: out is NULL", fn);
-    TRY(check_tensor(fn, "d_out", d_out, in, "in", false, false, &r_dout));
-    TRY(check_tensor(fn, "out", out, in, "in", false, false, &r_out));
+    if (!d_out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, dout_name);
+    if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, out_name);
+    TRY(check_tensor(fn, dout_name, d_out, in, in_name, false, false, &r_dout));
+    TRY(check_tensor(fn, out_name, out, in, in_name, false, false, &r_out));
     const struct {
       const char *name;
       attn__range r;
-    } inputs[] = {{"d_out", r_dout}, {"out", r_out}, {"in", r_in}, {"mask", r_mask},
+    } inputs[] = {{dout_name, r_dout}, {out_name, r_out}, {in_name, r_in}, {"mask", r_mask},
                   {"params->positions", r_pos}};
     for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
       if (attn__ranges_overlap(r_dst, inputs[i].r))
@@ -169,8 +174,8 @@ attn_status attn__align_check(const char *fn, const char *dst_name, const attn_t
   } else {
     if (attn__ranges_overlap(r_dst, r_in) && !same_view(dst, in))
       return attn__fail(ATTN_STATUS_ALIASING,
-                        "%s: %s overlaps in (only the very same view, in place, is allowed)", fn,
-                        dst_name);
+                        "%s: %s overlaps %s (only the very same view, in place, is allowed)", fn,
+                        dst_name, in_name);
     if (attn__ranges_overlap(r_dst, r_mask))
       return attn__fail(ATTN_STATUS_ALIASING, "%s: %s overlaps mask", fn, dst_name);
     if (attn__ranges_overlap(r_dst, r_pos))

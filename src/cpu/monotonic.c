@@ -1,0 +1,219 @@
+/* Monotonic attention, fast path (attn/monotonic.h): sequences spread over the thread pool.
+ *
+ * p = sigmoid(e + mask) is computed in f32 with the shared branch-free exp (vectorised); the
+ * alignment recurrence is sequential in j and runs in double (as fast as f32 for a dependent
+ * chain, and exact enough that long memories do not drift), with the per-step code shared with the
+ * reference's backward (src/core/align_internal.h). The backward reads alpha_{i-1} from the
+ * forward's output and carries dL/d alpha_{i-1} from step to step, O(Tk) per step. */
+#include "align_internal.h"
+
+#define TRY(expr)                   \
+  do {                              \
+    attn_status st_ = (expr);       \
+    if (st_ != ATTN_OK) return st_; \
+  } while (0)
+
+#include "align_rows.h"
+
+typedef struct mono_job {
+  const attn_monotonic_params *p;
+  const attn_tensor *energy, *mask, *alpha, *d_energy, *d_alpha;
+  int64_t seqs, tq, tk;
+  char *ws;
+  size_t per_thread;
+  bool backward;
+} mono_job;
+
+/* Doubles per thread: p, a, alpha / ga, carry, gp, and 3 Tk of step scratch; plus Tk floats. */
+static size_t per_thread_bytes(int64_t tk) {
+  return attn__round_up((size_t)tk * (8 * sizeof(double) + 2 * sizeof(float)), ATTN_ALIGN);
+}
+
+/* p of row r into pd (double) through z (Tk floats of scratch) and pf (Tk floats). */
+ATTN_AI void p_row(const mono_job *jb, int64_t r, float *z, float *pf, double *pd) {
+  const int64_t n = jb->tk;
+  const attn_monotonic_params *prm = jb->p;
+  const float *noise = NULL;
+  if (prm->noise_std > 0.0f && prm->mode != ATTN_MONOTONIC_HARD) {
+    /* The noise goes into pf first (the reference's order: (e + s n) + mask). */
+    for (int64_t j = 0; j < n; j++) pf[j] = prm->noise_std * attn__mono_normal(prm->seed, r, j);
+    noise = pf;
+  }
+  attn__build_z_row(z, jb->energy, jb->mask, r, n, 1.0f, noise);
+  for (int64_t j = 0; j < n; j++) {
+    float e = attn__exp_neg(-fabsf(z[j]));
+    float inv = 1.0f / (1.0f + e);
+    float pj = z[j] >= 0.0f ? inv : e * inv;
+    pf[j] = z[j] != z[j] ? z[j] : pj;
+  }
+  for (int64_t j = 0; j < n; j++) pd[j] = (double)pf[j];
+}
+
+ATTN_AI void mono_task_impl(void *ctx, int64_t s, int thread_id) {
+  const mono_job *jb = (const mono_job *)ctx;
+  const int64_t tq = jb->tq, n = jb->tk;
+  double *p = (double *)(jb->ws + (size_t)thread_id * jb->per_thread);
+  double *a = p + n, *cur = a + n, *carry = cur + n, *gp = carry + n, *scratch = gp + n;
+  float *z = (float *)(scratch + 3 * n), *pf = z + n;
+  const bool parallel = jb->p->mode == ATTN_MONOTONIC_PARALLEL;
+  for (int64_t j = 0; j < n; j++) a[j] = j == 0 ? 1.0 : 0.0;
+  if (!jb->backward) {
+    int64_t t = 0;
+    bool alive = true;
+    for (int64_t i = 0; i < tq; i++) {
+      const int64_t r = s * tq + i;
+      float *o = (float *)jb->alpha->data + attn__align_row_offset(jb->alpha, jb->energy, r, NULL);
+      if (jb->p->mode == ATTN_MONOTONIC_HARD) {
+        /* p >= 0.5 exactly when z = e + mask >= 0 (no noise at test time). */
+        attn__build_z_row(z, jb->energy, jb->mask, r, n, 1.0f, NULL);
+        int64_t j = t;
+        if (alive)
+          while (j < n && !(z[j] >= 0.0f)) j++;
+        fill(o, n, 0.0f);
+        if (alive && j < n) {
+          o[j] = 1.0f;
+          t = j;
+        } else {
+          alive = false;
+        }
+        continue;
+      }
+      p_row(jb, r, z, pf, p);
+      if (parallel)
+        attn__mono_step_parallel(cur, a, p, n, scratch, NULL);
+      else
+        attn__mono_step_recursive(cur, a, p, n);
+      for (int64_t j = 0; j < n; j++) o[j] = (float)cur[j];
+      double *tmp = a; /* alpha_i is the next step's alpha_{i-1} */
+      a = cur;
+      cur = tmp;
+    }
+    return;
+  }
+  /* Backward, steps from last to first. Invariant: carry = dL/d alpha_i through later steps. */
+  for (int64_t j = 0; j < n; j++) carry[j] = 0.0;
+  for (int64_t i = tq - 1; i >= 0; i--) {
+    const int64_t r = s * tq + i;
+    const float *go =
+        (const float *)jb->d_alpha->data + attn__align_row_offset(jb->d_alpha, jb->energy, r, NULL);
+    for (int64_t j = 0; j < n; j++) cur[j] = (double)go[j] + carry[j];
+    if (i > 0) {
+      const float *prev = (const float *)jb->alpha->data +
+                          attn__align_row_offset(jb->alpha, jb->energy, r - 1, NULL);
+      for (int64_t j = 0; j < n; j++) a[j] = (double)prev[j];
+    } else {
+      for (int64_t j = 0; j < n; j++) a[j] = j == 0 ? 1.0 : 0.0;
+    }
+    p_row(jb, r, z, pf, p);
+    attn__mono_step_backward(parallel, gp, carry, cur, a, p, n, scratch);
+    float *de =
+        (float *)jb->d_energy->data + attn__align_row_offset(jb->d_energy, jb->energy, r, NULL);
+    for (int64_t j = 0; j < n; j++) de[j] = (float)(gp[j] * p[j] * (1.0 - p[j]));
+  }
+}
+
+static void mono_task_base(void *ctx, int64_t item, int thread_id) {
+  mono_task_impl(ctx, item, thread_id);
+}
+#if ATTN_X86 && defined(__GNUC__)
+__attribute__((target("avx2,fma"))) static void mono_task_avx2(void *ctx, int64_t item,
+                                                               int thread_id) {
+  mono_task_impl(ctx, item, thread_id);
+}
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) static void
+mono_task_avx512(void *ctx, int64_t item, int thread_id) {
+  mono_task_impl(ctx, item, thread_id);
+}
+#endif
+
+static attn__task_fn pick_task(void) {
+#if ATTN_X86 && defined(__GNUC__)
+  attn_isa isa = attn_get_isa();
+  if (isa == ATTN_ISA_AVX512) return mono_task_avx512;
+  if (isa == ATTN_ISA_AVX2) return mono_task_avx2;
+#endif
+  return mono_task_base;
+}
+
+attn_status attn_monotonic_workspace_size(size_t *size, const attn_tensor *energy) {
+  static const char fn[] = "attn_monotonic_workspace_size";
+  attn__clear_error();
+  if (!size) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: size is NULL", fn);
+  if (!energy) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: energy is NULL", fn);
+  if (energy->ndim < 2 || energy->ndim > ATTN_MAX_DIMS)
+    return attn__fail(ATTN_STATUS_SHAPE_MISMATCH, "%s: energy has %d dims, expected 2 to 4", fn,
+                      (int)energy->ndim);
+  int64_t tk = energy->shape[energy->ndim - 1];
+  if (tk < 1)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                      "%s: energy: last dim (Tk) is %lld, must be >= 1", fn, (long long)tk);
+  if ((uint64_t)tk > (uint64_t)SIZE_MAX / 256 ||
+      !attn__mul_size(per_thread_bytes(tk), (size_t)attn__pool_size(), size))
+    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: size overflows", fn);
+  return ATTN_OK;
+}
+
+static attn_status run(const char *fn, mono_job *jb, void *workspace, size_t workspace_size) {
+  if (jb->seqs == 0) return ATTN_OK;
+  size_t need;
+  if ((uint64_t)jb->tk > (uint64_t)SIZE_MAX / 256)
+    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
+  jb->per_thread = per_thread_bytes(jb->tk);
+  if (!attn__mul_size(jb->per_thread, (size_t)attn__pool_size(), &need))
+    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
+  void *own = NULL;
+  if (workspace) {
+    if (workspace_size < need)
+      return attn__fail(ATTN_STATUS_WORKSPACE_TOO_SMALL, "%s: workspace is %zu bytes, needs %zu",
+                        fn, workspace_size, need);
+    if ((uintptr_t)workspace % ATTN_ALIGN)
+      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: workspace is not 64-byte aligned", fn);
+    jb->ws = (char *)workspace;
+  } else {
+    own = attn__malloc(need, ATTN_ALIGN);
+    if (!own) return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "%s: %zu bytes of workspace", fn, need);
+    jb->ws = (char *)own;
+  }
+  /* One item per sequence: its steps depend on each other. */
+  attn__parallel_for(jb->seqs, pick_task(), jb);
+  attn__free(own);
+  return ATTN_OK;
+}
+
+attn_status attn_monotonic_forward(const attn_tensor *alpha, const attn_tensor *energy,
+                                   const attn_tensor *mask, const attn_monotonic_params *params,
+                                   void *workspace, size_t workspace_size) {
+  static const char fn[] = "attn_monotonic_forward";
+  attn__clear_error();
+  attn_monotonic_params p = params ? *params : attn_monotonic_params_default();
+  mono_job jb;
+  memset(&jb, 0, sizeof jb);
+  TRY(attn__monotonic_check(fn, alpha, NULL, NULL, energy, mask, &p, &jb.seqs, &jb.tq, &jb.tk));
+  jb.p = &p;
+  jb.energy = energy;
+  jb.mask = mask;
+  jb.alpha = alpha;
+  return run(fn, &jb, workspace, workspace_size);
+}
+
+attn_status attn_monotonic_backward(const attn_tensor *d_energy, const attn_tensor *d_alpha,
+                                    const attn_tensor *alpha, const attn_tensor *energy,
+                                    const attn_tensor *mask, const attn_monotonic_params *params,
+                                    void *workspace, size_t workspace_size) {
+  static const char fn[] = "attn_monotonic_backward";
+  attn__clear_error();
+  attn_monotonic_params p = params ? *params : attn_monotonic_params_default();
+  if (!d_alpha) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: d_alpha is NULL", fn);
+  mono_job jb;
+  memset(&jb, 0, sizeof jb);
+  TRY(attn__monotonic_check(fn, d_energy, d_alpha, alpha, energy, mask, &p, &jb.seqs, &jb.tq,
+                            &jb.tk));
+  jb.p = &p;
+  jb.energy = energy;
+  jb.mask = mask;
+  jb.alpha = alpha;
+  jb.d_energy = d_energy;
+  jb.d_alpha = d_alpha;
+  jb.backward = true;
+  return run(fn, &jb, workspace, workspace_size);
+}
