@@ -14,7 +14,9 @@
 
 static bool quick;
 
-static float *F(const t_buf *b) { return (float *)b->data; }
+static float *F(const t_buf *b) {
+  return (float *)b->data;
+}
 
 static attn_tensor view3(void *data, int64_t B, int64_t T, int64_t n, int64_t ld) {
   attn_tensor t;
@@ -32,8 +34,9 @@ static attn_tensor view3(void *data, int64_t B, int64_t T, int64_t n, int64_t ld
 }
 
 static const char *mode_name(attn_monotonic_mode m) {
-  return m == ATTN_MONOTONIC_RECURSIVE ? "recursive" : m == ATTN_MONOTONIC_PARALLEL ? "parallel"
-                                                                                    : "hard";
+  return m == ATTN_MONOTONIC_RECURSIVE  ? "recursive"
+         : m == ATTN_MONOTONIC_PARALLEL ? "parallel"
+                                        : "hard";
 }
 
 /* ---- known values --------------------------------------------------------------------------- */
@@ -57,14 +60,14 @@ static void test_known_values(void) {
         CHECK_OK(attn_monotonic_forward(&ta, &te, NULL, &prm, NULL, 0));
       for (int j = 0; j < tk; j++) {
         double want = p * pow(1.0 - p, j);
-        CHECK(fabs(a[j] - want) < 1e-6, "%s%s: alpha[0][%d] = %g, want %g",
-              mode_name(prm.mode), use_ref ? " ref" : "", j, (double)a[j], want);
+        CHECK(fabs(a[j] - want) < 1e-6, "%s%s: alpha[0][%d] = %g, want %g", mode_name(prm.mode),
+              use_ref ? " ref" : "", j, (double)a[j], want);
       }
       /* Step 1: alpha_{1,j} = p q_j, q_j = sum_{k<=j} alpha_{0,k} (1-p)^(j-k) = (j+1) p (1-p)^j. */
       for (int j = 0; j < tk; j++) {
         double want = p * (j + 1) * p * pow(1.0 - p, j);
-        CHECK(fabs(a[tk + j] - want) < 1e-6, "%s: alpha[1][%d] = %g, want %g",
-              mode_name(prm.mode), j, (double)a[tk + j], want);
+        CHECK(fabs(a[tk + j] - want) < 1e-6, "%s: alpha[1][%d] = %g, want %g", mode_name(prm.mode),
+              j, (double)a[tk + j], want);
       }
     }
   /* The pitfall of §3.11: step 0 stops at position 2 (p = [~0, ~0, 1, ..]); step 1 has p = 1
@@ -91,9 +94,9 @@ static void test_known_values(void) {
       }
     }
   /* Hard: one-hot at the first e >= 0 from the previous position; none -> zeros from then on. */
-  const float eh[3 * 5] = {-1, -1, 2, 3, -1, /* t0 = 2 */
-                           5, -1, -1, 0, 1,  /* scan from 2: first e >= 0 at 3 */
-                           9, 9, 9, -1, -2}; /* scan from 3: none -> attends nowhere */
+  const float eh[3 * 5] = {-1, -1, 2,  3,  -1,  /* t0 = 2 */
+                           5,  -1, -1, 0,  1,   /* scan from 2: first e >= 0 at 3 */
+                           9,  9,  9,  -1, -2}; /* scan from 3: none -> attends nowhere */
   float ah[15];
   int64_t sh[2] = {3, 5};
   attn_tensor teh = attn_tensor_make((void *)eh, ATTN_DTYPE_F32, 2, sh);
@@ -180,9 +183,12 @@ static void mono_case(const mcase *c, t_rng *rng) {
   if (c->mask_mode == 3) F(&mb)[0] = -INFINITY;
   attn_tensor tm = view3(mb.data, mB, mT, mn, mn);
   const attn_tensor *mask = c->mask_mode ? &tm : NULL;
-  attn_tensor te = view3(e.data, c->B, c->tq, n, c->ld), taf = view3(a_f.data, c->B, c->tq, n, c->ld),
-              tar = view3(a_r.data, c->B, c->tq, n, c->ld), tg = view3(g.data, c->B, c->tq, n, c->ld),
-              tdf = view3(d_f.data, c->B, c->tq, n, c->ld), tdr = view3(d_r.data, c->B, c->tq, n, c->ld),
+  attn_tensor te = view3(e.data, c->B, c->tq, n, c->ld),
+              taf = view3(a_f.data, c->B, c->tq, n, c->ld),
+              tar = view3(a_r.data, c->B, c->tq, n, c->ld),
+              tg = view3(g.data, c->B, c->tq, n, c->ld),
+              tdf = view3(d_f.data, c->B, c->tq, n, c->ld),
+              tdr = view3(d_r.data, c->B, c->tq, n, c->ld),
               tt = view3(tmp.data, c->B, c->tq, n, c->ld);
   attn_monotonic_params p = attn_monotonic_params_default();
   p.mode = c->mode;
@@ -212,8 +218,10 @@ static void mono_case(const mcase *c, t_rng *rng) {
     for (int64_t i = c->tq / 2; i < c->tq; i++)
       for (int64_t j = 0; j < n; j++) {
         int64_t idx = ((c->B - 1) * c->tq + i) * c->ld + j;
-        CHECK(F(&a_f)[idx] == 0.0f && F(&a_r)[idx] == 0.0f, "%s: step %lld after a fully masked "
-              "step has alpha %g", what, (long long)i, (double)F(&a_f)[idx]);
+        CHECK(F(&a_f)[idx] == 0.0f && F(&a_r)[idx] == 0.0f,
+              "%s: step %lld after a fully masked "
+              "step has alpha %g",
+              what, (long long)i, (double)F(&a_f)[idx]);
       }
   if (c->mode == ATTN_MONOTONIC_HARD) {
     CHECK_STATUS(attn_monotonic_backward(&tdf, &tg, &taf, &te, mask, &p, NULL, 0),
@@ -275,8 +283,14 @@ static void test_fast_vs_ref(void) {
       for (int mm = 0; mm < 4; mm++)
         for (int mode = 0; mode < 3; mode++) {
           if (quick && tks[a] == 130 && tqs[b] == 9) continue;
-          mcase c = {2, tqs[b], tks[a], tks[a] + (mm % 2) * 5, mm, (attn_monotonic_mode)mode,
-                     mm == 2 ? 0.7f : 0.0f, 2.0f};
+          mcase c = {2,
+                     tqs[b],
+                     tks[a],
+                     tks[a] + (mm % 2) * 5,
+                     mm,
+                     (attn_monotonic_mode)mode,
+                     mm == 2 ? 0.7f : 0.0f,
+                     2.0f};
           mono_case(&c, &rng);
         }
 }
@@ -387,8 +401,8 @@ static void test_determinism(void) {
         d0 = d;
         continue;
       }
-      CHECK(memcmp(a0, a, bytes) == 0 && memcmp(d0, d, bytes) == 0,
-            "%s differs: %d threads, %s", mode_name(p.mode), th, attn_isa_name(isa));
+      CHECK(memcmp(a0, a, bytes) == 0 && memcmp(d0, d, bytes) == 0, "%s differs: %d threads, %s",
+            mode_name(p.mode), th, attn_isa_name(isa));
       free(a);
       free(d);
     }
@@ -443,12 +457,12 @@ static void test_bad_inputs(void) {
   attn_monotonic_params p = attn_monotonic_params_default();
   expect_error(attn_monotonic_forward(NULL, &te, NULL, &p, NULL, 0), ATTN_STATUS_NULL_POINTER,
                "alpha", "NULL alpha");
-  expect_error(attn_monotonic_forward_ref(&ta, NULL, NULL, &p), ATTN_STATUS_NULL_POINTER,
-               "energy", "NULL energy");
+  expect_error(attn_monotonic_forward_ref(&ta, NULL, NULL, &p), ATTN_STATUS_NULL_POINTER, "energy",
+               "NULL energy");
   expect_error(attn_monotonic_backward(&td, NULL, &ta, &te, NULL, &p, NULL, 0),
                ATTN_STATUS_NULL_POINTER, "d_alpha", "NULL d_alpha");
-  expect_error(attn_monotonic_backward_ref(&td, &tg, NULL, &te, NULL, &p),
-               ATTN_STATUS_NULL_POINTER, "alpha", "NULL alpha (backward)");
+  expect_error(attn_monotonic_backward_ref(&td, &tg, NULL, &te, NULL, &p), ATTN_STATUS_NULL_POINTER,
+               "alpha", "NULL alpha (backward)");
   p.noise_std = -1.0f;
   expect_error(attn_monotonic_forward(&ta, &te, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
                "noise_std", "noise_std < 0");
@@ -483,8 +497,8 @@ static void test_bad_inputs(void) {
   attn_tensor t0a = attn_tensor_make(a, ATTN_DTYPE_F32, 2, shape0);
   expect_error(attn_monotonic_forward(&t0a, &t0, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
                "energy", "Tk = 0");
-  expect_error(attn_monotonic_backward(&tg, &tg, &ta, &te, NULL, &p, NULL, 0),
-               ATTN_STATUS_ALIASING, "d_energy overlaps d_alpha", "d_energy aliases d_alpha");
+  expect_error(attn_monotonic_backward(&tg, &tg, &ta, &te, NULL, &p, NULL, 0), ATTN_STATUS_ALIASING,
+               "d_energy overlaps d_alpha", "d_energy aliases d_alpha");
   attn_tensor th = te;
   th.dtype = ATTN_DTYPE_F16;
   expect_error(attn_monotonic_forward(&ta, &th, NULL, &p, NULL, 0), ATTN_STATUS_UNSUPPORTED_DTYPE,

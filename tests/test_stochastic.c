@@ -18,7 +18,9 @@
 
 static bool quick;
 
-static float *F(const t_buf *b) { return (float *)b->data; }
+static float *F(const t_buf *b) {
+  return (float *)b->data;
+}
 
 /* A (B, T, n) view with row stride ld >= n. */
 static attn_tensor view3(void *data, int64_t B, int64_t T, int64_t n, int64_t ld) {
@@ -42,8 +44,8 @@ static attn_tensor vec(float *x, int64_t n) {
 }
 
 /* Softmax of z = x / T + m in double: p, lse, entropy; returns the unblocked count. */
-static int64_t dsoftmax(const float *x, const float *m, int64_t n, double T, double *p,
-                        double *lse, double *h) {
+static int64_t dsoftmax(const float *x, const float *m, int64_t n, double T, double *p, double *lse,
+                        double *h) {
   double mx = -INFINITY;
   int64_t c = 0;
   for (int64_t j = 0; j < n; j++) {
@@ -142,8 +144,8 @@ static void test_known_values(void) {
       if (y[j] > y[best]) best = j;
     for (int j = 0; j < 5; j++) {
       double want = hard ? (j == best ? 1.0 : 0.0) : b[j];
-      CHECK(fabs(a[j] - want) < 1e-5, "gumbel hard %d: a[%d] = %g want %g", hard, j,
-            (double)a[j], want);
+      CHECK(fabs(a[j] - want) < 1e-5, "gumbel hard %d: a[%d] = %g want %g", hard, j, (double)a[j],
+            want);
     }
   }
 }
@@ -251,8 +253,8 @@ static void test_reinforce_coef(void) {
   float coef[3] = {7, 7, 7}, b = 0.0f;
   const float r1[3] = {1, 2, 3}, r2[3] = {2, 2, 2};
   CHECK_OK(attn_reinforce_coef(coef, &b, r1, 3, 0.9f));
-  CHECK(coef[0] == -1.0f && coef[1] == -2.0f && coef[2] == -3.0f, "coef %g %g %g",
-        (double)coef[0], (double)coef[1], (double)coef[2]);
+  CHECK(coef[0] == -1.0f && coef[1] == -2.0f && coef[2] == -3.0f, "coef %g %g %g", (double)coef[0],
+        (double)coef[1], (double)coef[2]);
   CHECK(fabsf(b - 0.2f) < 1e-7f, "baseline %g, want 0.2", (double)b);
   CHECK_OK(attn_reinforce_coef(coef, &b, r2, 3, 0.9f));
   CHECK(fabsf(coef[0] + 1.8f) < 1e-6f, "coef %g, want -1.8", (double)coef[0]);
@@ -325,8 +327,10 @@ static void sample_case(const scase *c, t_rng *rng) {
   t_buf_fill(&d_r, NAN);
   attn_tensor tm, tin = view3(in.data, c->B, c->T, n, c->ld);
   make_mask(&mb, &tm, c, rng);
-  attn_tensor twf = view3(w_f.data, c->B, c->T, n, c->ld), twr = view3(w_r.data, c->B, c->T, n, c->ld);
-  attn_tensor tdf = view3(d_f.data, c->B, c->T, n, c->ld), tdr = view3(d_r.data, c->B, c->T, n, c->ld);
+  attn_tensor twf = view3(w_f.data, c->B, c->T, n, c->ld),
+              twr = view3(w_r.data, c->B, c->T, n, c->ld);
+  attn_tensor tdf = view3(d_f.data, c->B, c->T, n, c->ld),
+              tdr = view3(d_r.data, c->B, c->T, n, c->ld);
   const attn_tensor *mask = c->mask_mode ? &tm : NULL;
   int32_t *i_f = malloc((size_t)rows * 4), *i_r = malloc((size_t)rows * 4);
   float *lp_f = malloc((size_t)rows * 4), *lp_r = malloc((size_t)rows * 4);
@@ -365,8 +369,8 @@ static void sample_case(const scase *c, t_rng *rng) {
             i_f[r]);
       if (i_f[r] >= 0 && i_f[r] < n) {
         double want_lp = log(pd[i_f[r]]);
-        CHECK(fabs(lp_f[r] - want_lp) <= 1e-5 * (1 + fabs(want_lp)), "row %lld: log_prob %g want %g",
-              (long long)r, (double)lp_f[r], want_lp);
+        CHECK(fabs(lp_f[r] - want_lp) <= 1e-5 * (1 + fabs(want_lp)),
+              "row %lld: log_prob %g want %g", (long long)r, (double)lp_f[r], want_lp);
       }
       CHECK(fabs(h_f[r] - h) <= 1e-5 * (1 + h), "row %lld: entropy %g want %g", (long long)r,
             (double)h_f[r], h);
@@ -426,15 +430,15 @@ static void sample_case(const scase *c, t_rng *rng) {
         for (int64_t k = 0; k < n; k++)
           if (zz[k] > -INFINITY) pz += exp(zz[k] - l2) * zz[k];
         int32_t sidx = i_r[r];
-        lv[sgn] = (sidx >= 0 ? (double)coef[r] * (zz[sidx] - l2) : 0.0) +
-                  (double)lam[r] * (l2 - pz);
+        lv[sgn] =
+            (sidx >= 0 ? (double)coef[r] * (zz[sidx] - l2) : 0.0) + (double)lam[r] * (l2 - pz);
         free(zz);
       }
       x[j] = x0;
       double num = (lv[0] - lv[1]) / (2 * hstep);
       double ana = F(&d_r)[r * c->ld + j];
-      CHECK(fabs(num - ana) <= 1e-4 * (1 + fabs(num)), "row %lld j %lld: d_in %g, finite difference %g",
-            (long long)r, (long long)j, ana, num);
+      CHECK(fabs(num - ana) <= 1e-4 * (1 + fabs(num)),
+            "row %lld j %lld: d_in %g, finite difference %g", (long long)r, (long long)j, ana, num);
     }
   }
   free(pd);
@@ -470,9 +474,11 @@ static void gumbel_case(const scase *c, t_rng *rng) {
   attn_tensor tm;
   make_mask(&mb, &tm, c, rng);
   const attn_tensor *mask = c->mask_mode ? &tm : NULL;
-  attn_tensor tin = view3(in.data, c->B, c->T, n, c->ld), tof = view3(o_f.data, c->B, c->T, n, c->ld),
+  attn_tensor tin = view3(in.data, c->B, c->T, n, c->ld),
+              tof = view3(o_f.data, c->B, c->T, n, c->ld),
               tor = view3(o_r.data, c->B, c->T, n, c->ld), tg = view3(g.data, c->B, c->T, n, c->ld),
-              tdf = view3(d_f.data, c->B, c->T, n, c->ld), tdr = view3(d_r.data, c->B, c->T, n, c->ld);
+              tdf = view3(d_f.data, c->B, c->T, n, c->ld),
+              tdr = view3(d_r.data, c->B, c->T, n, c->ld);
   attn_stochastic_params p = attn_stochastic_params_default();
   p.temperature = c->temperature;
   p.hard = c->hard;
@@ -489,8 +495,8 @@ static void gumbel_case(const scase *c, t_rng *rng) {
             (long long)r, (long long)j, (double)a, (double)b);
       sum += a;
     }
-    CHECK(blocked ? sum == 0.0 : fabs(sum - 1.0) < 1e-5, "gumbel row %lld sums to %g",
-          (long long)r, sum);
+    CHECK(blocked ? sum == 0.0 : fabs(sum - 1.0) < 1e-5, "gumbel row %lld sums to %g", (long long)r,
+          sum);
   }
   CHECK_OK(attn_gumbel_softmax_backward(&tdf, &tg, &tof, &tin, mask, &p, NULL, 0));
   CHECK_OK(attn_gumbel_softmax_backward_ref(&tdr, &tg, &tor, &tin, mask, &p));
@@ -767,14 +773,30 @@ static void test_failing_allocator(void) {
     t_alloc_install(1);
     attn_status st;
     switch (which) {
-      case 0: st = attn_hard_sample_forward(&to, idx2, NULL, NULL, &tx, NULL, &p, NULL, 0); break;
-      case 1: st = attn_hard_sample_forward_ref(&to, idx2, NULL, NULL, &tx, NULL, &p); break;
-      case 2: st = attn_hard_sample_backward(&td, coef, NULL, idx, &tx, NULL, &p, NULL, 0); break;
-      case 3: st = attn_hard_sample_backward_ref(&td, coef, NULL, idx, &tx, NULL, &p); break;
-      case 4: st = attn_gumbel_softmax_forward(&to, &tx, NULL, &p, NULL, 0); break;
-      case 5: st = attn_gumbel_softmax_forward_ref(&to, &tx, NULL, &p); break;
-      case 6: st = attn_gumbel_softmax_backward(&td, &tg, &to, &tx, NULL, &p, NULL, 0); break;
-      default: st = attn_gumbel_softmax_backward_ref(&td, &tg, &to, &tx, NULL, &p); break;
+      case 0:
+        st = attn_hard_sample_forward(&to, idx2, NULL, NULL, &tx, NULL, &p, NULL, 0);
+        break;
+      case 1:
+        st = attn_hard_sample_forward_ref(&to, idx2, NULL, NULL, &tx, NULL, &p);
+        break;
+      case 2:
+        st = attn_hard_sample_backward(&td, coef, NULL, idx, &tx, NULL, &p, NULL, 0);
+        break;
+      case 3:
+        st = attn_hard_sample_backward_ref(&td, coef, NULL, idx, &tx, NULL, &p);
+        break;
+      case 4:
+        st = attn_gumbel_softmax_forward(&to, &tx, NULL, &p, NULL, 0);
+        break;
+      case 5:
+        st = attn_gumbel_softmax_forward_ref(&to, &tx, NULL, &p);
+        break;
+      case 6:
+        st = attn_gumbel_softmax_backward(&td, &tg, &to, &tx, NULL, &p, NULL, 0);
+        break;
+      default:
+        st = attn_gumbel_softmax_backward_ref(&td, &tg, &to, &tx, NULL, &p);
+        break;
     }
     CHECK(st == ATTN_STATUS_OUT_OF_MEMORY, "case %d: %s", which, attn_status_str(st));
     CHECK(t_alloc_live() == 0, "case %d: %lld blocks leaked", which, (long long)t_alloc_live());

@@ -101,15 +101,13 @@ ATTN_API float attn_monotonic_noise(uint64_t seed, int64_t row, int64_t j);
  * semantics; O(Tq * Tk) doubles of scratch per sequence through the allocator hook. RECURSIVE is
  * computed from the explicit sum alpha_{i,j} = p_{i,j} sum_{k<=j} alpha_{i-1,k}
  * prod_{l=k}^{j-1} (1 - p_{i,l}), O(Tq * Tk^2): the oracle of the recurrence. */
-ATTN_API attn_status attn_monotonic_forward_ref(const attn_tensor *alpha,
-                                                const attn_tensor *energy,
+ATTN_API attn_status attn_monotonic_forward_ref(const attn_tensor *alpha, const attn_tensor *energy,
                                                 const attn_tensor *mask,
                                                 const attn_monotonic_params *params);
 ATTN_API attn_status attn_monotonic_backward_ref(const attn_tensor *d_energy,
                                                  const attn_tensor *d_alpha,
                                                  const attn_tensor *alpha,
-                                                 const attn_tensor *energy,
-                                                 const attn_tensor *mask,
+                                                 const attn_tensor *energy, const attn_tensor *mask,
                                                  const attn_monotonic_params *params);
 
 #ifdef __cplusplus

@@ -66,8 +66,8 @@ ATTN_API attn_status attn_stochastic_workspace_size(size_t *size, const attn_ten
 ATTN_API attn_status attn_hard_sample_forward(const attn_tensor *weights, int32_t *index,
                                               float *log_prob, float *entropy,
                                               const attn_tensor *in, const attn_tensor *mask,
-                                              const attn_stochastic_params *params,
-                                              void *workspace, size_t workspace_size);
+                                              const attn_stochastic_params *params, void *workspace,
+                                              size_t workspace_size);
 
 /* Backward of the REINFORCE surrogate L = sum_r (coef[r] * log p_{s_r} + lambda[r] * H_r), with
  * s_r = index[r] from the forward (same in, mask, params). Overwrites (=) d_in (shape of in):
@@ -114,8 +114,7 @@ ATTN_API attn_status attn_gumbel_softmax_forward(const attn_tensor *out, const a
 /* Overwrites (=) d_in with dL/d(in) = (1/T) p (d_out - <p, d_out>), p = softmax(y) regenerated
  * from in, mask and params (the forward's out is used for p in soft mode). d_out, out: shape of
  * in. d_in must not overlap any input. */
-ATTN_API attn_status attn_gumbel_softmax_backward(const attn_tensor *d_in,
-                                                  const attn_tensor *d_out,
+ATTN_API attn_status attn_gumbel_softmax_backward(const attn_tensor *d_in, const attn_tensor *d_out,
                                                   const attn_tensor *out, const attn_tensor *in,
                                                   const attn_tensor *mask,
                                                   const attn_stochastic_params *params,
@@ -140,8 +139,7 @@ ATTN_API attn_status attn_gumbel_softmax_forward_ref(const attn_tensor *out, con
                                                      const attn_stochastic_params *params);
 ATTN_API attn_status attn_gumbel_softmax_backward_ref(const attn_tensor *d_in,
                                                       const attn_tensor *d_out,
-                                                      const attn_tensor *out,
-                                                      const attn_tensor *in,
+                                                      const attn_tensor *out, const attn_tensor *in,
                                                       const attn_tensor *mask,
                                                       const attn_stochastic_params *params);
 

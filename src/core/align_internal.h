@@ -102,19 +102,20 @@ static inline float attn__mono_normal(uint64_t seed, int64_t row, int64_t j) {
 /* Validation of the calls of attn/stochastic.h that take tensors: attn__align_check with a
  * softmax at params->temperature (dst may be NULL: only `in` and `mask` are then checked), then
  * the per-row arrays (4 bytes per row each): `outs` (n_outs arrays written) must not overlap each
- * other, dst, in, mask or the `ins` arrays (NULL entries are skipped). Names come in `out_names` / `in_names`. */
+ * other, dst, in, mask or the `ins` arrays (NULL entries are skipped). Names come in `out_names` /
+ * `in_names`. */
 attn_status attn__stochastic_check(const char *fn, const char *dst_name, const attn_tensor *dst,
                                    const attn_tensor *d_out, const attn_tensor *out,
                                    const attn_tensor *in, const attn_tensor *mask,
-                                   const attn_stochastic_params *p, int n_outs,
-                                   void *const *outs, const char *const *out_names, int n_ins,
-                                   const void *const *ins, const char *const *in_names,
-                                   int64_t *rows, int64_t *n);
+                                   const attn_stochastic_params *p, int n_outs, void *const *outs,
+                                   const char *const *out_names, int n_ins, const void *const *ins,
+                                   const char *const *in_names, int64_t *rows, int64_t *n);
 
 /* index[r] in [-1, n) for every row, else INVALID_ARGUMENT naming index[r]. */
 attn_status attn__hard_index_check(const char *fn, const int32_t *index, int64_t rows, int64_t n);
 
-/* ---- monotonic attention (src/ref/monotonic_ref.c) -------------------------------------------- */
+/* ---- monotonic attention (src/ref/monotonic_ref.c) --------------------------------------------
+ */
 
 #include <float.h>
 

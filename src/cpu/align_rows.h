@@ -71,7 +71,8 @@ ATTN_AI void softmax_row(const float *z, float *a, int64_t n, float m) {
     a[j] = attn__exp_neg(z[j] - m);
     part[0] += a[j];
   }
-  float sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+  float sum =
+      ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
   float inv = 1.0f / sum;
   for (j = 0; j < n; j++) a[j] *= inv;
 }
@@ -79,7 +80,8 @@ ATTN_AI void softmax_row(const float *z, float *a, int64_t n, float m) {
 ATTN_AI void softmax_grad(const float *a, const float *g, float *dz, int64_t n) {
   float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   for (int64_t j = 0; j < n; j++) part[j & 7] += a[j] * g[j];
-  float dot = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+  float dot =
+      ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
   for (int64_t j = 0; j < n; j++) dz[j] = a[j] * (g[j] - dot);
 }
 

@@ -120,8 +120,8 @@ __attribute__((target("avx2,fma"))) static void mono_task_avx2(void *ctx, int64_
                                                                int thread_id) {
   mono_task_impl(ctx, item, thread_id);
 }
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) static void
-mono_task_avx512(void *ctx, int64_t item, int thread_id) {
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) static void mono_task_avx512(
+    void *ctx, int64_t item, int thread_id) {
   mono_task_impl(ctx, item, thread_id);
 }
 #endif

@@ -142,8 +142,12 @@ ATTN_AI void stoch_task_impl(void *ctx, int64_t item, int thread_id) {
   int64_t r1 = r0 + jb->rows_per_item < jb->rows ? r0 + jb->rows_per_item : jb->rows;
   for (int64_t r = r0; r < r1; r++) {
     switch (jb->op) {
-      case SAMPLE_FWD: sample_row(jb, r, z, e); break;
-      case SAMPLE_BWD: sample_grad_row(jb, r, z, e); break;
+      case SAMPLE_FWD:
+        sample_row(jb, r, z, e);
+        break;
+      case SAMPLE_BWD:
+        sample_grad_row(jb, r, z, e);
+        break;
       case GUMBEL_FWD: {
         float *o = (float *)jb->out->data + attn__align_row_offset(jb->out, jb->in, r, NULL);
         /* out may be in itself: z is built before o is written. */
@@ -242,8 +246,7 @@ static attn_status run(const char *fn, stoch_job *jb, void *workspace, size_t wo
 }
 
 attn_status attn_hard_sample_forward(const attn_tensor *weights, int32_t *index, float *log_prob,
-                                     float *entropy, const attn_tensor *in,
-                                     const attn_tensor *mask,
+                                     float *entropy, const attn_tensor *in, const attn_tensor *mask,
                                      const attn_stochastic_params *params, void *workspace,
                                      size_t workspace_size) {
   static const char fn[] = "attn_hard_sample_forward";
@@ -340,8 +343,8 @@ attn_status attn_gumbel_softmax_forward(const attn_tensor *out, const attn_tenso
   if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: out is NULL", fn);
   stoch_job jb;
   memset(&jb, 0, sizeof jb);
-  TRY(attn__stochastic_check(fn, "out", out, NULL, NULL, in, mask, &p, 0, NULL, NULL, 0, NULL,
-                             NULL, &jb.rows, &jb.n));
+  TRY(attn__stochastic_check(fn, "out", out, NULL, NULL, in, mask, &p, 0, NULL, NULL, 0, NULL, NULL,
+                             &jb.rows, &jb.n));
   jb.op = GUMBEL_FWD;
   jb.p = &p;
   jb.in = in;

@@ -74,7 +74,8 @@ static const attn_tensor *node_mask(attn_nn_node *n, attn_tensor *t) {
   return t;
 }
 
-/* ---- stochastic hard attention ------------------------------------------------------------------ */
+/* ---- stochastic hard attention ------------------------------------------------------------------
+ */
 
 /* saved: the indices (int32, one per row); saved2: the params. iarg[0]: 0 for the log-prob node,
  * 1 for the entropy node. */
@@ -90,17 +91,16 @@ static attn_status hard_sample_backward(attn_nn_node *n) {
   return accumulate(n, hard_sample_grad);
 }
 
-attn_var *attn_nn_hard_sample(attn_nn_ctx *ctx, attn_var *scores, attn_var *mask,
-                              float temperature, uint64_t seed, int32_t *index,
-                              attn_var **log_prob, attn_var **entropy) {
+attn_var *attn_nn_hard_sample(attn_nn_ctx *ctx, attn_var *scores, attn_var *mask, float temperature,
+                              uint64_t seed, int32_t *index, attn_var **log_prob,
+                              attn_var **entropy) {
   static const char *op = "attn_nn_hard_sample";
   attn_var *ins[2] = {scores, mask};
   if (log_prob) *log_prob = NULL;
   if (entropy) *entropy = NULL;
   if (!attn__nn_check(ctx, op, 2, ins, 2u)) return NULL;
   attn_tensor tm;
-  if (!check_x(ctx, op, "scores", scores, 1) || !mask_view(ctx, op, mask, scores, &tm))
-    return NULL;
+  if (!check_x(ctx, op, "scores", scores, 1) || !mask_view(ctx, op, mask, scores, &tm)) return NULL;
   const int64_t n = scores->shape[scores->ndim - 1], rows = scores->numel / n;
   attn_var *w = attn__nn_new(ctx, op, scores->ndim, scores->shape);
   attn_var *lp = w ? attn__nn_new(ctx, op, scores->ndim - 1, scores->shape) : NULL;
@@ -113,8 +113,8 @@ attn_var *attn_nn_hard_sample(attn_nn_ctx *ctx, attn_var *scores, attn_var *mask
   p->temperature = temperature;
   p->seed = seed;
   attn_tensor tx = view_of(scores, scores->data), tw = view_of(w, w->data);
-  attn_status st = attn_hard_sample_forward(&tw, idx, lp->data, h->data, &tx, mask ? &tm : NULL,
-                                            p, NULL, 0);
+  attn_status st =
+      attn_hard_sample_forward(&tw, idx, lp->data, h->data, &tx, mask ? &tm : NULL, p, NULL, 0);
   if (st != ATTN_OK) return attn__nn_fail(ctx, st, "%s: %s", op, attn_last_error());
   attn_var *outs[2] = {lp, h};
   for (int k = 0; k < 2; k++) {
@@ -132,17 +132,19 @@ attn_var *attn_nn_hard_sample(attn_nn_ctx *ctx, attn_var *scores, attn_var *mask
   return w;
 }
 
-/* ---- Gumbel-softmax ------------------------------------------------------------------------------ */
+/* ---- Gumbel-softmax
+ * ------------------------------------------------------------------------------ */
 
 /* saved2: the params. */
 static attn_status gumbel_grad(attn_nn_node *n, const attn_tensor *d_in) {
   attn_tensor tm, tx = view_of(n->in[0], n->in[0]->data);
   attn_tensor to = view_of(n->out, n->out->data), tdo = view_of(n->out, n->out->grad);
-  return attn_gumbel_softmax_backward(d_in, &tdo, &to, &tx, node_mask(n, &tm), n->saved2, NULL,
-                                      0);
+  return attn_gumbel_softmax_backward(d_in, &tdo, &to, &tx, node_mask(n, &tm), n->saved2, NULL, 0);
 }
 
-static attn_status gumbel_backward(attn_nn_node *n) { return accumulate(n, gumbel_grad); }
+static attn_status gumbel_backward(attn_nn_node *n) {
+  return accumulate(n, gumbel_grad);
+}
 
 attn_var *attn_nn_gumbel_softmax(attn_nn_ctx *ctx, attn_var *scores, attn_var *mask,
                                  float temperature, int hard, uint64_t seed) {
@@ -150,8 +152,7 @@ attn_var *attn_nn_gumbel_softmax(attn_nn_ctx *ctx, attn_var *scores, attn_var *m
   attn_var *ins[2] = {scores, mask};
   if (!attn__nn_check(ctx, op, 2, ins, 2u)) return NULL;
   attn_tensor tm;
-  if (!check_x(ctx, op, "scores", scores, 1) || !mask_view(ctx, op, mask, scores, &tm))
-    return NULL;
+  if (!check_x(ctx, op, "scores", scores, 1) || !mask_view(ctx, op, mask, scores, &tm)) return NULL;
   attn_var *y = attn__nn_new(ctx, op, scores->ndim, scores->shape);
   attn_stochastic_params *p = y ? attn__nn_alloc(ctx, sizeof *p) : NULL;
   if (!p) return y ? attn__nn_fail(ctx, ATTN_STATUS_OUT_OF_MEMORY, "%s: out of memory", op) : NULL;
@@ -177,7 +178,9 @@ static attn_status monotonic_grad(attn_nn_node *n, const attn_tensor *d_in) {
   return attn_monotonic_backward(d_in, &tda, &ta, &te, node_mask(n, &tm), n->saved2, NULL, 0);
 }
 
-static attn_status monotonic_backward(attn_nn_node *n) { return accumulate(n, monotonic_grad); }
+static attn_status monotonic_backward(attn_nn_node *n) {
+  return accumulate(n, monotonic_grad);
+}
 
 attn_var *attn_nn_monotonic(attn_nn_ctx *ctx, attn_var *energy, attn_var *mask,
                             const attn_monotonic_params *params) {
@@ -185,8 +188,7 @@ attn_var *attn_nn_monotonic(attn_nn_ctx *ctx, attn_var *energy, attn_var *mask,
   attn_var *ins[2] = {energy, mask};
   if (!attn__nn_check(ctx, op, 2, ins, 2u)) return NULL;
   attn_tensor tm;
-  if (!check_x(ctx, op, "energy", energy, 2) || !mask_view(ctx, op, mask, energy, &tm))
-    return NULL;
+  if (!check_x(ctx, op, "energy", energy, 2) || !mask_view(ctx, op, mask, energy, &tm)) return NULL;
   attn_var *a = attn__nn_new(ctx, op, energy->ndim, energy->shape);
   attn_monotonic_params *p = a ? attn__nn_alloc(ctx, sizeof *p) : NULL;
   if (!p) return a ? attn__nn_fail(ctx, ATTN_STATUS_OUT_OF_MEMORY, "%s: out of memory", op) : NULL;

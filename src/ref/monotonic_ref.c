@@ -192,7 +192,8 @@ attn_status attn_monotonic_backward_ref(const attn_tensor *d_energy, const attn_
     /* Invariant: g_a = dL/d alpha_i through the steps after i. */
     for (int64_t i = tq - 1; i >= 0; i--) {
       int64_t r = s * tq + i;
-      const float *go = (const float *)d_alpha->data + attn__align_row_offset(d_alpha, energy, r, NULL);
+      const float *go =
+          (const float *)d_alpha->data + attn__align_row_offset(d_alpha, energy, r, NULL);
       for (int64_t j = 0; j < tk; j++) w.ga[j] = (double)go[j] + w.g_a[j];
       const double *a = i > 0 ? w.A + (i - 1) * tk : w.a0, *pr = w.P + i * tk;
       attn__mono_step_backward(parallel, w.gp, w.g_a, w.ga, a, pr, tk, w.scratch);

@@ -41,10 +41,9 @@ static attn__range view_range(const attn_tensor *t) {
 attn_status attn__stochastic_check(const char *fn, const char *dst_name, const attn_tensor *dst,
                                    const attn_tensor *d_out, const attn_tensor *out,
                                    const attn_tensor *in, const attn_tensor *mask,
-                                   const attn_stochastic_params *p, int n_outs,
-                                   void *const *outs, const char *const *out_names, int n_ins,
-                                   const void *const *ins, const char *const *in_names,
-                                   int64_t *rows, int64_t *n) {
+                                   const attn_stochastic_params *p, int n_outs, void *const *outs,
+                                   const char *const *out_names, int n_ins, const void *const *ins,
+                                   const char *const *in_names, int64_t *rows, int64_t *n) {
   attn_align_params ap = attn_align_params_default();
   ap.temperature = p->temperature;
   const char *const names[4] = {dst ? dst_name : NULL, "in", "out", "d_out"};
@@ -93,8 +92,8 @@ attn_status attn__hard_index_check(const char *fn, const int32_t *index, int64_t
 static void ref_build_z(double *z, const attn_tensor *in, const attn_tensor *mask, int64_t r,
                         int64_t n, float temperature, const float *noise) {
   const float *x = (const float *)in->data + attn__align_row_offset(in, in, r, NULL);
-  const float *mk = mask ? (const float *)mask->data + attn__align_row_offset(mask, in, r, NULL)
-                         : NULL;
+  const float *mk =
+      mask ? (const float *)mask->data + attn__align_row_offset(mask, in, r, NULL) : NULL;
   bool mask_bcast = mask && mask->shape[mask->ndim - 1] == 1;
   double inv_t = 1.0 / (double)temperature;
   for (int64_t j = 0; j < n; j++) {
@@ -154,7 +153,8 @@ static attn_status ref_alloc(ref_scratch *w, int64_t n) {
   return ATTN_OK;
 }
 
-/* ---- stochastic hard attention ---------------------------------------------------------------- */
+/* ---- stochastic hard attention ----------------------------------------------------------------
+ */
 
 attn_status attn_hard_sample_forward_ref(const attn_tensor *weights, int32_t *index,
                                          float *log_prob, float *entropy, const attn_tensor *in,
@@ -239,7 +239,8 @@ attn_status attn_hard_sample_backward_ref(const attn_tensor *d_in, const float *
   return ATTN_OK;
 }
 
-/* ---- Gumbel-softmax ----------------------------------------------------------------------------- */
+/* ---- Gumbel-softmax -----------------------------------------------------------------------------
+ */
 
 attn_status attn_gumbel_softmax_forward_ref(const attn_tensor *out, const attn_tensor *in,
                                             const attn_tensor *mask,
@@ -249,8 +250,8 @@ attn_status attn_gumbel_softmax_forward_ref(const attn_tensor *out, const attn_t
   attn_stochastic_params p = params ? *params : attn_stochastic_params_default();
   int64_t rows, n;
   if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: out is NULL", fn);
-  TRY(attn__stochastic_check(fn, "out", out, NULL, NULL, in, mask, &p, 0, NULL, NULL, 0, NULL,
-                             NULL, &rows, &n));
+  TRY(attn__stochastic_check(fn, "out", out, NULL, NULL, in, mask, &p, 0, NULL, NULL, 0, NULL, NULL,
+                             &rows, &n));
   if (rows == 0) return ATTN_OK;
   ref_scratch w = {NULL, NULL, NULL, NULL};
   TRY(ref_alloc(&w, n));
@@ -265,7 +266,10 @@ attn_status attn_gumbel_softmax_forward_ref(const attn_tensor *out, const attn_t
       for (int64_t j = 0; j < n; j++)
         if (w.z[j] > -INFINITY && (best < 0 || w.z[j] > w.z[best])) best = j;
     for (int64_t j = 0; j < n; j++)
-      o[j] = count < 0 ? NAN : count == 0 ? 0.0f : p.hard ? (j == best ? 1.0f : 0.0f) : (float)w.p[j];
+      o[j] = count < 0    ? NAN
+             : count == 0 ? 0.0f
+             : p.hard     ? (j == best ? 1.0f : 0.0f)
+                          : (float)w.p[j];
   }
   attn__free(w.block);
   return ATTN_OK;
