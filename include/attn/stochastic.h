@@ -120,8 +120,10 @@ ATTN_API attn_status attn_gumbel_softmax_backward(const attn_tensor *d_in, const
                                                   const attn_stochastic_params *params,
                                                   void *workspace, size_t workspace_size);
 
-/* The Gumbel noise g = -log(-log U) of row r, position j: U = (x + 0.5) / 2^32 from word j % 4
- * of the Philox block (row, j / 4), so g lies in [-3.1, 22.2]. Computed in double, rounded. */
+/* The Gumbel noise g = -log(-log U) of row r, position j: U = (k + 0.5) / 2^23 with k the top
+ * 23 bits of word j % 4 of the Philox block (row, j / 4), so g lies in [-2.81, 16.7]. Computed in
+ * f32 with a polynomial log (within ~2 ulp per log), the same bits on every ISA; the reference
+ * uses the same noise. */
 ATTN_API float attn_gumbel_noise(uint64_t seed, int64_t row, int64_t j);
 
 /* Reference implementations: plain loops in double, single-threaded, the same validation and

@@ -70,11 +70,35 @@ static inline double attn__sample_uniform(uint64_t seed, int64_t row) {
   return (double)bits * (1.0 / 9007199254740992.0);
 }
 
-/* Gumbel noise from one 32-bit word: U = (x + 0.5) / 2^32 in (0, 1), g = -log(-log U), in
- * double (libm, the same bits on every ISA), rounded to f32. g lies in [-3.1, 22.2]. */
-static inline float attn__gumbel_from_u32(uint32_t x) {
-  double u = ((double)x + 0.5) * (1.0 / 4294967296.0);
-  return (float)-log(-log(u));
+/* log(x) for finite normal x > 0, within ~2 ulp: x = m 2^k with m in [sqrt(1/2), sqrt(2)),
+ * log m = 2 atanh(s), s = (m - 1)/(m + 1), |s| <= 0.172, by its odd series to s^9 (truncation
+ * < 2e-9 relative). Integer selects only, so a loop over it vectorises and gives the same bits on
+ * every ISA (the library builds with -ffp-contract=off). */
+static inline __attribute__((always_inline)) float attn__log_pos(float x) {
+  uint32_t b;
+  memcpy(&b, &x, 4);
+  int32_t k = (int32_t)((b >> 23) & 0xffu) - 127;
+  uint32_t mb = (b & 0x7fffffu) | 0x3f800000u; /* m in [1, 2) */
+  int32_t big = mb >= 0x3fb504f3u;             /* m >= sqrt(2): halve it */
+  mb -= (uint32_t)big << 23;
+  k += big;
+  float m;
+  memcpy(&m, &mb, 4);
+  float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
+  float p = 1.0f / 9.0f;
+  p = p * s2 + 1.0f / 7.0f;
+  p = p * s2 + 0.2f;
+  p = p * s2 + 1.0f / 3.0f;
+  p = p * s2 + 1.0f;
+  float kf = (float)k;
+  return kf * 0.693145752f + (kf * 1.42860677e-6f + 2.0f * s * p); /* ln2 = hi + lo */
+}
+
+/* Gumbel noise from one 32-bit word: U = (k + 0.5) / 2^23 with k its top 23 bits (exact in f32,
+ * in (0, 1)), g = -log(-log U) by attn__log_pos. g lies in [-2.81, 16.7]. */
+static inline __attribute__((always_inline)) float attn__gumbel_from_u32(uint32_t x) {
+  float u = ((float)(x >> 9) + 0.5f) * (1.0f / 8388608.0f);
+  return -attn__log_pos(-attn__log_pos(u));
 }
 
 /* Gumbel noise of positions [0, n) of row r into g (attn_gumbel_noise for each j). */
