@@ -122,6 +122,27 @@ static void test_known_values(void) {
   attn_tensor txn = vec(xn, 3), twn = vec(wn, 3);
   CHECK_OK(attn_hard_sample_forward(&twn, &iu, &lpn, &hu, &txn, NULL, NULL, NULL, 0));
   CHECK(iu == -1 && isnan(lpn) && isnan(hu) && isnan(wn[0]), "NaN row: %d %g", iu, (double)lpn);
+  /* The Gumbel forward uses attn_gumbel_noise's numbers at every position (the kernels draw
+   * them 32 at a time): soft weights of a 77-wide row, and of row 3 of a batch, against softmax
+   * of x + g computed here. */
+  {
+    enum { W = 77 };
+    float xw[4 * W], aw[4 * W], yw[W], bw[W];
+    int64_t s4[2] = {4, W};
+    for (int i = 0; i < 4 * W; i++) xw[i] = 0.01f * (float)(i % 13);
+    attn_tensor txw = attn_tensor_make(xw, ATTN_DTYPE_F32, 2, s4);
+    attn_tensor taw = attn_tensor_make(aw, ATTN_DTYPE_F32, 2, s4);
+    attn_stochastic_params pw = attn_stochastic_params_default();
+    pw.seed = 0x123456789abcULL;
+    CHECK_OK(attn_gumbel_softmax_forward(&taw, &txw, NULL, &pw, NULL, 0));
+    for (int j = 0; j < W; j++) yw[j] = xw[3 * W + j] + attn_gumbel_noise(pw.seed, 3, j);
+    attn_tensor tyw = vec(yw, W), tbw = vec(bw, W);
+    attn_align_params apw = attn_align_params_default();
+    CHECK_OK(attn_align_forward_ref(&tbw, &tyw, NULL, &apw));
+    for (int j = 0; j < W; j++)
+      CHECK(fabsf(aw[3 * W + j] - bw[j]) < 1e-6f, "gumbel noise at j = %d: %g vs %g", j,
+            (double)aw[3 * W + j], (double)bw[j]);
+  }
   /* Gumbel: the noise of the documented function, y = (x + g) / T. */
   float x3[5] = {0.1f, -0.3f, 2.0f, 0.0f, 1.0f}, a[5], y[5], b[5];
   attn_tensor t5 = vec(x3, 5), ta = vec(a, 5), ty = vec(y, 5), tb = vec(b, 5);
