@@ -665,6 +665,18 @@ static void test_determinism(void) {
   for (int64_t r = 0; r < rows; r++) same += i1[r] == i2[r];
   CHECK(same < rows / 2, "seed 6 repeats %lld of %lld samples of seed 5", (long long)same,
         (long long)rows);
+  /* The sampler's backward in place (d_in is in itself) equals the out-of-place one. */
+  {
+    float *xi = malloc(bytes);
+    memcpy(xi, x, bytes);
+    attn_tensor txi = attn_tensor_make(xi, ATTN_DTYPE_F32, 3, shape);
+    attn_stochastic_params pi = attn_stochastic_params_default();
+    pi.seed = 5;
+    pi.temperature = 0.8f;
+    CHECK_OK(attn_hard_sample_backward(&txi, coef, coef, i0, &txi, &tm, &pi, NULL, 0));
+    CHECK(memcmp(xi, d0, bytes) == 0, "sampler backward in place differs");
+    free(xi);
+  }
   /* In place (Gumbel) and a caller's workspace. */
   float *y = malloc(bytes);
   memcpy(y, x, bytes);

@@ -133,6 +133,7 @@ attn_status attn__align_check(const char *fn, const char *const *names, const at
   const char *dout_name = names ? names[3] : "d_out";
   /* names[0] == NULL: a call without a destination tensor (only the other checks apply). */
   bool no_dst = names && !names[0];
+  if (no_dst) dst_name = "(no destination)";
   if (!in) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, in_name);
   if (!dst && !no_dst) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, dst_name);
   attn__range r_in, r_dst = {0, 0}, r_mask = {0, 0}, r_dout = {0, 0}, r_out = {0, 0}, r_pos;
