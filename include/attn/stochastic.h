@@ -75,9 +75,9 @@ ATTN_API attn_status attn_hard_sample_forward(const attn_tensor *weights, int32_
  * With coef_r = -(R_r - b) (attn_reinforce_coef) minimising L follows the REINFORCE estimator
  * of the gradient of the expected reward; lambda_r > 0 then penalises entropy, lambda_r < 0
  * rewards it (Xu et al. add lambda_e dH to the ascent direction: pass lambda = -lambda_e).
- * coef and lambda are f32[rows] or NULL (0). index must hold the forward's indices (values in
- * [0, n) at unblocked positions, or -1 for rows the forward marked; another value is
- * INVALID_ARGUMENT naming index[r]). Rows with index -1 get zero gradients. The one-hot weights
+ * coef and lambda are f32[rows] or NULL (0). index holds the forward's draws: each value in
+ * [-1, n), else INVALID_ARGUMENT naming index[r]. Rows with index -1 get zero gradients (an index
+ * at a blocked position contributes no onehot term, as that position has no gradient). The one-hot weights
  * themselves carry no gradient (the score-function estimator replaces it). d_in may be the very
  * same view as in (in place); otherwise it must not overlap any input. */
 ATTN_API attn_status attn_hard_sample_backward(const attn_tensor *d_in, const float *coef,
