@@ -93,8 +93,9 @@ ATTN_API attn_status attn_monotonic_backward(const attn_tensor *d_energy,
                                              const attn_monotonic_params *params, void *workspace,
                                              size_t workspace_size);
 
-/* The standard normal noise of row r, position j (Box-Muller on one Philox block, in double,
- * rounded to f32). */
+/* The standard normal noise of row r, position j: Box-Muller sqrt(-2 log U1) cos(2 pi U2) on
+ * words (0, 1) (even j) or (2, 3) (odd j) of the Philox block (row, j / 2), U1, U2 from their top
+ * 23 bits; f32 with polynomial log and cos, the same bits on every ISA; |n| <= 5.8. */
 ATTN_API float attn_monotonic_noise(uint64_t seed, int64_t row, int64_t j);
 
 /* Reference implementations: double throughout, single-threaded, the same validation and

@@ -133,13 +133,68 @@ static inline __attribute__((always_inline)) void attn__gumbel_row(float *g, uin
   }
 }
 
-/* Standard normal noise of (row, j) by Box-Muller on two 32-bit words of one block. */
+/* cos(2 pi u) for u in [0, 1), branch-free in f32: fold u onto b in [0, 1/4] (cos is even and
+ * cos(2 pi (1/2 - b)) = -cos(2 pi b)), then the Taylor series of cos to x^12 at x = 2 pi b
+ * <= pi/2 (truncation < 1e-8). */
+static inline __attribute__((always_inline)) float attn__cos_2pi(float u) {
+  float t = u > 0.5f ? u - 1.0f : u;  /* [-1/2, 1/2] */
+  float a = fabsf(t);                 /* [0, 1/2] */
+  float b = a > 0.25f ? 0.5f - a : a; /* [0, 1/4] */
+  float x = 6.28318531f * b, x2 = x * x;
+  float c = 1.0f / 479001600.0f; /* 1/12! */
+  c = c * x2 - 1.0f / 3628800.0f;
+  c = c * x2 + 1.0f / 40320.0f;
+  c = c * x2 - 1.0f / 720.0f;
+  c = c * x2 + 1.0f / 24.0f;
+  c = c * x2 - 0.5f;
+  c = c * x2 + 1.0f;
+  return a > 0.25f ? -c : c;
+}
+
+/* Box-Muller from two words: sqrt(-2 log U1) cos(2 pi U2), U1 = (k + 0.5)/2^23 in (0, 1) and
+ * U2 = k'/2^23 in [0, 1) from the top 23 bits; |n| <= 5.8. f32, the same bits on every ISA. */
+static inline __attribute__((always_inline)) float attn__normal_from_u32(uint32_t w1, uint32_t w2) {
+  float u1 = ((float)(w1 >> 9) + 0.5f) * (1.0f / 8388608.0f);
+  float u2 = (float)(w2 >> 9) * (1.0f / 8388608.0f);
+  return sqrtf(-2.0f * attn__log_pos(u1)) * attn__cos_2pi(u2);
+}
+
+/* Standard normal noise of (row, j): block (row, j / 2) of the MONO stream, words 0 and 1 for
+ * even j, 2 and 3 for odd j. */
 static inline float attn__mono_normal(uint64_t seed, int64_t row, int64_t j) {
   uint32_t o[4];
-  attn__stream_block(seed, row, (uint32_t)j, ATTN__STREAM_MONO, o);
-  double u1 = ((double)o[0] + 0.5) * (1.0 / 4294967296.0);
-  double u2 = (double)o[1] * (1.0 / 4294967296.0);
-  return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+  attn__stream_block(seed, row, (uint32_t)(j / 2), ATTN__STREAM_MONO, o);
+  return j & 1 ? attn__normal_from_u32(o[2], o[3]) : attn__normal_from_u32(o[0], o[1]);
+}
+
+/* attn__mono_normal of positions [0, n) of row r into out, 16 at a time (8 Philox blocks whose
+ * rounds vectorise). */
+static inline __attribute__((always_inline)) void attn__mono_normal_row(float *out, uint64_t seed,
+                                                                        int64_t row, int64_t n) {
+  enum { NB = 8 };
+  const uint32_t lo = (uint32_t)(uint64_t)row, hi = (uint32_t)((uint64_t)row >> 32);
+  for (int64_t j0 = 0; j0 < n; j0 += 2 * NB) {
+    uint32_t c0[NB], c1[NB], c2[NB], c3[NB];
+    for (int b = 0; b < NB; b++) {
+      c0[b] = lo;
+      c1[b] = hi;
+      c2[b] = (uint32_t)(j0 / 2) + (uint32_t)b;
+      c3[b] = ATTN__STREAM_MONO;
+    }
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (int round = 0; round < 10; round++) {
+      for (int b = 0; b < NB; b++) attn__philox_round(&c0[b], &c1[b], &c2[b], &c3[b], k0, k1);
+      k0 += ATTN__PHILOX_W0;
+      k1 += ATTN__PHILOX_W1;
+    }
+    float block[2 * NB];
+    for (int b = 0; b < NB; b++) {
+      block[2 * b] = attn__normal_from_u32(c0[b], c1[b]);
+      block[2 * b + 1] = attn__normal_from_u32(c2[b], c3[b]);
+    }
+    int64_t len = n - j0 < 2 * NB ? n - j0 : 2 * NB;
+    memcpy(out + j0, block, (size_t)len * sizeof(float));
+  }
 }
 
 /* ---- stochastic alignment (src/ref/stochastic_ref.c) ---------------------------------------- */

@@ -36,7 +36,8 @@ ATTN_AI void p_row(const mono_job *jb, int64_t r, float *z, float *pf, double *p
   const float *noise = NULL;
   if (prm->noise_std > 0.0f && prm->mode != ATTN_MONOTONIC_HARD) {
     /* The noise goes into pf first (the reference's order: (e + s n) + mask). */
-    for (int64_t j = 0; j < n; j++) pf[j] = prm->noise_std * attn__mono_normal(prm->seed, r, j);
+    attn__mono_normal_row(pf, prm->seed, r, n);
+    for (int64_t j = 0; j < n; j++) pf[j] *= prm->noise_std;
     noise = pf;
   }
   attn__build_z_row(z, jb->energy, jb->mask, r, n, 1.0f, noise);
