@@ -24,9 +24,14 @@ typedef struct mono_job {
   bool backward;
 } mono_job;
 
-/* Doubles per thread: p, a, alpha / ga, carry, gp, and 3 Tk of step scratch; plus Tk floats. */
+/* Steps of one sequence the recursive forward runs together (see mono_forward_wavefront). */
+#define WAVE 4
+
+/* Doubles per thread: p, a, alpha / ga, carry, gp, 3 Tk of step scratch, and WAVE rows of p and
+ * alpha for the wavefront (the first rows of each shared with the above); plus 2 Tk floats. */
 static size_t per_thread_bytes(int64_t tk) {
-  return attn__round_up((size_t)tk * (8 * sizeof(double) + 2 * sizeof(float)), ATTN_ALIGN);
+  return attn__round_up((size_t)tk * ((8 + 2 * WAVE) * sizeof(double) + 2 * sizeof(float)),
+                        ATTN_ALIGN);
 }
 
 /* p of row r into pd (double) through z (Tk floats of scratch) and pf (Tk floats). */
@@ -50,6 +55,26 @@ ATTN_AI void p_row(const mono_job *jb, int64_t r, float *z, float *pf, double *p
   for (int64_t j = 0; j < n; j++) pd[j] = (double)pf[j];
 }
 
+/* The recursive forward of steps i0 .. i0 + k - 1 (k <= WAVE) from a = alpha_{i0-1}, as a
+ * wavefront: step i0 + w runs position j at time t = j + w, when step i0 + w - 1 has just
+ * produced alpha at j. The k recurrences are then independent chains in one loop, which hides
+ * the latency of each (q = (1 - p) q + a is a dependent multiply-add per position). Every element
+ * is computed by exactly the operations of attn__mono_step_recursive, so the bits are the same.
+ * P and A hold k rows of n doubles (p in, alpha out). */
+ATTN_AI void mono_forward_wavefront(const double *a, const double *P, double *A, int k, int64_t n) {
+  double q[WAVE];
+  for (int w = 0; w < WAVE; w++) q[w] = 0.0;
+  for (int64_t t = 0; t < n + k - 1; t++)
+    for (int w = 0; w < k; w++) {
+      int64_t j = t - w;
+      if (j < 0 || j >= n) continue;
+      const double *av = w == 0 ? a : A + (w - 1) * n, *pw = P + w * n;
+      double qv = j == 0 ? av[0] : (1.0 - pw[j - 1]) * q[w] + av[j];
+      q[w] = qv;
+      A[w * n + j] = pw[j] * qv;
+    }
+}
+
 ATTN_AI void mono_task_impl(void *ctx, int64_t s, int thread_id) {
   const mono_job *jb = (const mono_job *)ctx;
   const int64_t tq = jb->tq, n = jb->tk;
@@ -58,6 +83,21 @@ ATTN_AI void mono_task_impl(void *ctx, int64_t s, int thread_id) {
   float *z = (float *)(scratch + 3 * n), *pf = z + n;
   const bool parallel = jb->p->mode == ATTN_MONOTONIC_PARALLEL;
   for (int64_t j = 0; j < n; j++) a[j] = j == 0 ? 1.0 : 0.0;
+  if (!jb->backward && jb->p->mode == ATTN_MONOTONIC_RECURSIVE) {
+    double *P = (double *)(pf + n), *A = P + WAVE * n;
+    for (int64_t i0 = 0; i0 < tq; i0 += WAVE) {
+      int k = tq - i0 < WAVE ? (int)(tq - i0) : WAVE;
+      for (int w = 0; w < k; w++) p_row(jb, s * tq + i0 + w, z, pf, P + w * n);
+      mono_forward_wavefront(a, P, A, k, n);
+      for (int w = 0; w < k; w++) {
+        float *o = (float *)jb->alpha->data +
+                   attn__align_row_offset(jb->alpha, jb->energy, s * tq + i0 + w, NULL);
+        for (int64_t j = 0; j < n; j++) o[j] = (float)A[w * n + j];
+      }
+      memcpy(a, A + (k - 1) * n, (size_t)n * sizeof(double));
+    }
+    return;
+  }
   if (!jb->backward) {
     int64_t t = 0;
     bool alive = true;
