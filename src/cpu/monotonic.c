@@ -27,10 +27,10 @@ typedef struct mono_job {
 /* Steps of one sequence the recursive forward runs together (see mono_forward_wavefront). */
 #define WAVE 4
 
-/* Doubles per thread: p, a, alpha / ga, carry, gp, 3 Tk of step scratch, and WAVE rows of p and
- * alpha for the wavefront (the first rows of each shared with the above); plus 2 Tk floats. */
+/* Doubles per thread: p, a, alpha / ga, carry, gp, 3 Tk of step scratch, then 2 Tk floats, then
+ * 6 WAVE rows of Tk doubles for the wavefronts. */
 static size_t per_thread_bytes(int64_t tk) {
-  return attn__round_up((size_t)tk * ((8 + 2 * WAVE) * sizeof(double) + 2 * sizeof(float)),
+  return attn__round_up((size_t)tk * ((8 + 6 * WAVE) * sizeof(double) + 2 * sizeof(float)),
                         ATTN_ALIGN);
 }
 
@@ -72,6 +72,39 @@ ATTN_AI void mono_forward_wavefront(const double *a, const double *P, double *A,
       double qv = j == 0 ? av[0] : (1.0 - pw[j - 1]) * q[w] + av[j];
       q[w] = qv;
       A[w * n + j] = pw[j] * qv;
+    }
+}
+
+/* The recursive backward of steps i_w = i_top - w, w < k (descending), as a wavefront in reverse:
+ * step i_w runs position j at time t = (n - 1 - j) + w, when step i_w + 1 (w - 1) has just
+ * produced dL/d alpha_{i_w, j} through its q. Per row w: P p, A alpha_{i_w - 1}, D dL/d alpha
+ * from the output, Q q (recomputed here), G dq (= the gradient passed to alpha_{i_w - 1}), GP
+ * dL/dp. carry: dL/d alpha_{i_top} from the steps after the group. The operations per element
+ * are those of attn__mono_step_backward, so the bits are the same. */
+ATTN_AI void mono_backward_wavefront(const double *carry, const double *P, const double *A,
+                                     const double *D, double *Q, double *G, double *GP, int k,
+                                     int64_t n) {
+  double acc[WAVE], dq_next[WAVE];
+  for (int w = 0; w < WAVE; w++) {
+    acc[w] = w < k ? A[w * n] : 0.0;
+    dq_next[w] = 0.0;
+  }
+  /* q of every step: independent chains (alpha_{i-1} is known). */
+  for (int64_t j = 0; j < n; j++)
+    for (int w = 0; w < k; w++) {
+      Q[w * n + j] = acc[w];
+      if (j + 1 < n) acc[w] = (1.0 - P[w * n + j]) * acc[w] + A[w * n + j + 1];
+    }
+  for (int64_t t = 0; t < n + k - 1; t++)
+    for (int w = 0; w < k; w++) {
+      int64_t j = n - 1 - (t - w);
+      if (j < 0 || j >= n) continue;
+      const double ga = D[w * n + j] + (w == 0 ? carry[j] : G[(w - 1) * n + j]);
+      const double pj = P[w * n + j];
+      GP[w * n + j] = (ga - dq_next[w]) * Q[w * n + j];
+      const double dq = ga * pj + dq_next[w] * (1.0 - pj);
+      G[w * n + j] = dq;
+      dq_next[w] = dq;
     }
 }
 
@@ -133,6 +166,36 @@ ATTN_AI void mono_task_impl(void *ctx, int64_t s, int thread_id) {
   }
   /* Backward, steps from last to first. Invariant: carry = dL/d alpha_i through later steps. */
   for (int64_t j = 0; j < n; j++) carry[j] = 0.0;
+  if (!parallel) {
+    double *P = (double *)(pf + n), *A = P + WAVE * n, *D = A + WAVE * n, *Q = D + WAVE * n;
+    double *G = Q + WAVE * n, *GP = G + WAVE * n;
+    for (int64_t top = tq - 1; top >= 0; top -= WAVE) {
+      int k = top + 1 < WAVE ? (int)(top + 1) : WAVE;
+      for (int w = 0; w < k; w++) {
+        const int64_t i = top - w, r = s * tq + i;
+        p_row(jb, r, z, pf, P + w * n);
+        const float *go = (const float *)jb->d_alpha->data +
+                          attn__align_row_offset(jb->d_alpha, jb->energy, r, NULL);
+        for (int64_t j = 0; j < n; j++) D[w * n + j] = (double)go[j];
+        if (i > 0) {
+          const float *prev = (const float *)jb->alpha->data +
+                              attn__align_row_offset(jb->alpha, jb->energy, r - 1, NULL);
+          for (int64_t j = 0; j < n; j++) A[w * n + j] = (double)prev[j];
+        } else {
+          for (int64_t j = 0; j < n; j++) A[w * n + j] = j == 0 ? 1.0 : 0.0;
+        }
+      }
+      mono_backward_wavefront(carry, P, A, D, Q, G, GP, k, n);
+      for (int w = 0; w < k; w++) {
+        float *de = (float *)jb->d_energy->data +
+                    attn__align_row_offset(jb->d_energy, jb->energy, s * tq + top - w, NULL);
+        const double *pw = P + w * n, *gw = GP + w * n;
+        for (int64_t j = 0; j < n; j++) de[j] = (float)(gw[j] * pw[j] * (1.0 - pw[j]));
+      }
+      memcpy(carry, G + (k - 1) * n, (size_t)n * sizeof(double));
+    }
+    return;
+  }
   for (int64_t i = tq - 1; i >= 0; i--) {
     const int64_t r = s * tq + i;
     const float *go =
