@@ -296,6 +296,97 @@ static void test_bad_inputs(void) {
   attn_nn_set_grad_enabled(ctx, 1);
 }
 
+/* Learning. REINFORCE: logits (R, n), reward 1 when the draw hits the row's target; with the
+ * moving-average baseline and Adam the target's probability must pass 0.9 in 300 steps (it starts
+ * at 1/n). Gumbel: the hard straight-through op trained to output one_hot(target). Monotonic:
+ * energies trained to put the expected alignment on the diagonal, after which the hard decoding
+ * is the diagonal too. */
+static void test_learning(void) {
+  enum { R = 4, n = 8, steps = 300 };
+  const int32_t target[R] = {3, 0, 7, 5};
+  const int64_t shape[2] = {R, n}, rshape[1] = {R};
+  for (int which = 0; which < 2; which++) {
+    attn_var *logits = attn_nn_param_new(2, shape, "logits");
+    attn_nn_params params = {0};
+    CHECK_OK(attn_nn_params_add(&params, logits));
+    attn_nn_optim_config cfg = attn_nn_optim_config_default(ATTN_NN_OPTIM_ADAM);
+    cfg.lr = 0.1f;
+    attn_nn_optim *opt = attn_nn_optim_new(&cfg, &params);
+    float baseline = 0.0f, reward[R], coef[R], onehot[R * n] = {0};
+    for (int r = 0; r < R; r++) onehot[r * n + target[r]] = 1.0f;
+    for (int step = 0; step < steps; step++) {
+      attn_nn_ctx_reset(ctx);
+      attn_nn_params_zero_grad(&params);
+      attn_var *loss;
+      if (which == 0) {
+        int32_t idx[R];
+        attn_var *lp = NULL;
+        attn_nn_hard_sample(ctx, logits, NULL, 1.0f, (uint64_t)step, idx, &lp, NULL);
+        for (int r = 0; r < R; r++) reward[r] = idx[r] == target[r] ? 1.0f : 0.0f;
+        CHECK_OK(attn_reinforce_coef(coef, &baseline, reward, R, 0.9f));
+        loss = attn_nn_sum_all(ctx, attn_nn_mul(ctx, attn_nn_tensor(ctx, 1, rshape, coef, 0), lp));
+      } else {
+        attn_var *y = attn_nn_gumbel_softmax(ctx, logits, NULL, 1.0f, 1, (uint64_t)step);
+        loss = attn_nn_scale(
+            ctx,
+            attn_nn_sum_all(ctx, attn_nn_mul(ctx, y, attn_nn_tensor(ctx, 2, shape, onehot, 0))),
+            -1.0f, 0.0f);
+      }
+      CHECK(loss != NULL, "learning %d: %s", which, attn_nn_ctx_error(ctx));
+      if (!loss) break;
+      CHECK_OK(attn_backward(loss));
+      CHECK_OK(attn_nn_optim_step(opt));
+    }
+    for (int r = 0; r < R; r++) {
+      double m = -INFINITY, sum = 0.0;
+      for (int j = 0; j < n; j++) m = fmax(m, logits->data[r * n + j]);
+      for (int j = 0; j < n; j++) sum += exp(logits->data[r * n + j] - m);
+      double pt = exp(logits->data[r * n + target[r]] - m) / sum;
+      CHECK(pt > 0.9, "%s: row %d: p(target) = %g after %d steps",
+            which ? "gumbel straight-through" : "REINFORCE", r, pt, steps);
+    }
+    attn_nn_optim_free(opt);
+    attn_nn_params_free_all(&params);
+  }
+  /* Monotonic: maximise sum_i log alpha_{i,i}. */
+  enum { T = 6 };
+  const int64_t eshape[2] = {T, T};
+  attn_var *energy = attn_nn_param_new(2, eshape, "energy");
+  attn_nn_params params = {0};
+  CHECK_OK(attn_nn_params_add(&params, energy));
+  attn_nn_optim_config cfg = attn_nn_optim_config_default(ATTN_NN_OPTIM_ADAM);
+  cfg.lr = 0.1f;
+  attn_nn_optim *opt = attn_nn_optim_new(&cfg, &params);
+  float diag[T * T] = {0};
+  for (int i = 0; i < T; i++) diag[i * T + i] = 1.0f;
+  attn_var *alpha = NULL;
+  for (int step = 0; step < 200; step++) {
+    attn_nn_ctx_reset(ctx);
+    attn_nn_params_zero_grad(&params);
+    alpha = attn_nn_monotonic(ctx, energy, NULL, NULL);
+    attn_var *on_diag =
+        attn_nn_sum(ctx, attn_nn_mul(ctx, alpha, attn_nn_tensor(ctx, 2, eshape, diag, 0)), -1, 0);
+    attn_var *loss =
+        attn_nn_scale(ctx, attn_nn_sum_all(ctx, attn_nn_log(ctx, on_diag)), -1.0f, 0.0f);
+    CHECK(loss != NULL, "monotonic learning: %s", attn_nn_ctx_error(ctx));
+    if (!loss) break;
+    CHECK_OK(attn_backward(loss));
+    CHECK_OK(attn_nn_optim_step(opt));
+  }
+  for (int i = 0; alpha && i < T; i++)
+    CHECK(alpha->data[i * T + i] > 0.9f, "monotonic: alpha[%d][%d] = %g", i, i,
+          (double)alpha->data[i * T + i]);
+  attn_monotonic_params hp = attn_monotonic_params_default();
+  hp.mode = ATTN_MONOTONIC_HARD;
+  attn_nn_ctx_reset(ctx);
+  attn_var *hard = attn_nn_monotonic(ctx, energy, NULL, &hp);
+  for (int k = 0; hard && k < T * T; k++)
+    CHECK(hard->data[k] == diag[k], "monotonic hard decoding [%d][%d] = %g", k / T, k % T,
+          (double)hard->data[k]);
+  attn_nn_optim_free(opt);
+  attn_nn_params_free_all(&params);
+}
+
 /* Allocation failures at every step of a forward and backward through the three ops: each run
  * either succeeds or reports OUT_OF_MEMORY, and frees everything. */
 static void test_failing_allocator(void) {
@@ -343,6 +434,7 @@ int main(void) {
   test_monotonic();
   test_hard_sample();
   test_bad_inputs();
+  test_learning();
   test_failing_allocator();
   attn_nn_ctx_free(ctx);
   return t_finish("test_nn_stochastic");
