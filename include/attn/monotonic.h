@@ -76,9 +76,10 @@ ATTN_API attn_monotonic_params attn_monotonic_params_default(void);
  * OVERFLOW. */
 ATTN_API attn_status attn_monotonic_workspace_size(size_t *size, const attn_tensor *energy);
 
-/* Forward: alpha = monotonic alignment of energy (mode of params; NULL = defaults). alpha must
- * not overlap energy or mask. workspace: NULL to allocate through the allocator hook, else
- * attn_monotonic_workspace_size() bytes, 64-byte aligned. */
+/* Forward: alpha = monotonic alignment of energy (mode of params; NULL = defaults). alpha may be
+ * the very same view as energy (in place); otherwise it must not overlap energy or mask.
+ * workspace: NULL to allocate through the allocator hook, else attn_monotonic_workspace_size()
+ * bytes, 64-byte aligned. */
 ATTN_API attn_status attn_monotonic_forward(const attn_tensor *alpha, const attn_tensor *energy,
                                             const attn_tensor *mask,
                                             const attn_monotonic_params *params, void *workspace,

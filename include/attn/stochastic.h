@@ -37,7 +37,7 @@ extern "C" {
  * seed 0, soft) and set what you need. */
 typedef struct attn_stochastic_params {
   float temperature; /* T > 0, finite */
-  uint64_t seed;     /* keys the Philox streams */
+  uint64_t seed;     /* keys the Philox streams: use a new one per draw (e.g. the step number) */
   int hard;          /* Gumbel-softmax only: nonzero = one-hot forward, straight-through backward */
 } attn_stochastic_params;
 
@@ -77,9 +77,9 @@ ATTN_API attn_status attn_hard_sample_forward(const attn_tensor *weights, int32_
  * rewards it (Xu et al. add lambda_e dH to the ascent direction: pass lambda = -lambda_e).
  * coef and lambda are f32[rows] or NULL (0). index holds the forward's draws: each value in
  * [-1, n), else INVALID_ARGUMENT naming index[r]. Rows with index -1 get zero gradients (an index
- * at a blocked position contributes no onehot term, as that position has no gradient). The one-hot weights
- * themselves carry no gradient (the score-function estimator replaces it). d_in may be the very
- * same view as in (in place); otherwise it must not overlap any input. */
+ * at a blocked position contributes no onehot term, as that position has no gradient). The one-hot
+ * weights themselves carry no gradient (the score-function estimator replaces it). d_in may be the
+ * very same view as in (in place); otherwise it must not overlap any input. */
 ATTN_API attn_status attn_hard_sample_backward(const attn_tensor *d_in, const float *coef,
                                                const float *lambda, const int32_t *index,
                                                const attn_tensor *in, const attn_tensor *mask,
