@@ -3,9 +3,9 @@
  * p = sigmoid(e + mask) is computed in f32 with the shared branch-free exp (vectorised); the
  * alignment recurrence is sequential in j and runs in double (as fast as f32 for a dependent
  * chain, and exact enough that long memories do not drift), with the per-step code shared with the
- * reference's backward (src/core/align_internal.h). The backward reads alpha_{i-1} from the
+ * reference's backward (src/core/monotonic_internal.h). The backward reads alpha_{i-1} from the
  * forward's output and carries dL/d alpha_{i-1} from step to step, O(Tk) per step. */
-#include "align_internal.h"
+#include "monotonic_internal.h"
 
 #define TRY(expr)                   \
   do {                              \

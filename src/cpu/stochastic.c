@@ -3,8 +3,9 @@
  * Each row is computed by one thread: z and the softmax in f32 with the shared row kernels
  * (src/cpu/align_rows.h: polynomial exp, fixed-lane sums), the scalars that decide a sample (the
  * cumulative sum, log-sum-exp, entropy) in double. The random numbers come from the same Philox
- * streams as the reference (src/core/align_internal.h), so only rounding separates the two. */
+ * streams as the reference (src/core/stream_internal.h), so only rounding separates the two. */
 #include "align_internal.h"
+#include "stream_internal.h"
 
 #define TRY(expr)                   \
   do {                              \

@@ -2,9 +2,9 @@
  *
  * Double throughout. The expected alignment of RECURSIVE is computed from its explicit sum
  * (O(Tk^2) per step), independent of the recurrence the fast path runs; PARALLEL is the clamped
- * closed form. The backward runs the shared per-step reverse mode (src/core/align_internal.h) on
- * the reference's own double forward. Contract: include/attn/monotonic.h. */
-#include "align_internal.h"
+ * closed form. The backward runs the shared per-step reverse mode (src/core/monotonic_internal.h)
+ * on the reference's own double forward. Contract: include/attn/monotonic.h. */
+#include "monotonic_internal.h"
 
 #define TRY(expr)                   \
   do {                              \

@@ -4,6 +4,7 @@
  * so it is the oracle for src/cpu/stochastic.c. Formulas are MECHANISMS.md §3.4 and §3.5; the
  * contract is include/attn/stochastic.h. */
 #include "align_internal.h"
+#include "stream_internal.h"
 
 #define TRY(expr)                   \
   do {                              \
