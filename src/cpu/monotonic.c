@@ -4,7 +4,8 @@
  * alignment recurrence is sequential in j and runs in double (as fast as f32 for a dependent
  * chain, and exact enough that long memories do not drift), with the per-step code shared with the
  * reference's backward (src/core/monotonic_internal.h). The backward reads alpha_{i-1} from the
- * forward's output and carries dL/d alpha_{i-1} from step to step, O(Tk) per step. */
+ * forward's output and carries dL/d alpha_{i-1} from step to step, O(Tk) per step. RECURSIVE runs
+ * four steps at a time as a wavefront, forward and backward, so their dependent chains overlap. */
 #include "monotonic_internal.h"
 
 #define TRY(expr)                   \
