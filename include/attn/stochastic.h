@@ -15,8 +15,9 @@
  * same params. attn_hard_sample_uniform() and attn_gumbel_noise() expose the numbers used.
  *
  * Errors (attn_last_error() names the argument): NULL_POINTER, UNSUPPORTED_DTYPE (not f32),
- * SHAPE_MISMATCH, BAD_STRIDE, OVERFLOW, ALIASING, INVALID_ARGUMENT (n == 0, temperature not finite
- * or <= 0, beta outside [0, 1], a non-finite reward or baseline), WORKSPACE_TOO_SMALL,
+ * SHAPE_MISMATCH, BAD_STRIDE, OVERFLOW, ALIASING, INVALID_ARGUMENT (n == 0, n > INT32_MAX for the
+ * sampler's int32 index, temperature not finite or <= 0, an index outside [-1, n) in the
+ * sampler's backward, beta outside [0, 1], a non-finite reward or baseline), WORKSPACE_TOO_SMALL,
  * OUT_OF_MEMORY. On error the outputs are untouched.
  *
  * Threads: rows are spread over the thread pool, each row computed by one thread in a fixed order

@@ -276,6 +276,9 @@ attn_status attn_hard_sample_forward(const attn_tensor *weights, int32_t *index,
   TRY(attn__stochastic_check(fn, "weights", weights, NULL, NULL, in, mask, &p, 3, outs, names, 0,
                              NULL, NULL, &jb.rows, &jb.n));
   if (jb.rows > 0 && !index) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: index is NULL", fn);
+  if (jb.n > INT32_MAX)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                      "%s: in: n = %lld positions do not fit an int32 index", fn, (long long)jb.n);
   jb.op = SAMPLE_FWD;
   jb.p = &p;
   jb.in = in;

@@ -79,6 +79,9 @@ attn_status attn__stochastic_check(const char *fn, const char *dst_name, const a
 
 attn_status attn__hard_index_check(const char *fn, const int32_t *index, int64_t rows, int64_t n) {
   if (rows > 0 && !index) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: index is NULL", fn);
+  if (n > INT32_MAX)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                      "%s: in: n = %lld positions do not fit an int32 index", fn, (long long)n);
   for (int64_t r = 0; r < rows; r++)
     if (index[r] < -1 || (int64_t)index[r] >= n)
       return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
@@ -170,6 +173,9 @@ attn_status attn_hard_sample_forward_ref(const attn_tensor *weights, int32_t *in
   TRY(attn__stochastic_check(fn, "weights", weights, NULL, NULL, in, mask, &p, 3, outs, names, 0,
                              NULL, NULL, &rows, &n));
   if (rows > 0 && !index) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: index is NULL", fn);
+  if (n > INT32_MAX)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                      "%s: in: n = %lld positions do not fit an int32 index", fn, (long long)n);
   if (rows == 0) return ATTN_OK;
   ref_scratch w = {NULL, NULL, NULL, NULL};
   TRY(ref_alloc(&w, n));
