@@ -778,6 +778,13 @@ static void test_bad_inputs(void) {
   attn_tensor t0 = attn_tensor_make(x, ATTN_DTYPE_F32, 2, shape_0);
   expect_error(attn_hard_sample_forward(NULL, idx, NULL, NULL, &t0, NULL, &p, NULL, 0),
                ATTN_STATUS_INVALID_ARGUMENT, "no positions", "n = 0");
+  /* A row longer than an int32 index can address (a view only: nothing is read). */
+  int64_t shape_big[2] = {1, (int64_t)INT32_MAX + 1};
+  attn_tensor tbig = attn_tensor_make(x, ATTN_DTYPE_F32, 2, shape_big);
+  expect_error(attn_hard_sample_forward(NULL, idx, NULL, NULL, &tbig, NULL, &p, NULL, 0),
+               ATTN_STATUS_INVALID_ARGUMENT, "int32", "n > INT32_MAX");
+  expect_error(attn_hard_sample_forward_ref(NULL, idx, NULL, NULL, &tbig, NULL, &p),
+               ATTN_STATUS_INVALID_ARGUMENT, "int32", "n > INT32_MAX (ref)");
   bool untouched = true;
   for (int i = 0; i < 12; i++) untouched &= o[i] == 42.0f;
   CHECK(untouched && idx[0] == 0 && idx[1] == 1, "outputs written on error");
