@@ -117,6 +117,47 @@ static void test_known_values(void) {
   }
 }
 
+/* A -inf mask entry blocks its position even where the energy is NaN; NaN at an unblocked
+ * position propagates into the alignment. */
+static void test_nan(void) {
+  float e[2 * 4] = {0.5f, NAN, -1.0f, 2.0f, 1.0f, 0.0f, -0.5f, 0.3f}, m[4] = {0, -INFINITY, 0, 0};
+  float a[8], g[8], d[8];
+  for (int i = 0; i < 8; i++) g[i] = 1.0f;
+  int64_t shape[2] = {2, 4}, mshape[2] = {1, 4};
+  attn_tensor te = attn_tensor_make(e, ATTN_DTYPE_F32, 2, shape);
+  attn_tensor tm = attn_tensor_make(m, ATTN_DTYPE_F32, 2, mshape);
+  attn_tensor ta = attn_tensor_make(a, ATTN_DTYPE_F32, 2, shape);
+  attn_tensor tg = attn_tensor_make(g, ATTN_DTYPE_F32, 2, shape);
+  attn_tensor td = attn_tensor_make(d, ATTN_DTYPE_F32, 2, shape);
+  for (int mode = 0; mode < 3; mode++)
+    for (int use_ref = 0; use_ref < 2; use_ref++) {
+      attn_monotonic_params p = attn_monotonic_params_default();
+      p.mode = (attn_monotonic_mode)mode;
+      if (use_ref)
+        CHECK_OK(attn_monotonic_forward_ref(&ta, &te, &tm, &p));
+      else
+        CHECK_OK(attn_monotonic_forward(&ta, &te, &tm, &p, NULL, 0));
+      bool finite = true;
+      for (int i = 0; i < 8; i++) finite &= isfinite(a[i]) != 0;
+      CHECK(finite && a[1] == 0.0f && a[5] == 0.0f, "%s%s: NaN at a blocked position leaked",
+            mode_name(p.mode), use_ref ? " ref" : "");
+      if (p.mode != ATTN_MONOTONIC_HARD) {
+        if (use_ref)
+          CHECK_OK(attn_monotonic_backward_ref(&td, &tg, &ta, &te, &tm, &p));
+        else
+          CHECK_OK(attn_monotonic_backward(&td, &tg, &ta, &te, &tm, &p, NULL, 0));
+        finite = true;
+        for (int i = 0; i < 8; i++) finite &= isfinite(d[i]) != 0;
+        CHECK(finite && d[1] == 0.0f, "%s: gradient with a blocked NaN: %g", mode_name(p.mode),
+              (double)d[1]);
+      }
+      if (p.mode == ATTN_MONOTONIC_HARD) continue;
+      CHECK_OK(attn_monotonic_forward(&ta, &te, NULL, &p, NULL, 0));
+      CHECK(isnan(a[1]), "%s: NaN energy at an unblocked position gave %g", mode_name(p.mode),
+            (double)a[1]);
+    }
+}
+
 /* As p -> {0, 1} (energies +-s with s growing), the expected alignment approaches the hard one. */
 static void test_hard_limit(void) {
   t_rng rng = t_rng_make(3);
@@ -546,6 +587,7 @@ int main(void) {
   quick = getenv("ATTN_TEST_QUICK") != NULL;
   test_known_values();
   test_hard_limit();
+  test_nan();
   test_parallel_vs_recursive();
   test_noise();
   test_fast_vs_ref();

@@ -143,6 +143,24 @@ static void test_known_values(void) {
       CHECK(fabsf(aw[3 * W + j] - bw[j]) < 1e-6f, "gumbel noise at j = %d: %g vs %g", j,
             (double)aw[3 * W + j], (double)bw[j]);
   }
+  /* Gumbel: a NaN score at a blocked position stays out; at an unblocked one the row is NaN. */
+  {
+    float xg[4] = {0.5f, NAN, 1.0f, -1.0f}, mg[4] = {0, -INFINITY, 0, 0}, ag[4];
+    attn_tensor txg = vec(xg, 4), tmg = vec(mg, 4), tag = vec(ag, 4);
+    attn_stochastic_params pg = attn_stochastic_params_default();
+    for (int use_ref = 0; use_ref < 2; use_ref++) {
+      if (use_ref)
+        CHECK_OK(attn_gumbel_softmax_forward_ref(&tag, &txg, &tmg, &pg));
+      else
+        CHECK_OK(attn_gumbel_softmax_forward(&tag, &txg, &tmg, &pg, NULL, 0));
+      CHECK(isfinite(ag[0]) && ag[1] == 0.0f && isfinite(ag[2]), "gumbel: blocked NaN leaked");
+      if (use_ref)
+        CHECK_OK(attn_gumbel_softmax_forward_ref(&tag, &txg, NULL, &pg));
+      else
+        CHECK_OK(attn_gumbel_softmax_forward(&tag, &txg, NULL, &pg, NULL, 0));
+      CHECK(isnan(ag[0]) && isnan(ag[3]), "gumbel: NaN score did not give a NaN row");
+    }
+  }
   /* Gumbel: the noise of the documented function, y = (x + g) / T. */
   float x3[5] = {0.1f, -0.3f, 2.0f, 0.0f, 1.0f}, a[5], y[5], b[5];
   attn_tensor t5 = vec(x3, 5), ta = vec(a, 5), ty = vec(y, 5), tb = vec(b, 5);
