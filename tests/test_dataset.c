@@ -3,7 +3,9 @@
  * unknown tokens at evaluation); every malformed line is an error naming FILE:LINE; a failing
  * allocator at every allocation of loading leaks nothing; the vocabulary round-trips through its
  * file; a tiny Transformer trained on a separable TSV file lowers its loss (and, without
- * ATTN_TEST_QUICK, reaches high accuracy), and its checkpoint reloads as "task": "data". */
+ * ATTN_TEST_QUICK, reaches high accuracy), and its checkpoint reloads as "task": "data". The
+ * shuffled training order is a valid, seeded, roughly uniform permutation per epoch, and a
+ * shuffled run equals an unshuffled run on the file laid out in that order (bit for bit). */
 #include "attn/dataset.h"
 #include "attn/train.h"
 #include "common.h"
@@ -352,6 +354,47 @@ static void write_separable(char *path, size_t cap, const char *name, int n, uin
   free(text);
 }
 
+/* attn_data_shuffle_order: a permutation, a pure function of (n, seed, epoch), new for every
+ * epoch and seed, and close to uniform (the 6 orders of 3 items over 6000 epochs). */
+static void test_shuffle_order(void) {
+  static const int64_t sizes[] = {1, 2, 7, 1000};
+  int64_t a[1000], b[1000];
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    const int64_t n = sizes[k];
+    CHECK_OK(attn_data_shuffle_order(a, n, 5, 3));
+    CHECK_OK(attn_data_shuffle_order(b, n, 5, 3));
+    CHECK(!memcmp(a, b, (size_t)n * sizeof *a), "n %lld: not deterministic", (long long)n);
+    char seen[1000] = {0};
+    int ok = 1;
+    for (int64_t i = 0; i < n; i++) {
+      ok &= a[i] >= 0 && a[i] < n && !seen[a[i]];
+      if (a[i] >= 0 && a[i] < n) seen[a[i]] = 1;
+    }
+    CHECK(ok, "n %lld: not a permutation", (long long)n);
+  }
+  CHECK_OK(attn_data_shuffle_order(a, 1000, 5, 0));
+  CHECK_OK(attn_data_shuffle_order(b, 1000, 5, 1));
+  CHECK(memcmp(a, b, sizeof a) != 0, "epochs 0 and 1 have the same order");
+  CHECK_OK(attn_data_shuffle_order(b, 1000, 6, 0));
+  CHECK(memcmp(a, b, sizeof a) != 0, "seeds 5 and 6 have the same order");
+  int fixed = 0;
+  for (int i = 0; i < 1000; i++) fixed += a[i] == i;
+  CHECK(fixed < 10, "%d of 1000 items kept their place", fixed);
+  int count[6] = {0};
+  for (int64_t e = 0; e < 6000; e++) {
+    int64_t p[3];
+    CHECK_OK(attn_data_shuffle_order(p, 3, 9, e));
+    count[p[0] * 2 + (p[1] > p[2])]++;
+  }
+  for (int k = 0; k < 6; k++)
+    CHECK(count[k] > 850 && count[k] < 1150, "order %d drawn %d / 6000", k, count[k]);
+  a[0] = 42;
+  CHECK_STATUS(attn_data_shuffle_order(a, 0, 1, 0), ATTN_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(attn_data_shuffle_order(a, 3, 1, -1), ATTN_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(attn_data_shuffle_order(NULL, 3, 1, 0), ATTN_STATUS_NULL_POINTER);
+  CHECK(a[0] == 42, "output touched on error");
+}
+
 static int stop_at_step(const attn_train_progress *p, void *user) {
   return p->step == *(const int64_t *)user;
 }
@@ -459,6 +502,103 @@ static void test_training(void) {
     attn_seq_model_free(ma);
     attn_seq_model_free(mb);
   }
+  /* Shuffled training visits epoch e in attn_data_shuffle_order(n, seed, e): the same run on a
+   * file laid out as epoch 0's order then epoch 1's, unshuffled, ends with the same weights. */
+  {
+    attn_train_config r = c;
+    r.steps = 12;
+    r.batch = 32; /* 384 positions: all of epoch 0 and half of epoch 1 */
+    r.warmup = 2;
+    r.log_every = 1000;
+    r.eval_examples = 0;
+    const int64_t n = dt.n, T = dt.seq_len;
+    int64_t *perm = malloc((size_t)n * sizeof *perm);
+    attn_dataset laid = dt;
+    laid.n = 2 * n;
+    laid.ids = malloc((size_t)(2 * n * T) * sizeof(int32_t));
+    laid.targets = malloc((size_t)(2 * n * T) * sizeof(int32_t));
+    laid.lens = malloc((size_t)(2 * n) * sizeof(int32_t));
+    for (int64_t e = 0; e < 2; e++) {
+      CHECK_OK(attn_data_shuffle_order(perm, n, r.seed, e));
+      for (int64_t k = 0; k < n; k++) {
+        const int64_t i = perm[k], at = e * n + k;
+        memcpy(laid.ids + at * T, dt.ids + i * T, (size_t)T * sizeof(int32_t));
+        memcpy(laid.targets + at * T, dt.targets + i * T, (size_t)T * sizeof(int32_t));
+        laid.lens[at] = dt.lens[i];
+      }
+    }
+    char da[512], db[512], dc[512];
+    snprintf(da, sizeof da, "%s/shuffled", g_root);
+    snprintf(db, sizeof db, "%s/laid_out", g_root);
+    snprintf(dc, sizeof dc, "%s/file_order", g_root);
+    r.out_dir = da;
+    CHECK_OK(attn_train_run(&r, NULL, &res));
+    r.shuffle = 0;
+    r.data_train = &laid;
+    r.out_dir = db;
+    CHECK_OK(attn_train_run(&r, NULL, &res));
+    r.data_train = &dt;
+    r.out_dir = dc;
+    CHECK_OK(attn_train_run(&r, NULL, &res));
+    attn_seq_model *ma = NULL, *mb = NULL, *mc = NULL;
+    attn_train_config la, lb;
+    CHECK_OK(attn_seq_model_load(&ma, da, &la, NULL));
+    CHECK_OK(attn_seq_model_load(&mb, db, &lb, NULL));
+    CHECK_OK(attn_seq_model_load(&mc, dc, NULL, NULL));
+    CHECK(la.shuffle == 1 && lb.shuffle == 0, "saved shuffle %d %d", la.shuffle, lb.shuffle);
+    if (ma && mb && mc) {
+      const attn_nn_params *pa = attn_seq_model_params(ma), *pb = attn_seq_model_params(mb);
+      const attn_nn_params *pc = attn_seq_model_params(mc);
+      int same = pa->n == pb->n, same_c = 1;
+      for (int64_t i = 0; same && i < pa->n; i++) {
+        const size_t bytes = (size_t)pa->items[i]->numel * sizeof(float);
+        same = !memcmp(pa->items[i]->data, pb->items[i]->data, bytes);
+        same_c &= !memcmp(pa->items[i]->data, pc->items[i]->data, bytes);
+      }
+      CHECK(same, "shuffled run differs from the run on the file laid out in its order");
+      CHECK(!same_c, "shuffled and file-order runs gave the same weights");
+    }
+    attn_seq_model_free(ma);
+    attn_seq_model_free(mb);
+    attn_seq_model_free(mc);
+    free(perm);
+    free(laid.ids);
+    free(laid.targets);
+    free(laid.lens);
+  }
+  /* A failing allocator at every allocation of a shuffled run (model, optimizer, batch, order)
+   * gives OUT_OF_MEMORY and leaks nothing. */
+  {
+    attn_train_config r = c;
+    r.steps = 2;
+    r.batch = 8;
+    r.warmup = 1;
+    r.eval_examples = 4;
+    r.out_dir = NULL;
+    int64_t ok_at = 0;
+    for (int64_t k = 1; k < 100000 && !ok_at; k++) {
+      t_alloc_install(k);
+      const attn_status st = attn_train_run(&r, NULL, &res);
+      const int64_t count = t_alloc_count(), live = t_alloc_live();
+      t_alloc_uninstall();
+      CHECK(live == 0, "failing allocation %lld: %lld blocks leaked", (long long)k,
+            (long long)live);
+      CHECK(st == ATTN_OK || st == ATTN_STATUS_OUT_OF_MEMORY, "failing allocation %lld: %s",
+            (long long)k, attn_status_str(st));
+      if (st == ATTN_OK || count < k) ok_at = k;
+      if (live != 0) break;
+    }
+    CHECK(ok_at > 5, "training succeeded at allocation %lld", (long long)ok_at);
+  }
+  /* An empty dataset is refused. */
+  {
+    attn_train_config r = c;
+    attn_dataset empty = dt;
+    empty.n = 0;
+    r.data_train = &empty;
+    r.out_dir = NULL;
+    CHECK_STATUS(attn_train_run(&r, NULL, &res), ATTN_STATUS_INVALID_ARGUMENT);
+  }
   /* A dataset of another shape is refused. */
   c.data_shape.seq_len = dt.seq_len + 1;
   c.out_dir = NULL;
@@ -478,6 +618,7 @@ int main(void) {
   test_malformed();
   test_random_files();
   test_alloc_failures();
+  test_shuffle_order();
   test_training();
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_root);

@@ -104,6 +104,15 @@ ATTN_API attn_status attn_data_encode(const attn_vocab *vocab, attn_data_format 
 ATTN_API attn_status attn_dataset_batch(const attn_dataset *ds, int64_t first, int64_t n,
                                         int32_t *ids, int32_t *lens, int32_t *targets);
 
+/* The order in which epoch `epoch` (>= 0) of a shuffled training run visits n (>= 1) examples:
+ * perm[0, n) receives a permutation of 0..n-1, a pure function of (n, seed, epoch) (a
+ * Fisher-Yates shuffle driven by a splitmix64 stream keyed by seed and epoch, with rejection
+ * sampling, so every permutation is equally likely). INVALID_ARGUMENT for n < 1 or epoch < 0.
+ * Used by attn_train_run when attn_train_config.shuffle is set: position p of the training stream
+ * (step s covers positions [s batch, (s + 1) batch)) is example perm[p mod n] of epoch p / n. */
+ATTN_API attn_status attn_data_shuffle_order(int64_t *perm, int64_t n, uint64_t seed,
+                                             int64_t epoch);
+
 #ifdef __cplusplus
 }
 #endif

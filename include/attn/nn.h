@@ -615,6 +615,152 @@ ATTN_API attn_status attn_nn_pad_batch(int32_t *ids, int32_t *lens, const int32_
                                        const int64_t *seq_lens, int64_t n, int64_t max_len,
                                        int32_t pad);
 
+/* ---- alignment and additive attention ops ---- */
+/* Issue 4: the alignment functions and the fused additive kernel as ops, and the Bahdanau and
+ * Luong attention layers built on them (docs/nn.md, "Alignment and additive attention"). */
+#include "attn/align.h"
+
+/* a = align(x) over the last axis through attn_align_forward (attn/align.h: every kind, the
+ * temperature, local-m and local-p windows), one tape record; the backward is
+ * attn_align_backward.
+ *   x: 1 to 4 dims (..., n); the result has x's shape. Rows are the leading indices in row-major
+ *     order; local-m centres row r on its index along dim ndim - 2.
+ *   mask: NULL or a constant additive mask (-INFINITY blocks) of at most x->ndim dims that
+ *     broadcasts to x (numpy rules: aligned at the last dim, each dim equal or 1). No gradient
+ *     flows into it. Fully blocked rows give 0 and zero gradients.
+ *   params: NULL = attn_align_params_default(); params->positions is ignored.
+ *   positions: for params->local == LOCAL_P, the predicted centres p_r, one per row (any shape
+ *     with numel = number of rows, e.g. (..., 1)); differentiable: dL/dp_r = sum_j a_j (j - p_r)
+ *     / sigma^2 dL/da_j (sigma = window / 2). Must be NULL for the other modes.
+ * Straight-through hardmax passes the softmax gradient; plain hardmax passes none.
+ * Errors (sticky, see the top of this file): NULL_POINTER (positions missing for LOCAL_P),
+ * SHAPE_MISMATCH (x not 1-4 dims, positions numel, mask broadcast), INVALID_ARGUMENT (positions
+ * given without LOCAL_P), and every error of attn_align_forward (bad params, a window outside the
+ * sequence, non-finite positions). Deterministic for any thread count. */
+ATTN_API attn_var *attn_nn_align(attn_nn_ctx *ctx, attn_var *x, attn_var *mask,
+                                 const attn_align_params *params, attn_var *positions);
+
+/* Fused additive (Bahdanau) attention through attn_additive_forward / attn_additive_backward,
+ * one tape record; the B x Tq x Tk x d tanh tensor is never stored:
+ *   out_i = sum_j softmax_j(sum_c w_c tanh(q1_ic + k2_jc + b_c) + mask_ij) v_j
+ *   q1: (B, Tq, d) (the projected queries, q W1^T), k2: (B, Tk, d) (k W2^T), v: (B, Tk, Dv),
+ *   w: (d), b: (d) or NULL (= 0); out: (B, Tq, Dv). Gradients flow into q1, k2, v, w and b.
+ *   mask: NULL or a constant additive mask broadcastable (numpy rules) to (B, Tq, Tk). A fully
+ *     blocked row gives out 0 and zero gradients.
+ *   weights: NULL, or receives the softmax weights (B, Tq, Tk) as a new tensor without gradient
+ *     (for inspection; O(B Tq Tk) memory).
+ * Errors (sticky): SHAPE_MISMATCH (q1, k2, v not 3-d, mask broadcast) and the kernel's
+ * (SHAPE_MISMATCH between the inputs, INVALID_ARGUMENT for Tk == 0 or d == 0, ...). */
+ATTN_API attn_var *attn_nn_additive_attention(attn_nn_ctx *ctx, attn_var *q1, attn_var *k2,
+                                              attn_var *v, attn_var *w, attn_var *b,
+                                              attn_var *mask, attn_var **weights);
+
+/* Bahdanau attention layer: e_ij = w^T tanh(W1 q_i + W2 k_j + b), a_i = softmax_j(e_i),
+ * out_i = sum_j a_ij v_j, with the projections as linear ops and the rest as
+ * attn_nn_additive_attention.
+ * Parameters: w1.weight (dim, query_dim) and w2.weight (dim, key_dim), Xavier uniform, no bias;
+ * w (dim), U(-1/sqrt(dim), 1/sqrt(dim)); b (dim), zeros. */
+typedef struct attn_nn_bahdanau {
+  attn_nn_linear_layer w1, w2; /* .b NULL */
+  attn_var *w, *b;
+  int64_t query_dim, key_dim, dim;
+} attn_nn_bahdanau;
+/* Errors: NULL_POINTER, INVALID_ARGUMENT (a width < 1), OUT_OF_MEMORY. */
+ATTN_API attn_status attn_nn_bahdanau_init(attn_nn_bahdanau *l, int64_t query_dim,
+                                           int64_t key_dim, int64_t dim, uint64_t seed,
+                                           attn_nn_params *params);
+ATTN_API void attn_nn_bahdanau_free(attn_nn_bahdanau *l);
+/* query: (B, Tq, query_dim); keys: (B, Tk, key_dim); values: (B, Tk, Dv), or NULL for the keys;
+ * key_lens: NULL or int32[B] (copied into a mask), 0 <= len <= Tk, keys >= len blocked (a length
+ * of 0 gives zero rows). Result (B, Tq, Dv); weights as attn_nn_additive_attention. */
+ATTN_API attn_var *attn_nn_bahdanau_forward(attn_nn_ctx *ctx, const attn_nn_bahdanau *l,
+                                            attn_var *query, attn_var *keys, attn_var *values,
+                                            const int32_t *key_lens, attn_var **weights);
+
+/* Luong attention layer (Luong et al. 2015) over source states hs for target states h:
+ *   score  e_ts = h_t^T hs_s (DOT) or h_t^T W_a hs_s (GENERAL)
+ *   align  a_t = attn_nn_align(e_t) with cfg.align: any kind and temperature, global, local-m
+ *          (centre t), or local-p with the predicted centre
+ *          p_t = S_b sigmoid(v_p^T tanh(W_p h_t))     S_b = source length of batch b
+ *          (key_lens[b], else S), a Gaussian factor exp(-(s - p_t)^2 / (2 (D/2)^2)) on the
+ *          weights (no renormalisation) and gradients into W_p and v_p through p_t
+ *   output c_t = sum_s a_ts hs_s, or with out_dim > 0, tanh(W_c [c_t; h_t])
+ * Local-p needs cfg.align.window >= 1: p_t lies in (0, S_b), so the window around round(p_t)
+ * always meets the sequence.
+ * Parameters: wa.weight (key_dim, query_dim) for GENERAL; for local-p wp.weight (pred_dim,
+ * query_dim) and vp.weight (1, pred_dim); wc.weight (out_dim, key_dim + query_dim) when
+ * out_dim > 0. All Xavier uniform, no biases. */
+typedef enum attn_nn_luong_score {
+  ATTN_NN_LUONG_DOT = 0,     /* needs query_dim == key_dim */
+  ATTN_NN_LUONG_GENERAL = 1,
+} attn_nn_luong_score;
+typedef struct attn_nn_luong_config {
+  int64_t query_dim, key_dim;
+  attn_nn_luong_score score;
+  attn_align_params align; /* .positions ignored */
+  int64_t pred_dim;        /* local-p predictor width; 0 = query_dim */
+  int64_t out_dim;         /* 0: the context is the output */
+} attn_nn_luong_config;
+/* GENERAL score, attn_align_params_default() (global softmax), pred_dim 0, out_dim 0. */
+ATTN_API attn_nn_luong_config attn_nn_luong_config_default(int64_t query_dim, int64_t key_dim);
+typedef struct attn_nn_luong {
+  attn_nn_linear_layer wa, wp, vp, wc; /* .w NULL where unused; no biases */
+  attn_nn_luong_config cfg;
+} attn_nn_luong;
+/* Errors: NULL_POINTER, INVALID_ARGUMENT (a width < 1 or < 0, an unknown score or local mode,
+ * DOT with query_dim != key_dim, LOCAL_P with window < 1), OUT_OF_MEMORY. The align kind and
+ * its other options are checked by the forward (attn_align_forward's errors). */
+ATTN_API attn_status attn_nn_luong_init(attn_nn_luong *l, const attn_nn_luong_config *cfg,
+                                        uint64_t seed, attn_nn_params *params);
+ATTN_API void attn_nn_luong_free(attn_nn_luong *l);
+/* h: (B, T, query_dim) target states; hs: (B, S, key_dim) source states; key_lens: NULL or
+ * int32[B] (copied), 0 <= len <= S. Result (B, T, out_dim or key_dim). weights: NULL, or receives
+ * the alignment a (B, T, S) (the op's result itself, part of the graph). */
+ATTN_API attn_var *attn_nn_luong_forward(attn_nn_ctx *ctx, const attn_nn_luong *l, attn_var *h,
+                                         attn_var *hs, const int32_t *key_lens,
+                                         attn_var **weights);
+
+/* ---- score functions ---- */
+
+/* The score functions of attn/score.h as one differentiable op (one tape record; the backward
+ * runs attn_score_backward and accumulates into q, k and every parameter that requires a
+ * gradient). Shapes and semantics are the kernel's: q (B, Tq, dq), k (B, Tk, dk);
+ * e (B, Tq, Tk), (B, 1, Tk) for LOCATION, (B, Tq, Tk, F) for MULTIDIM. q may be NULL for
+ * LOCATION and k for LUONG_LOCATION. Initialise the spec with attn_nn_score_spec_default(kind)
+ * (tanh, slope 0.01, T = 1, no tensors) and set the parameters the kind reads (the table of
+ * attn/score.h; W, b, w, W1, W2, Wo, bo, and contexts/U for ADDITIVE, any of them a parameter
+ * or a tensor of ctx). Errors are the kernel's (a missing or misshaped parameter is named), plus
+ * SHAPE_MISMATCH for a tensor of more than 4 dims. */
+#include "attn/score.h"
+
+typedef struct attn_nn_score_spec {
+  attn_score_kind kind;
+  attn_score_act act;
+  float leaky_slope;
+  float temperature;
+  attn_var *W, *b, *w, *W1, *W2, *Wo, *bo;
+  int n_contexts;               /* ADDITIVE: 0..ATTN_SCORE_MAX_CONTEXTS */
+  attn_var *const *contexts;    /* n_contexts tensors (B, dc_m) */
+  attn_var *const *U;           /* n_contexts tensors (d, dc_m) */
+} attn_nn_score_spec;
+
+ATTN_API attn_nn_score_spec attn_nn_score_spec_default(attn_score_kind kind);
+ATTN_API attn_var *attn_nn_score(attn_nn_ctx *ctx, attn_var *q, attn_var *k,
+                                 const attn_nn_score_spec *spec);
+
+/* Score -> softmax over the keys -> context: out_i = sum_l softmax_l(e_il) v_l, with
+ *   v: (B, Tk, Dv) (Tk = the score's key count: W's rows for LUONG_LOCATION);
+ *   out: (B, Tq, Dv), (B, 1, Dv) for LOCATION; MULTIDIM needs F == Dv and takes one softmax per
+ *   feature: out_if = sum_l softmax_l(e_ilf) v_lf.
+ * key_lens: NULL or int32[B] (copied), 0 <= len <= Tk: keys >= len are blocked; a row with no
+ * key gives 0. With allow_fused set, DOT, SCALED_DOT, GENERAL and BIASED_GENERAL run through the
+ * fused exact kernel (attn_nn_sdpa; the general kinds project q first, q' = W q (+ b)), with no
+ * Tq x Tk tensor; every other kind (or allow_fused = 0) is attn_nn_score -> attn_nn_softmax ->
+ * matmul. Both routes give the same values and gradients up to f32 rounding (tested). */
+ATTN_API attn_var *attn_nn_score_attention(attn_nn_ctx *ctx, attn_var *q, attn_var *k,
+                                           attn_var *v, const attn_nn_score_spec *spec,
+                                           const int32_t *key_lens, int allow_fused);
+
 /* ---- stochastic and monotonic alignment ---- */
 /* Ops over attn/stochastic.h and attn/monotonic.h (see those headers and docs/align.md for the
  * semantics). scores / energy: 1 to 4 dims (monotonic: 2 to 4, (..., Tq, Tk)); mask: NULL or an

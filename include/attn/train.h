@@ -18,7 +18,8 @@
  *                      the last line of a step)
  * each written to a temporary file and renamed into place (never half-written).
  *
- * Determinism: the batch of step s is examples [s batch, (s + 1) batch) of the train split, the
+ * Determinism: the batch of step s is examples [s batch, (s + 1) batch) of the train split (of
+ * your own data: of the seeded per-epoch order, see `shuffle`), the
  * learning rate is a function of s, and every op gives results independent of the thread count,
  * so a run resumed from a checkpoint ends with weights bit-identical to an uninterrupted run of
  * the same configuration.
@@ -62,6 +63,12 @@ typedef struct attn_train_config {
    * record the shape as "task": "data"; the caller keeps the vocabularies beside them. */
   attn_task_shape data_shape;
   const struct attn_dataset *data_train, *data_valid;
+  /* Own data only: 1 (the default) visits data_train in a new seeded order every epoch:
+   * position p = s batch + b of the training stream is example perm_e[p mod n] of epoch
+   * e = p / n, perm_e = attn_data_shuffle_order(n, seed, e) (attn/dataset.h), so the order is a
+   * function of (seed, epoch) and a resumed run stays bit-identical; 0 keeps the file's order.
+   * Saved in config.json ("shuffle"; a checkpoint without it was trained in file order). */
+  int shuffle;
 } attn_train_config;
 
 /* The defaults above for a task. */

@@ -31,13 +31,16 @@ static inline __attribute__((always_inline)) float attn__exp_neg(float x) {
   float scale;
   memcpy(&scale, &sb, 4);
   float y = p * scale;
-  /* 0 for x < -87 (including -inf), NaN kept; an integer select, which GCC vectorises (with the
-   * default -ftrapping-math it does not if-convert float selects). */
+  /* 0 for x < -87 (including -inf), NaN kept; an integer mask, which GCC vectorises (with the
+   * default -ftrapping-math it does not if-convert float selects, and a conditional `? 0 : yb`
+   * lets it sink p * scale into a branch once float arithmetic follows the call, which then
+   * blocks the vectoriser: a caller's 1 / (1 + exp) loop stayed scalar). */
   int32_t xb, yb;
   memcpy(&xb, &x, 4);
   memcpy(&yb, &y, 4);
   int32_t ab = xb & 0x7fffffff;
-  yb = (xb < 0 && ab > 0x42AE0000 && ab <= 0x7f800000) ? 0 : yb; /* 0x42AE0000 = 87.0f */
+  int32_t under = -(int32_t)(xb < 0 && ab > 0x42AE0000 && ab <= 0x7f800000); /* 87.0f */
+  yb &= ~under;
   memcpy(&y, &yb, 4);
   return y;
 }

@@ -580,6 +580,39 @@ attn_status attn_dataset_batch(const attn_dataset *ds, int64_t first, int64_t n,
   return ATTN_OK;
 }
 
+static uint64_t splitmix(uint64_t *s) {
+  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+attn_status attn_data_shuffle_order(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch) {
+  attn__clear_error();
+  if (!perm) return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_data_shuffle_order: perm is NULL");
+  if (n < 1 || epoch < 0)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                      "attn_data_shuffle_order: n %lld must be >= 1 and epoch %lld >= 0",
+                      (long long)n, (long long)epoch);
+  /* The stream of epoch e starts from a state mixed from both keys, so neighbouring seeds and
+   * epochs give unrelated orders. */
+  uint64_t s = seed ^ 0xD1B54A32D192ED03ull;
+  s = splitmix(&s) ^ ((uint64_t)epoch * 0x9E3779B97F4A7C15ull);
+  (void)splitmix(&s);
+  for (int64_t i = 0; i < n; i++) perm[i] = i;
+  /* Invariant: after the step of i, perm[i] is drawn uniformly from what perm[0, i] held. */
+  for (int64_t i = n - 1; i > 0; i--) {
+    const uint64_t range = (uint64_t)i + 1, limit = UINT64_MAX - UINT64_MAX % range;
+    uint64_t r;
+    do r = splitmix(&s);
+    while (r >= limit); /* rejection: no modulo bias */
+    const int64_t j = (int64_t)(r % range), t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+  return ATTN_OK;
+}
+
 attn_status attn_data_encode(const attn_vocab *vocab, attn_data_format format,
                              attn_data_tokens tokens, const char *text, int32_t *ids, int32_t cap,
                              int32_t *len) {

@@ -51,6 +51,7 @@ attn_train_config attn_train_config_default(attn_task_id task) {
   c.out_dir = NULL;
   c.resume = 0;
   c.fault_nan_step = -1;
+  c.shuffle = 1;
   return c;
 }
 
@@ -248,8 +249,8 @@ static attn_status batch_alloc(batch_buf *b, int64_t B, int64_t T) {
 }
 
 /* A batch of a task's split, or of a dataset when ds is not NULL. */
-static attn_status get_batch(const attn_task_config *task, const attn_dataset *ds,
-                             attn_split split, int64_t first, int64_t n, batch_buf *bb) {
+static attn_status get_batch(const attn_task_config *task, const attn_dataset *ds, attn_split split,
+                             int64_t first, int64_t n, batch_buf *bb) {
   if (ds) return attn_dataset_batch(ds, first, n, bb->ids, bb->lens, bb->tg);
   return attn_task_batch(task, split, first, n, bb->ids, bb->lens, bb->tg);
 }
@@ -257,6 +258,27 @@ static attn_status get_batch(const attn_task_config *task, const attn_dataset *d
 static attn_status eval_impl(attn_seq_model *m, const attn_task_config *task,
                              const attn_dataset *ds, attn_split split, int64_t n,
                              attn_eval_result *res);
+
+/* The training batch of positions [first, first + n) of a dataset visited in the seeded order of
+ * each epoch (attn_data_shuffle_order); perm (ds->n entries) caches the order of epoch *epoch
+ * (-1: none yet). */
+static attn_status shuffled_batch(const attn_dataset *ds, uint64_t seed, int64_t first, int64_t n,
+                                  int64_t *perm, int64_t *epoch, batch_buf *bb) {
+  const int64_t T = ds->seq_len;
+  for (int64_t b = 0; b < n; b++) {
+    const int64_t p = first + b, e = p / ds->n;
+    if (e != *epoch) {
+      attn_status st = attn_data_shuffle_order(perm, ds->n, seed, e);
+      if (st != ATTN_OK) return st;
+      *epoch = e;
+    }
+    const int64_t i = perm[p % ds->n];
+    memcpy(bb->ids + b * T, ds->ids + i * T, (size_t)T * sizeof(int32_t));
+    memcpy(bb->tg + b * T, ds->targets + i * T, (size_t)T * sizeof(int32_t));
+    bb->lens[b] = ds->lens[i];
+  }
+  return ATTN_OK;
+}
 
 attn_status attn_seq_model_eval_data(attn_seq_model *m, const attn_dataset *ds, int64_t n,
                                      attn_eval_result *res) {
@@ -446,13 +468,14 @@ static attn_status write_config(const char *dir, const attn_train_config *c,
       "  \"clip\": %.9g,\n  \"log_every\": %lld,\n  \"ckpt_every\": %lld,\n"
       "  \"eval_examples\": %lld,\n  \"n_params\": %lld,\n  \"step\": %lld",
       c->data_shape.seq_len > 0 ? "data" : attn_task_name(c->task.id),
-      attn_task_kind_name(sh->kind), (int)c->task.n_symbols,
-      (int)c->task.min_len, (int)c->task.max_len, (unsigned long long)c->task.seed,
-      (int)sh->seq_len, (int)sh->vocab, (int)sh->n_classes, (long long)c->dim, (long long)c->heads,
-      (long long)c->hidden, (long long)c->layers, (unsigned long long)c->seed, (long long)c->steps,
-      (long long)c->batch, (long long)c->warmup, (double)c->lr, (double)c->min_lr,
-      (double)c->weight_decay, (double)c->clip, (long long)c->log_every, (long long)c->ckpt_every,
+      attn_task_kind_name(sh->kind), (int)c->task.n_symbols, (int)c->task.min_len,
+      (int)c->task.max_len, (unsigned long long)c->task.seed, (int)sh->seq_len, (int)sh->vocab,
+      (int)sh->n_classes, (long long)c->dim, (long long)c->heads, (long long)c->hidden,
+      (long long)c->layers, (unsigned long long)c->seed, (long long)c->steps, (long long)c->batch,
+      (long long)c->warmup, (double)c->lr, (double)c->min_lr, (double)c->weight_decay,
+      (double)c->clip, (long long)c->log_every, (long long)c->ckpt_every,
       (long long)c->eval_examples, (long long)n_params, (long long)step);
+  if (c->data_shape.seq_len > 0) fprintf(f, ",\n  \"shuffle\": %d", c->shuffle ? 1 : 0);
   if (valid)
     fprintf(f,
             ",\n  \"valid\": {\"examples\": %lld, \"loss\": %.6g, \"token_acc\": %.6g, "
@@ -652,6 +675,11 @@ static attn_status read_config(const char *dir, attn_train_config *c, int64_t *s
     GETI("seq_len", data_shape.seq_len, 1, ATTN_DATA_MAX_LEN)
     GETI("vocab", data_shape.vocab, 2, INT32_MAX)
     GETI("n_classes", data_shape.n_classes, 1, INT32_MAX)
+    /* Checkpoints written before shuffling existed were trained in the file's order. */
+    c->shuffle = 0;
+    if (st == ATTN_OK && attn__json_get(&doc, root, "shuffle")) {
+      GETI("shuffle", shuffle, 0, 1)
+    }
   }
 #undef GETI
   if (st == ATTN_OK) st = jfloat(&doc, path, "lr", &c->lr);
@@ -804,22 +832,24 @@ attn_status attn_train_run(const attn_train_config *cfg, const attn_train_callba
   const int own_data = c.data_shape.seq_len > 0;
   const attn_dataset *valid_ds = own_data ? c.data_valid : NULL;
   if (own_data) { /* the datasets must have the model's shape */
-    const attn_dataset *bad = !c.data_train || c.data_train->seq_len != T ||
-                                      c.data_train->kind != m->shape.kind
-                                  ? c.data_train
-                                  : valid_ds && (valid_ds->seq_len != T ||
-                                                 valid_ds->kind != m->shape.kind)
-                                        ? valid_ds
-                                        : NULL;
+    const attn_dataset *bad =
+        !c.data_train || c.data_train->seq_len != T || c.data_train->kind != m->shape.kind
+            ? c.data_train
+        : valid_ds && (valid_ds->seq_len != T || valid_ds->kind != m->shape.kind) ? valid_ds
+                                                                                  : NULL;
     if (!c.data_train)
       st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "train config: data_shape without data_train");
+    else if (c.data_train->n < 1)
+      st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "train config: data_train has no examples");
     else if (bad)
       st = attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
                       "data (%s, length %d) does not fit the model (%s, length %d)",
                       attn_task_kind_name(bad->kind), (int)bad->seq_len,
                       attn_task_kind_name(m->shape.kind), (int)T);
-    if (!valid_ds) c.eval_examples = 0;
-    else if (c.eval_examples > valid_ds->n) c.eval_examples = valid_ds->n;
+    if (!valid_ds)
+      c.eval_examples = 0;
+    else if (c.eval_examples > valid_ds->n)
+      c.eval_examples = valid_ds->n;
   } else if (c.eval_examples > 0) {
     /* A task space too small for a validation split fails now, not after training. */
     st = attn_task_batch(&c.task, ATTN_SPLIT_VALID, 0, 1, bb.ids, bb.lens, bb.tg);
@@ -829,6 +859,17 @@ attn_status attn_train_run(const attn_train_config *cfg, const attn_train_callba
     optim_free(&o);
     attn_seq_model_free(m);
     return st;
+  }
+  int64_t *perm = NULL, perm_epoch = -1;
+  if (own_data && c.shuffle) {
+    size_t bytes;
+    if (!attn__mul_size((size_t)c.data_train->n, sizeof *perm, &bytes) ||
+        !(perm = attn__malloc(bytes, 64))) {
+      batch_free(&bb);
+      optim_free(&o);
+      attn_seq_model_free(m);
+      return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "training order: out of memory");
+    }
   }
   result->start_step = step;
   result->steps_done = step;
@@ -844,7 +885,10 @@ attn_status attn_train_run(const attn_train_config *cfg, const attn_train_callba
       result->stop = ATTN_TRAIN_INTERRUPTED;
       break;
     }
-    st = get_batch(&c.task, own_data ? c.data_train : NULL, ATTN_SPLIT_TRAIN, step * B, B, &bb);
+    if (perm)
+      st = shuffled_batch(c.data_train, c.seed, step * B, B, perm, &perm_epoch, &bb);
+    else
+      st = get_batch(&c.task, own_data ? c.data_train : NULL, ATTN_SPLIT_TRAIN, step * B, B, &bb);
     if (st != ATTN_OK) break;
     attn_nn_ctx_reset(m->ctx);
     attn_nn_params_zero_grad(&m->params);
@@ -924,9 +968,9 @@ attn_status attn_train_run(const attn_train_config *cfg, const attn_train_callba
   }
   if (st == ATTN_OK && result->stop == ATTN_TRAIN_DONE) {
     if (c.eval_examples > 0)
-      st = own_data ? attn_seq_model_eval_data(m, valid_ds, c.eval_examples, &result->valid)
-                    : attn_seq_model_eval(m, &c.task, ATTN_SPLIT_VALID, c.eval_examples,
-                                          &result->valid);
+      st = own_data
+               ? attn_seq_model_eval_data(m, valid_ds, c.eval_examples, &result->valid)
+               : attn_seq_model_eval(m, &c.task, ATTN_SPLIT_VALID, c.eval_examples, &result->valid);
     if (st == ATTN_OK && dir) {
       st = save_checkpoint(dir, m, &o, result->steps_done,
                            c.eval_examples > 0 ? &result->valid : NULL);
@@ -934,6 +978,7 @@ attn_status attn_train_run(const attn_train_config *cfg, const attn_train_callba
     }
   }
   result->seconds = now_s() - t_start;
+  attn__free(perm);
   batch_free(&bb);
   optim_free(&o);
   attn_seq_model_free(m);

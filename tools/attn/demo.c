@@ -93,8 +93,8 @@ static int demo_example(void) {
 
 int cli_demo_main(int argc, char **argv) {
   attn_train_config cfg;
-  int json = 0;
-  int rc = cli_demo_config(argc, argv, &cfg, &json);
+  int json = 0, png = 0;
+  int rc = cli_demo_config(argc, argv, &cfg, &json, &png);
   if (rc == 1) {
     demo_usage(stdout);
     return CLI_EXIT_OK;
@@ -126,7 +126,7 @@ int cli_demo_main(int argc, char **argv) {
     fflush(stdout);
   }
   double acc = 0;
-  rc = cli_train_session("demo", &cfg, json ? CLI_PROGRESS_JSON : CLI_PROGRESS_TEXT, &acc);
+  rc = cli_train_session("demo", &cfg, json ? CLI_PROGRESS_JSON : CLI_PROGRESS_TEXT, png, &acc);
   if (rc) return rc;
   if (!json) {
     printf("\n%s: %.1f%% of validation sequences exactly right (bar: 95%%) - %s\n",

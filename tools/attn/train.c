@@ -1,8 +1,8 @@
 /* `attn train`, `attn eval`, `attn predict`: a small Transformer on a built-in task, through the
  * library's training loop (attn/train.h). This file parses options, shows progress and handles
  * signals; the loop, checkpoints and evaluation are in src/data/train.c. */
-#ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L /* sigaction */
+#ifndef _XOPEN_SOURCE
+#define _XOPEN_SOURCE 700 /* sigaction, realpath */
 #endif
 #include "cli.h"
 #include "train_cli.h"
@@ -211,7 +211,7 @@ static int on_log(const attn_train_progress *p, void *user) {
   return 0;
 }
 
-int cli_train_session(const char *who, const attn_train_config *cfg, cli_progress mode,
+int cli_train_session(const char *who, const attn_train_config *cfg, cli_progress mode, int png,
                       double *valid_seq_acc) {
   const int tty = isatty(STDOUT_FILENO);
   session s = {.json = mode == CLI_PROGRESS_JSON || (mode == CLI_PROGRESS_AUTO && !tty),
@@ -276,8 +276,10 @@ int cli_train_session(const char *who, const attn_train_config *cfg, cli_progres
   }
   if (valid_seq_acc) *valid_seq_acc = r.valid.seq_acc;
   char report[4200] = "";
-  if (dir && cfg->data_shape.seq_len == 0) { /* the report knows built-in tasks only */
-    const int rrc = cli_write_report(dir, NULL, 3, report, sizeof report);
+  int n_png = 0;
+  if (dir) {
+    const cli_report_opts ro = {NULL, 3, NULL, png};
+    const int rrc = cli_write_report(dir, &ro, report, sizeof report, &n_png);
     if (rrc) return rrc;
   }
   if (s.json) {
@@ -297,6 +299,7 @@ int cli_train_session(const char *who, const attn_train_config *cfg, cli_progres
       json_string(stdout, report);
     else
       fputs("null", stdout);
+    if (png) printf(",\"png\":%d", n_png);
     fputs("}\n", stdout);
   } else {
     printf("trained %lld steps in %.1f s (%lld parameters)\n",
@@ -310,6 +313,7 @@ int cli_train_session(const char *who, const attn_train_config *cfg, cli_progres
     if (dir) printf("checkpoint: %s/model.safetensors, %s/config.json\n", dir, dir);
     if (dir && *report)
       printf("report: %s (loss and accuracy curves, attention heatmaps)\n", report);
+    if (dir && *report && png) printf("png: %d pictures in the png folder beside it\n", n_png);
   }
   fflush(stdout);
   return CLI_EXIT_OK;
@@ -353,6 +357,10 @@ static opt train_opts[] = {
     {"format", OPT_STR, 0, 0, "tsv", "format of --data-train/--data-val: tsv or conll", NULL},
     {"tokens", OPT_STR, 0, 0, "char", "tsv text tokens: char (UTF-8 characters) or word", NULL},
     {"min-freq", OPT_INT, 1, BIG, "1", "rarer tokens of --data-train become <unk>", NULL},
+    {"no-shuffle", OPT_FLAG, 0, 0, NULL,
+     "train on --data-train in the file's order (default: a new seeded order every epoch)", NULL},
+    {"png", OPT_FLAG, 0, 0, NULL,
+     "also write the report's curves and heatmaps as PNG files in DIR/png/", NULL},
 };
 #define N_TRAIN_OPTS ((int)(sizeof train_opts / sizeof train_opts[0]))
 
@@ -389,7 +397,8 @@ static int train_config_from_opts(const char *cmd, const opt *o, int n, attn_tra
   }
   *c = attn_train_config_default(id);
   /* ListOps needs longer: 2000 steps reached 37.7 % test accuracy in 15 minutes here. */
-  c->steps = opt_given(o, n, "steps") ? opt_int(o, n, "steps") : (id == ATTN_TASK_LISTOPS ? 2000 : 600);
+  c->steps =
+      opt_given(o, n, "steps") ? opt_int(o, n, "steps") : (id == ATTN_TASK_LISTOPS ? 2000 : 600);
   c->batch = opt_int(o, n, "batch");
   c->lr = (float)opt_float(o, n, "lr");
   c->min_lr = (float)opt_float(o, n, "min-lr");
@@ -407,6 +416,11 @@ static int train_config_from_opts(const char *cmd, const opt *o, int n, attn_tra
   c->log_every = opt_int(o, n, "log-every");
   c->ckpt_every = opt_int(o, n, "ckpt-every");
   c->eval_examples = opt_int(o, n, "eval-examples");
+  c->shuffle = !opt_given(o, n, "no-shuffle");
+  if (opt_given(o, n, "no-shuffle") && !opt_given(o, n, "data-train")) {
+    cli_errorf("%s: --no-shuffle applies to --data-train only", cmd);
+    return CLI_EXIT_USAGE;
+  }
   if (c->dim % c->heads != 0) {
     cli_errorf("%s: --heads %lld does not divide --dim %lld", cmd, (long long)c->heads,
                (long long)c->dim);
@@ -432,13 +446,7 @@ static int train_config_from_opts(const char *cmd, const opt *o, int n, attn_tra
 /* What a checkpoint trained on your own data keeps beside config.json. */
 #define DATA_META "data.json"
 
-typedef struct own_data {
-  attn_vocab *vocab, *labels;
-  attn_dataset train, valid;
-  int have_train, have_valid;
-} own_data;
-
-static void own_data_free(own_data *d) {
+void cli_own_data_free(cli_own_data *d) {
   attn_vocab_free(d->vocab);
   attn_vocab_free(d->labels);
   if (d->have_train) attn_dataset_free(&d->train);
@@ -446,10 +454,53 @@ static void own_data_free(own_data *d) {
   memset(d, 0, sizeof *d);
 }
 
+/* A file's path as a JSON string, absolute when realpath resolves it. */
+static void json_path(FILE *f, const char *file) {
+  char *abs = realpath(file, NULL);
+  json_string(f, abs ? abs : file);
+  free(abs);
+}
+
+int cli_own_data_file(const char *dir, const char *key, char *buf, size_t cap) {
+  char path[4200], meta[16384];
+  snprintf(path, sizeof path, "%s/" DATA_META, dir);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  const size_t got = fread(meta, 1, sizeof meta - 1, f);
+  fclose(f);
+  meta[got] = '\0';
+  char pat[64];
+  snprintf(pat, sizeof pat, "\"%s\": \"", key);
+  const char *p = strstr(meta, pat);
+  if (!p || cap == 0) return -1;
+  p += strlen(pat);
+  size_t k = 0;
+  /* The writer (json_string) escapes only '"', '\\' and control characters (\\u00XX). */
+  for (; *p && *p != '"'; p++) {
+    char ch = *p;
+    if (ch == '\\') {
+      p++;
+      if (*p == 'u' && strlen(p) >= 5) {
+        ch = (char)strtol((char[]){p[3], p[4], 0}, NULL, 16);
+        p += 4;
+      } else if (*p) {
+        ch = *p;
+      } else {
+        return -1;
+      }
+    }
+    if (k + 1 >= cap) return -1;
+    buf[k++] = ch;
+  }
+  if (*p != '"') return -1;
+  buf[k] = '\0';
+  return 0;
+}
+
 /* Reads --data-train / --data-val into d and c (the model's shape), and writes vocab.txt,
  * labels.txt and data.json into out_dir. Returns 0 or an exit code after a message. */
 static int own_data_setup(const opt *o, int n, const char *out_dir, attn_train_config *c,
-                          own_data *d) {
+                          cli_own_data *d) {
   memset(d, 0, sizeof *d);
   attn_data_options dopt = attn_data_options_default();
   if (attn_data_format_from_name(opt_str(o, n, "format"), &dopt.format) != ATTN_OK ||
@@ -475,7 +526,7 @@ static int own_data_setup(const opt *o, int n, const char *out_dir, attn_train_c
     if (attn_dataset_load(opt_str(o, n, "data-val"), &vopt, d->vocab, d->labels, &d->valid) !=
         ATTN_OK) {
       cli_errorf("train: %s", attn_last_error());
-      own_data_free(d);
+      cli_own_data_free(d);
       return CLI_EXIT_RUNTIME;
     }
     d->have_valid = 1;
@@ -497,42 +548,55 @@ static int own_data_setup(const opt *o, int n, const char *out_dir, attn_train_c
   snprintf(path, sizeof path, "%s/labels.txt", out_dir);
   if (!rc && attn_vocab_save(d->labels, path) != ATTN_OK) rc = CLI_EXIT_RUNTIME;
   if (rc == CLI_EXIT_RUNTIME && attn_last_error()[0]) cli_errorf("train: %s", attn_last_error());
+  /* data.json: the reading options, and the files (absolute paths when they resolve) so that
+   * `attn report` can show examples of the data later. */
+  char tmp[4300];
   snprintf(path, sizeof path, "%s/" DATA_META, out_dir);
-  FILE *f = rc ? NULL : fopen(path, "w");
-  if (!rc && (!f || fprintf(f, "{\"format\": \"%s\", \"tokens\": \"%s\", \"min_freq\": %d}\n",
-                            dopt.format == ATTN_DATA_TSV ? "tsv" : "conll",
-                            dopt.tokens == ATTN_DATA_CHARS ? "char" : "word",
-                            (int)dopt.min_freq) < 0)) {
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = rc ? NULL : fopen(tmp, "w");
+  if (f) {
+    fprintf(f, "{\"format\": \"%s\", \"tokens\": \"%s\", \"min_freq\": %d, \"train\": ",
+            dopt.format == ATTN_DATA_TSV ? "tsv" : "conll",
+            dopt.tokens == ATTN_DATA_CHARS ? "char" : "word", (int)dopt.min_freq);
+    json_path(f, opt_str(o, n, "data-train"));
+    fputs(", \"valid\": ", f);
+    if (opt_given(o, n, "data-val"))
+      json_path(f, opt_str(o, n, "data-val"));
+    else
+      fputs("null", f);
+    fputs("}\n", f);
+  }
+  if (!rc && (!f || ferror(f) | (fclose(f) != 0) || rename(tmp, path) != 0)) {
     cli_errorf("train: %s: cannot write", path);
+    remove(tmp);
     rc = CLI_EXIT_RUNTIME;
   }
-  if (f && fclose(f) != 0 && !rc) {
-    cli_errorf("train: %s: cannot write", path);
-    rc = CLI_EXIT_RUNTIME;
-  }
-  if (rc) own_data_free(d);
+  if (rc)
+    cli_own_data_free(d);
   else if (opt_given(o, n, "json") || !isatty(STDOUT_FILENO))
-    printf("{\"event\":\"data\",\"train_examples\":%lld,\"tokens\":%lld,\"unknown\":%lld,"
-           "\"truncated\":%lld,\"seq_len\":%d,\"vocab\":%d,\"labels\":%d,"
-           "\"valid_examples\":%lld}\n",
-           (long long)d->train.n, (long long)d->train.tokens, (long long)d->train.unknown,
-           (long long)d->train.truncated, (int)d->train.seq_len, (int)attn_vocab_size(d->vocab),
-           (int)attn_vocab_size(d->labels), d->have_valid ? (long long)d->valid.n : 0LL);
+    printf(
+        "{\"event\":\"data\",\"train_examples\":%lld,\"tokens\":%lld,\"unknown\":%lld,"
+        "\"truncated\":%lld,\"seq_len\":%d,\"vocab\":%d,\"labels\":%d,"
+        "\"valid_examples\":%lld}\n",
+        (long long)d->train.n, (long long)d->train.tokens, (long long)d->train.unknown,
+        (long long)d->train.truncated, (int)d->train.seq_len, (int)attn_vocab_size(d->vocab),
+        (int)attn_vocab_size(d->labels), d->have_valid ? (long long)d->valid.n : 0LL);
   else
-    printf("data: %lld training examples (%lld tokens, %lld unknown, %lld cut to %d), %d tokens "
-           "in the vocabulary, %d labels, %s%lld validation examples\n",
-           (long long)d->train.n, (long long)d->train.tokens, (long long)d->train.unknown,
-           (long long)d->train.truncated, (int)d->train.seq_len, (int)attn_vocab_size(d->vocab),
-           (int)attn_vocab_size(d->labels), d->have_valid ? "" : "no ",
-           d->have_valid ? (long long)d->valid.n : 0LL);
+    printf(
+        "data: %lld training examples (%lld tokens, %lld unknown, %lld cut to %d), %d tokens "
+        "in the vocabulary, %d labels, %s%lld validation examples\n",
+        (long long)d->train.n, (long long)d->train.tokens, (long long)d->train.unknown,
+        (long long)d->train.truncated, (int)d->train.seq_len, (int)attn_vocab_size(d->vocab),
+        (int)attn_vocab_size(d->labels), d->have_valid ? "" : "no ",
+        d->have_valid ? (long long)d->valid.n : 0LL);
   return rc;
 }
 
 /* Loads the vocabularies of a checkpoint trained on your own data (and *dopt, its data options)
  * and reads train_file into d->train, val_file into d->valid with them (either may be NULL). */
-static int own_data_from_ckpt(const char *who, const char *dir, const attn_train_config *c,
-                              const char *train_file, const char *val_file, own_data *d,
-                              attn_data_options *dopt) {
+int cli_own_data_from_ckpt(const char *who, const char *dir, const attn_train_config *c,
+                           const char *train_file, const char *val_file, cli_own_data *d,
+                           attn_data_options *dopt) {
   memset(d, 0, sizeof *d);
   char path[4200];
   *dopt = attn_data_options_default();
@@ -560,7 +624,7 @@ static int own_data_from_ckpt(const char *who, const char *dir, const attn_train
                         attn_vocab_size(d->labels) != c->data_shape.n_classes)) {
     cli_errorf("%s: %s: vocab.txt / labels.txt do not match config.json (%d tokens, %d labels)",
                who, dir, (int)c->data_shape.vocab, (int)c->data_shape.n_classes);
-    own_data_free(d);
+    cli_own_data_free(d);
     return CLI_EXIT_RUNTIME;
   }
   if (st == ATTN_OK && train_file) {
@@ -573,7 +637,7 @@ static int own_data_from_ckpt(const char *who, const char *dir, const attn_train
   }
   if (st != ATTN_OK) {
     cli_errorf("%s: %s", who, attn_last_error());
-    own_data_free(d);
+    cli_own_data_free(d);
     return CLI_EXIT_RUNTIME;
   }
   return 0;
@@ -592,8 +656,8 @@ int cli_train_main(int argc, char **argv) {
   attn_train_config c;
   if (opt_given(train_opts, N_TRAIN_OPTS, "resume")) {
     static const char *const allowed[] = {"resume",        "steps",   "log-every", "ckpt-every",
-                                          "eval-examples", "threads", "json",
-                                          "data-train",    "data-val"};
+                                          "eval-examples", "threads", "json",      "data-train",
+                                          "data-val",      "png"};
     for (int i = 0; i < N_TRAIN_OPTS; i++) {
       if (!train_opts[i].value) continue;
       int ok = 0;
@@ -638,14 +702,14 @@ int cli_train_main(int argc, char **argv) {
       return CLI_EXIT_USAGE;
     }
     if (saved.data_shape.seq_len > 0) {
-      own_data d;
+      cli_own_data d;
       attn_data_options dopt;
-      rc = own_data_from_ckpt("train", out_dir, &saved,
-                              opt_str(train_opts, N_TRAIN_OPTS, "data-train"),
-                              opt_given(train_opts, N_TRAIN_OPTS, "data-val")
-                                  ? opt_str(train_opts, N_TRAIN_OPTS, "data-val")
-                                  : NULL,
-                              &d, &dopt);
+      rc = cli_own_data_from_ckpt("train", out_dir, &saved,
+                                  opt_str(train_opts, N_TRAIN_OPTS, "data-train"),
+                                  opt_given(train_opts, N_TRAIN_OPTS, "data-val")
+                                      ? opt_str(train_opts, N_TRAIN_OPTS, "data-val")
+                                      : NULL,
+                                  &d, &dopt);
       if (rc) return rc;
       c.data_shape = saved.data_shape;
       c.data_train = &d.train;
@@ -655,15 +719,15 @@ int cli_train_main(int argc, char **argv) {
         rc = cli_train_session(
             "train", &c,
             opt_given(train_opts, N_TRAIN_OPTS, "json") ? CLI_PROGRESS_JSON : CLI_PROGRESS_AUTO,
-            NULL);
-      own_data_free(&d);
+            opt_given(train_opts, N_TRAIN_OPTS, "png"), NULL);
+      cli_own_data_free(&d);
       return rc;
     }
   } else if (opt_given(train_opts, N_TRAIN_OPTS, "data-train")) {
     rc = train_config_from_opts("train", train_opts, N_TRAIN_OPTS, &c, out_dir, sizeof out_dir);
     if (rc) return rc;
     if (!opt_given(train_opts, N_TRAIN_OPTS, "out")) snprintf(out_dir, sizeof out_dir, "attn-data");
-    own_data d;
+    cli_own_data d;
     rc = own_data_setup(train_opts, N_TRAIN_OPTS, out_dir, &c, &d);
     if (rc) return rc;
     rc = set_threads("train", opt_int(train_opts, N_TRAIN_OPTS, "threads"));
@@ -671,8 +735,8 @@ int cli_train_main(int argc, char **argv) {
       rc = cli_train_session(
           "train", &c,
           opt_given(train_opts, N_TRAIN_OPTS, "json") ? CLI_PROGRESS_JSON : CLI_PROGRESS_AUTO,
-          NULL);
-    own_data_free(&d);
+          opt_given(train_opts, N_TRAIN_OPTS, "png"), NULL);
+    cli_own_data_free(&d);
     return rc;
   } else {
     if (opt_given(train_opts, N_TRAIN_OPTS, "data-val")) {
@@ -686,7 +750,8 @@ int cli_train_main(int argc, char **argv) {
   if (rc) return rc;
   return cli_train_session(
       "train", &c,
-      opt_given(train_opts, N_TRAIN_OPTS, "json") ? CLI_PROGRESS_JSON : CLI_PROGRESS_AUTO, NULL);
+      opt_given(train_opts, N_TRAIN_OPTS, "json") ? CLI_PROGRESS_JSON : CLI_PROGRESS_AUTO,
+      opt_given(train_opts, N_TRAIN_OPTS, "png"), NULL);
 }
 
 /* ---- attn eval ----------------------------------------------------------------------------- */
@@ -760,11 +825,11 @@ int cli_eval_main(int argc, char **argv) {
     return CLI_EXIT_USAGE;
   }
   if (own) {
-    own_data d;
+    cli_own_data d;
     attn_eval_result dev;
     attn_data_options dopt;
-    rc = own_data_from_ckpt("eval", pos[0], &c, NULL, opt_str(eval_opts, N_EVAL_OPTS, "data"), &d,
-                            &dopt);
+    rc = cli_own_data_from_ckpt("eval", pos[0], &c, NULL, opt_str(eval_opts, N_EVAL_OPTS, "data"),
+                                &d, &dopt);
     if (!rc) {
       const long nd = opt_given(eval_opts, N_EVAL_OPTS, "examples")
                           ? opt_int(eval_opts, N_EVAL_OPTS, "examples")
@@ -780,19 +845,21 @@ int cli_eval_main(int argc, char **argv) {
       json_string(stdout, pos[0]);
       printf(",\"data\":");
       json_string(stdout, opt_str(eval_opts, N_EVAL_OPTS, "data"));
-      printf(",\"step\":%lld,\"examples\":%lld,\"unknown_tokens\":%lld,\"loss\":%.6g,"
-             "\"token_acc\":%.6g,\"seq_acc\":%.6g}\n",
-             (long long)step, (long long)dev.examples, (long long)d.valid.unknown, dev.loss,
-             dev.token_acc, dev.seq_acc);
+      printf(
+          ",\"step\":%lld,\"examples\":%lld,\"unknown_tokens\":%lld,\"loss\":%.6g,"
+          "\"token_acc\":%.6g,\"seq_acc\":%.6g}\n",
+          (long long)step, (long long)dev.examples, (long long)d.valid.unknown, dev.loss,
+          dev.token_acc, dev.seq_acc);
     } else if (!rc) {
-      printf("%s on %s (%lld examples, %lld unknown tokens; checkpoint at step %lld):\n"
-             "  %s accuracy %.1f%%, token accuracy %.1f%%, loss %.4f\n",
-             pos[0], opt_str(eval_opts, N_EVAL_OPTS, "data"), (long long)dev.examples,
-             (long long)d.valid.unknown, (long long)step,
-             c.data_shape.kind == ATTN_TASK_CLASSIFICATION ? "classification" : "sentence",
-             100 * dev.seq_acc, 100 * dev.token_acc, dev.loss);
+      printf(
+          "%s on %s (%lld examples, %lld unknown tokens; checkpoint at step %lld):\n"
+          "  %s accuracy %.1f%%, token accuracy %.1f%%, loss %.4f\n",
+          pos[0], opt_str(eval_opts, N_EVAL_OPTS, "data"), (long long)dev.examples,
+          (long long)d.valid.unknown, (long long)step,
+          c.data_shape.kind == ATTN_TASK_CLASSIFICATION ? "classification" : "sentence",
+          100 * dev.seq_acc, 100 * dev.token_acc, dev.loss);
     }
-    if (!rc) own_data_free(&d);
+    if (!rc) cli_own_data_free(&d);
     return rc;
   }
   attn_task_config task = c.task;
@@ -888,9 +955,9 @@ static void predict_usage(FILE *f) {
 /* `attn predict` for a checkpoint trained on your own data: the arguments are one text. */
 static int predict_own_data(const char **pos, int n_pos, attn_seq_model *m,
                             const attn_train_config *c) {
-  own_data d;
+  cli_own_data d;
   attn_data_options dopt;
-  int rc = own_data_from_ckpt("predict", pos[0], c, NULL, NULL, &d, &dopt);
+  int rc = cli_own_data_from_ckpt("predict", pos[0], c, NULL, NULL, &d, &dopt);
   if (rc) return rc;
   size_t total = 1;
   for (int i = 1; i < n_pos; i++) total += strlen(pos[i]) + 1;
@@ -977,7 +1044,7 @@ static int predict_own_data(const char **pos, int n_pos, attn_seq_model *m,
   free(text);
   free(ids);
   free(out);
-  own_data_free(&d);
+  cli_own_data_free(&d);
   return rc;
 }
 
@@ -1142,6 +1209,8 @@ static opt demo_opts[] = {
     {"out", OPT_STR, 0, 0, "attn-demo", "checkpoint directory", NULL},
     {"json", OPT_FLAG, 0, 0, NULL,
      "only JSON: one object per logged step and one at the end (no header)", NULL},
+    {"png", OPT_FLAG, 0, 0, NULL,
+     "also write the report's curves and heatmaps as PNG files in DIR/png/", NULL},
 };
 #define N_DEMO_OPTS ((int)(sizeof demo_opts / sizeof demo_opts[0]))
 
@@ -1149,7 +1218,7 @@ void cli_demo_options_usage(FILE *f) {
   opt_usage(f, demo_opts, N_DEMO_OPTS);
 }
 
-int cli_demo_config(int argc, char **argv, attn_train_config *c, int *json) {
+int cli_demo_config(int argc, char **argv, attn_train_config *c, int *json, int *png) {
   const char *pos[1];
   int n_pos;
   int rc = opt_parse("demo", argc, argv, demo_opts, N_DEMO_OPTS, pos, 0, &n_pos);
@@ -1169,5 +1238,6 @@ int cli_demo_config(int argc, char **argv, attn_train_config *c, int *json) {
   snprintf(out_dir, sizeof out_dir, "%s", opt_str(demo_opts, N_DEMO_OPTS, "out"));
   c->out_dir = out_dir;
   *json = opt_given(demo_opts, N_DEMO_OPTS, "json");
+  *png = opt_given(demo_opts, N_DEMO_OPTS, "png");
   return set_threads("demo", opt_int(demo_opts, N_DEMO_OPTS, "threads"));
 }
