@@ -761,6 +761,39 @@ ATTN_API attn_var *attn_nn_score_attention(attn_nn_ctx *ctx, attn_var *q, attn_v
                                            attn_var *v, const attn_nn_score_spec *spec,
                                            const int32_t *key_lens, int allow_fused);
 
+/* ---- stochastic and monotonic alignment ---- */
+/* Ops over attn/stochastic.h and attn/monotonic.h (see those headers and docs/align.md for the
+ * semantics). scores / energy: 1 to 4 dims (monotonic: 2 to 4, (..., Tq, Tk)); mask: NULL or an
+ * additive constant (no gradient) that broadcasts to it, numpy style (missing leading dims and
+ * dims of 1), -INFINITY blocking a position. Errors are the kernels' (temperature <= 0, shapes,
+ * ...), recorded in ctx like every op. */
+
+/* Stochastic hard attention: one position per row (rows = all but the last dim) drawn from
+ * softmax(scores / temperature + mask) with the Philox stream of `seed`. Returns the one-hot
+ * weights (shape of scores; a constant: no gradient flows through a sample). *log_prob and
+ * *entropy (each may be NULL) receive log p_s and H(p), shape scores.shape[:-1], differentiable:
+ * their gradients reach scores through d log p_s / dz = onehot(s) - p and
+ * dH/dz = -p (log p + H) (divided by the temperature). So the REINFORCE surrogate is
+ *   loss = sum(coef * log_prob) + lambda * sum(entropy),   coef = -(R - b) (attn_reinforce_coef),
+ * built from ordinary ops. index (NULL or int32[rows]) receives the drawn positions (-1 for a
+ * fully masked row, whose log_prob and entropy are 0 with zero gradient). */
+ATTN_API attn_var *attn_nn_hard_sample(attn_nn_ctx *ctx, attn_var *scores, attn_var *mask,
+                                       float temperature, uint64_t seed, int32_t *index,
+                                       attn_var **log_prob, attn_var **entropy);
+
+/* Gumbel-softmax: softmax((scores + g) / temperature + mask) with Gumbel noise g from `seed`
+ * (attn_gumbel_noise); hard = 1 returns one_hot(argmax) with the straight-through gradient of
+ * the soft weights. */
+ATTN_API attn_var *attn_nn_gumbel_softmax(attn_nn_ctx *ctx, attn_var *scores, attn_var *mask,
+                                          float temperature, int hard, uint64_t seed);
+
+/* Monotonic attention alpha (shape of energy) for params (NULL = RECURSIVE expected alignment, no
+ * noise). The expected modes are differentiable in energy; HARD returns a constant (nothing is
+ * recorded). */
+struct attn_monotonic_params;
+ATTN_API attn_var *attn_nn_monotonic(attn_nn_ctx *ctx, attn_var *energy, attn_var *mask,
+                                     const struct attn_monotonic_params *params);
+
 #ifdef __cplusplus
 }
 #endif

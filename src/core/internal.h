@@ -125,6 +125,30 @@ void attn__parallel_for(int64_t n_items, attn__task_fn fn, void *ctx);
 /* Number of thread slots the next attn__parallel_for will use (>= 1). */
 int attn__pool_size(void);
 
+/* ---- Philox 4x32-10 (src/core/rng.c) ------------------------------------------------------------ */
+
+/* Constants of Salmon et al. (SC'11): multipliers and the Weyl key increments. */
+#define ATTN__PHILOX_M0 0xD2511F53u
+#define ATTN__PHILOX_M1 0xCD9E8D57u
+#define ATTN__PHILOX_W0 0x9E3779B9u
+#define ATTN__PHILOX_W1 0xBB67AE85u
+
+/* One round on the counter words (c0, c1, c2, c3) with round key (k0, k1). attn_philox4x32 runs
+ * ten with the key bumped by (W0, W1) after each; callers that need many blocks run the rounds
+ * over arrays of counters so the compiler vectorises the 32x32->64 products. */
+static inline __attribute__((always_inline)) void attn__philox_round(uint32_t *c0, uint32_t *c1,
+                                                                     uint32_t *c2, uint32_t *c3,
+                                                                     uint32_t k0, uint32_t k1) {
+  uint64_t p0 = (uint64_t)ATTN__PHILOX_M0 * *c0;
+  uint64_t p1 = (uint64_t)ATTN__PHILOX_M1 * *c2;
+  uint32_t n0 = (uint32_t)(p1 >> 32) ^ *c1 ^ k0;
+  uint32_t n2 = (uint32_t)(p0 >> 32) ^ *c3 ^ k1;
+  *c1 = (uint32_t)p1;
+  *c3 = (uint32_t)p0;
+  *c0 = n0;
+  *c2 = n2;
+}
+
 /* ---- dispatch -------------------------------------------------------------------------------- */
 
 /* Description of one SDPA problem after validation, shared by the reference and fast kernels.

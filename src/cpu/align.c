@@ -5,16 +5,9 @@
  * fix the sparsemax/entmax threshold). Sparsemax finds its threshold by Michelot's fixed point
  * (each pass drops the entries below the current threshold, O(n) per pass, exact), entmax-1.5
  * sorts, alpha-entmax bisects. The semantics are the reference's (src/ref/align_ref.c). */
-#include "attn/align.h"
-#include "internal.h"
+#include "align_internal.h"
 
 #include <stdlib.h>
-
-/* Defined in src/ref/align_ref.c. */
-attn_status attn__align_check(const char *fn, const attn_tensor *dst, const float *d_positions,
-                              const attn_tensor *d_out, const attn_tensor *out,
-                              const attn_tensor *in, const attn_tensor *mask,
-                              const attn_align_params *p, int64_t *rows, int64_t *n);
 
 #define TRY(expr)                   \
   do {                              \
@@ -24,12 +17,7 @@ attn_status attn__align_check(const char *fn, const attn_tensor *dst, const floa
 
 /* Every row kernel is inlined into align_task_impl, which is compiled three times (baseline,
  * AVX2, AVX-512) through GCC's target attribute; attn_get_isa() picks one. */
-#define ATTN_AI static inline __attribute__((always_inline))
-
-#include "scalar_math.h"
-
-/* ---- exp for x <= 0 ------------------------------------------------------------------------- */
-
+#include "align_rows.h"
 
 /* ---- one row, in f32 ------------------------------------------------------------------------ */
 
@@ -40,69 +28,6 @@ typedef struct row_scratch {
 static int cmp_desc_f(const void *a, const void *b) {
   float x = *(const float *)a, y = *(const float *)b;
   return (x < y) - (x > y);
-}
-
-/* 8 f32 lanes as a GCC vector (one AVX register, two SSE ones); used only inside functions,
- * never passed by value. */
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-
-/* max over unblocked entries (-inf if none), their count, and whether any entry is NaN or +inf
- * (which makes the row NaN). Vectorised by hand: the auto-vectoriser will not if-convert the
- * float compares. The max is exact, so the lane order does not matter. */
-ATTN_AI float row_max(const float *z, int64_t n, int64_t *count, bool *has_nan) {
-  const v8f ninf = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
-                    -INFINITY, -INFINITY, -INFINITY, -INFINITY};
-  const v8f pinf = -ninf;
-  v8f mv = ninf;
-  v8i cnt = {0}, bad = {0};
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    v8f v;
-    memcpy(&v, z + j, sizeof v);
-    v8i gt = v > mv;
-    mv = (v8f)(((v8i)v & gt) | ((v8i)mv & ~gt));
-    cnt -= v > ninf;
-    bad |= (v != v) | (v == pinf);
-  }
-  float m = -INFINITY;
-  int64_t c = 0;
-  bool nan = false;
-  for (int l = 0; l < 8; l++) {
-    m = mv[l] > m ? mv[l] : m;
-    c += cnt[l];
-    nan |= bad[l] != 0;
-  }
-  for (; j < n; j++) {
-    m = z[j] > m ? z[j] : m;
-    c += z[j] > -INFINITY;
-    nan |= z[j] != z[j] || z[j] == INFINITY;
-  }
-  *count = c;
-  *has_nan = nan;
-  return m;
-}
-
-ATTN_AI void fill(float *a, int64_t n, float v) {
-  for (int64_t j = 0; j < n; j++) a[j] = v;
-}
-
-ATTN_AI void softmax_row(const float *z, float *a, int64_t n, float m) {
-  float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int l = 0; l < 8; l++) {
-      float e = attn__exp_neg(z[j + l] - m);
-      a[j + l] = e;
-      part[l] += e;
-    }
-  for (; j < n; j++) {
-    a[j] = attn__exp_neg(z[j] - m);
-    part[0] += a[j];
-  }
-  float sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-  float inv = 1.0f / sum;
-  for (j = 0; j < n; j++) a[j] *= inv;
 }
 
 /* a = align(z); s is n floats of scratch. */
@@ -244,13 +169,6 @@ ATTN_AI void fast_row_forward(const attn_align_params *p, const float *z, float 
   }
 }
 
-ATTN_AI void softmax_grad(const float *a, const float *g, float *dz, int64_t n) {
-  float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (int64_t j = 0; j < n; j++) part[j & 7] += a[j] * g[j];
-  float dot = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-  for (int64_t j = 0; j < n; j++) dz[j] = a[j] * (g[j] - dot);
-}
-
 /* dz = J^T g from a (and z for the straight-through hardmax); s is n floats of scratch. */
 ATTN_AI void fast_row_backward(const attn_align_params *p, const float *z, const float *a,
                               const float *g, float *dz, float *s, int64_t n) {
@@ -294,18 +212,7 @@ ATTN_AI void fast_row_backward(const attn_align_params *p, const float *z, const
 
 /* ---- driver --------------------------------------------------------------------------------- */
 
-static int64_t row_offset(const attn_tensor *t, const attn_tensor *ref, int64_t r, int64_t *pos) {
-  int64_t off = 0;
-  int nd = ref->ndim;
-  if (pos) *pos = 0;
-  for (int d = nd - 2; d >= 0; d--) {
-    int64_t idx = r % ref->shape[d];
-    r /= ref->shape[d];
-    if (d == nd - 2 && pos) *pos = idx;
-    if (t->shape[d] != 1) off += idx * t->stride[d];
-  }
-  return off;
-}
+#define row_offset attn__align_row_offset
 
 typedef struct align_job {
   const attn_align_params *p;
@@ -325,20 +232,8 @@ static size_t per_thread_bytes(int64_t n) {
 ATTN_AI void build_z(const align_job *jb, int64_t r, float *z, int64_t *lo_out, int64_t *hi_out) {
   const attn_align_params *p = jb->p;
   int64_t n = jb->n, pos;
-  const float *x = (const float *)jb->in->data + row_offset(jb->in, jb->in, r, &pos);
-  float inv_t = 1.0f / p->temperature;
-  if (p->temperature == 1.0f)
-    for (int64_t j = 0; j < n; j++) z[j] = x[j];
-  else
-    for (int64_t j = 0; j < n; j++) z[j] = x[j] * inv_t;
-  if (jb->mask) {
-    const float *mk = (const float *)jb->mask->data + row_offset(jb->mask, jb->in, r, NULL);
-    /* A -inf mask entry blocks the position even when its score is NaN. */
-    if (jb->mask->shape[jb->mask->ndim - 1] == 1)
-      for (int64_t j = 0; j < n; j++) z[j] = mk[0] == -INFINITY ? -INFINITY : z[j] + mk[0];
-    else
-      for (int64_t j = 0; j < n; j++) z[j] = mk[j] == -INFINITY ? -INFINITY : z[j] + mk[j];
-  }
+  row_offset(jb->in, jb->in, r, &pos);
+  attn__build_z_row(z, jb->in, jb->mask, r, n, p->temperature, NULL);
   int64_t lo = 0, hi = n - 1;
   if (p->local != ATTN_ALIGN_LOCAL_NONE) {
     int64_t c = p->local == ATTN_ALIGN_LOCAL_M ? pos
@@ -498,7 +393,7 @@ attn_status attn_align_forward(const attn_tensor *out, const attn_tensor *in,
   attn_align_params p = params ? *params : attn_align_params_default();
   align_job jb;
   memset(&jb, 0, sizeof jb);
-  TRY(attn__align_check(fn, out, NULL, NULL, NULL, in, mask, &p, &jb.rows, &jb.n));
+  TRY(attn__align_check(fn, NULL, out, NULL, NULL, NULL, in, mask, &p, &jb.rows, &jb.n));
   jb.p = &p;
   jb.out = out;
   jb.in = in;
@@ -518,7 +413,7 @@ attn_status attn_align_backward(const attn_tensor *d_in, float *d_positions,
   if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: out is NULL", fn);
   align_job jb;
   memset(&jb, 0, sizeof jb);
-  TRY(attn__align_check(fn, d_in, d_positions, d_out, out, in, mask, &p, &jb.rows, &jb.n));
+  TRY(attn__align_check(fn, NULL, d_in, d_positions, d_out, out, in, mask, &p, &jb.rows, &jb.n));
   jb.p = &p;
   jb.out = out;
   jb.in = in;

@@ -3,17 +3,9 @@
  * The reference accumulates in double and recomputes everything it needs from `in` (the backward
  * ignores `out` apart from validating it), so it is the oracle for src/cpu/align.c. Formulas are
  * MECHANISMS.md §3; the contract is include/attn/align.h. */
-#include "attn/align.h"
-#include "internal.h"
+#include "align_internal.h"
 
 #include <stdlib.h>
-
-/* Declared here and in src/cpu/align.c, which uses it (there is no shared private header for the
- * alignment code yet). */
-attn_status attn__align_check(const char *fn, const attn_tensor *dst, const float *d_positions,
-                              const attn_tensor *d_out, const attn_tensor *out,
-                              const attn_tensor *in, const attn_tensor *mask,
-                              const attn_align_params *p, int64_t *rows, int64_t *n);
 
 attn_align_params attn_align_params_default(void) {
   attn_align_params p;
@@ -130,43 +122,51 @@ static attn_status check_params(const char *fn, const attn_tensor *in, int64_t r
   return ATTN_OK;
 }
 
-attn_status attn__align_check(const char *fn, const attn_tensor *dst, const float *d_positions,
-                              const attn_tensor *d_out, const attn_tensor *out,
-                              const attn_tensor *in, const attn_tensor *mask,
-                              const attn_align_params *p, int64_t *rows_out, int64_t *n_out) {
+attn_status attn__align_check(const char *fn, const char *const *names, const attn_tensor *dst,
+                              const float *d_positions, const attn_tensor *d_out,
+                              const attn_tensor *out, const attn_tensor *in,
+                              const attn_tensor *mask, const attn_align_params *p,
+                              int64_t *rows_out, int64_t *n_out) {
   bool backward = d_out != NULL || out != NULL;
-  const char *dst_name = backward ? "d_in" : "out";
-  if (!in) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: in is NULL", fn);
-  if (!dst) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, dst_name);
-  attn__range r_in, r_dst, r_mask = {0, 0}, r_dout = {0, 0}, r_out = {0, 0}, r_pos;
-  TRY(check_tensor(fn, "in", in, NULL, NULL, false, false, &r_in));
-  TRY(check_tensor(fn, dst_name, dst, in, "in", false, true, &r_dst));
-  if (mask) TRY(check_tensor(fn, "mask", mask, in, "in", true, false, &r_mask));
+  const char *dst_name = names ? names[0] : backward ? "d_in" : "out";
+  const char *in_name = names ? names[1] : "in", *out_name = names ? names[2] : "out";
+  const char *dout_name = names ? names[3] : "d_out";
+  /* names[0] == NULL: a call without a destination tensor (only the other checks apply). */
+  bool no_dst = names && !names[0];
+  if (no_dst) dst_name = "(no destination)";
+  if (!in) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, in_name);
+  if (!dst && !no_dst) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, dst_name);
+  attn__range r_in, r_dst = {0, 0}, r_mask = {0, 0}, r_dout = {0, 0}, r_out = {0, 0}, r_pos;
+  TRY(check_tensor(fn, in_name, in, NULL, NULL, false, false, &r_in));
+  if (!no_dst) TRY(check_tensor(fn, dst_name, dst, in, in_name, false, true, &r_dst));
+  if (mask) TRY(check_tensor(fn, "mask", mask, in, in_name, true, false, &r_mask));
   int64_t n = in->shape[in->ndim - 1], rows = 1;
   if (n == 0)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
-                      "%s: in: last dim (n) is 0: there are no positions to align over", fn);
+                      "%s: %s: last dim (n) is 0: there are no positions to align over", fn,
+                      in_name);
   /* No overflow: the element count, a multiple of this product, was checked above. */
   for (int d = 0; d < in->ndim - 1; d++) rows *= in->shape[d];
   TRY(check_params(fn, in, rows, n, p, &r_pos));
   if (backward) {
-    if (!d_out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: d_out is NULL", fn);
-    if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: out is NULL", fn);
-    TRY(check_tensor(fn, "d_out", d_out, in, "in", false, false, &r_dout));
-    TRY(check_tensor(fn, "out", out, in, "in", false, false, &r_out));
+    if (!d_out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, dout_name);
+    if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, out_name);
+    TRY(check_tensor(fn, dout_name, d_out, in, in_name, false, false, &r_dout));
+    TRY(check_tensor(fn, out_name, out, in, in_name, false, false, &r_out));
     const struct {
       const char *name;
       attn__range r;
-    } inputs[] = {{"d_out", r_dout}, {"out", r_out}, {"in", r_in}, {"mask", r_mask},
+    } inputs[] = {{dout_name, r_dout}, {out_name, r_out}, {in_name, r_in}, {"mask", r_mask},
                   {"params->positions", r_pos}};
     for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
       if (attn__ranges_overlap(r_dst, inputs[i].r))
-        return attn__fail(ATTN_STATUS_ALIASING, "%s: d_in overlaps %s", fn, inputs[i].name);
+        return attn__fail(ATTN_STATUS_ALIASING, "%s: %s overlaps %s", fn, dst_name,
+                          inputs[i].name);
     if (d_positions && p->local == ATTN_ALIGN_LOCAL_P && rows > 0) {
       uintptr_t lo = (uintptr_t)d_positions;
       attn__range r_dp = {lo, lo + (uintptr_t)rows * 4u};
       if (attn__ranges_overlap(r_dp, r_dst))
-        return attn__fail(ATTN_STATUS_ALIASING, "%s: d_positions overlaps d_in", fn);
+        return attn__fail(ATTN_STATUS_ALIASING, "%s: d_positions overlaps %s", fn, dst_name);
       for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
         if (attn__ranges_overlap(r_dp, inputs[i].r))
           return attn__fail(ATTN_STATUS_ALIASING, "%s: d_positions overlaps %s", fn,
@@ -175,11 +175,12 @@ attn_status attn__align_check(const char *fn, const attn_tensor *dst, const floa
   } else {
     if (attn__ranges_overlap(r_dst, r_in) && !same_view(dst, in))
       return attn__fail(ATTN_STATUS_ALIASING,
-                        "%s: out overlaps in (only the very same view, in place, is allowed)", fn);
+                        "%s: %s overlaps %s (only the very same view, in place, is allowed)", fn,
+                        dst_name, in_name);
     if (attn__ranges_overlap(r_dst, r_mask))
-      return attn__fail(ATTN_STATUS_ALIASING, "%s: out overlaps mask", fn);
+      return attn__fail(ATTN_STATUS_ALIASING, "%s: %s overlaps mask", fn, dst_name);
     if (attn__ranges_overlap(r_dst, r_pos))
-      return attn__fail(ATTN_STATUS_ALIASING, "%s: out overlaps params->positions", fn);
+      return attn__fail(ATTN_STATUS_ALIASING, "%s: %s overlaps params->positions", fn, dst_name);
   }
   *rows_out = rows;
   *n_out = n;
@@ -188,20 +189,7 @@ attn_status attn__align_check(const char *fn, const attn_tensor *dst, const floa
 
 /* ---- geometry -------------------------------------------------------------------------------- */
 
-/* Element offset of row r of t (rows numbered over ref's leading dims; dims of size 1 in t are
- * broadcast) and the row's position along dim ndim - 2. */
-static int64_t row_offset(const attn_tensor *t, const attn_tensor *ref, int64_t r, int64_t *pos) {
-  int64_t off = 0;
-  int nd = ref->ndim;
-  if (pos) *pos = 0;
-  for (int d = nd - 2; d >= 0; d--) {
-    int64_t idx = r % ref->shape[d];
-    r /= ref->shape[d];
-    if (d == nd - 2 && pos) *pos = idx;
-    if (t->shape[d] != 1) off += idx * t->stride[d];
-  }
-  return off;
-}
+#define row_offset attn__align_row_offset
 
 /* ---- one row, in double ---------------------------------------------------------------------- */
 
@@ -438,7 +426,7 @@ attn_status attn_align_forward_ref(const attn_tensor *out, const attn_tensor *in
   attn__clear_error();
   attn_align_params p = params ? *params : attn_align_params_default();
   int64_t rows, n;
-  TRY(attn__align_check(fn, out, NULL, NULL, NULL, in, mask, &p, &rows, &n));
+  TRY(attn__align_check(fn, NULL, out, NULL, NULL, NULL, in, mask, &p, &rows, &n));
   if (rows == 0) return ATTN_OK;
   ref_row w;
   void *block = NULL;
@@ -462,7 +450,7 @@ attn_status attn_align_backward_ref(const attn_tensor *d_in, float *d_positions,
   int64_t rows, n;
   if (!d_out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: d_out is NULL", fn);
   if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: out is NULL", fn);
-  TRY(attn__align_check(fn, d_in, d_positions, d_out, out, in, mask, &p, &rows, &n));
+  TRY(attn__align_check(fn, NULL, d_in, d_positions, d_out, out, in, mask, &p, &rows, &n));
   if (rows == 0) return ATTN_OK;
   ref_row w;
   void *block = NULL;
