@@ -1,6 +1,8 @@
 /* Elementwise ops: broadcasting binary ops, scale, unary activations, dropout. */
 #include "nn_internal.h"
 
+#include "../cpu/gelu.h"
+
 /* ---- broadcasting ------------------------------------------------------------------------------ */
 
 /* The output shape of a op b and each input's strides over the output's dims (0 on broadcast). */
@@ -149,8 +151,6 @@ attn_var *attn_nn_scale(attn_nn_ctx *ctx, attn_var *x, float s, float t) {
 /* ---- unary ------------------------------------------------------------------------------------- */
 
 #define SQRT_2_OVER_PI 0.7978845608028654f
-#define INV_SQRT_2 0.7071067811865476f
-#define INV_SQRT_2PI 0.3989422804014327f
 
 static inline float sigmoidf(float x) {
   /* Stable for both signs: exp never overflows. */
@@ -159,6 +159,8 @@ static inline float sigmoidf(float x) {
   return e / (1.0f + e);
 }
 
+/* GELU in its erf form is not here: unary_fwd_range / unary_bwd_range hand it to the vectorised
+ * kernel of src/cpu/gelu.c. */
 static float unary_f(int kind, float x, float a) {
   switch (kind) {
     case ATTN_NN_UNARY_LEAKY_RELU: return x > 0 ? x : a * x;
@@ -167,7 +169,6 @@ static float unary_f(int kind, float x, float a) {
     case ATTN_NN_UNARY_SQRT: return sqrtf(x);
     case ATTN_NN_UNARY_TANH: return tanhf(x);
     case ATTN_NN_UNARY_RELU: return x > 0 ? x : 0.0f;
-    case ATTN_NN_UNARY_GELU_ERF: return 0.5f * x * (1.0f + erff(x * INV_SQRT_2));
     case ATTN_NN_UNARY_GELU_TANH:
       return 0.5f * x * (1.0f + tanhf(SQRT_2_OVER_PI * (x + 0.044715f * x * x * x)));
     case ATTN_NN_UNARY_SILU: return x * sigmoidf(x);
@@ -186,8 +187,6 @@ static float unary_df(int kind, float x, float y, float a) {
     case ATTN_NN_UNARY_SQRT: return 0.5f / y;
     case ATTN_NN_UNARY_TANH: return 1.0f - y * y;
     case ATTN_NN_UNARY_RELU: return x > 0 ? 1.0f : 0.0f;
-    case ATTN_NN_UNARY_GELU_ERF:
-      return 0.5f * (1.0f + erff(x * INV_SQRT_2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
     case ATTN_NN_UNARY_GELU_TANH: {
       float t = tanhf(SQRT_2_OVER_PI * (x + 0.044715f * x * x * x));
       return 0.5f * (1.0f + t) +
@@ -215,11 +214,19 @@ typedef struct unary_job {
 
 static void unary_fwd_range(void *arg, int64_t begin, int64_t end) {
   const unary_job *j = arg;
+  if (j->kind == ATTN_NN_UNARY_GELU_ERF) { /* the vectorised kernel (src/cpu/gelu.c) */
+    attn__gelu_erf_forward(j->out + begin, j->x + begin, end - begin);
+    return;
+  }
   for (int64_t i = begin; i < end; i++) j->out[i] = unary_f(j->kind, j->x[i], j->a);
 }
 
 static void unary_bwd_range(void *arg, int64_t begin, int64_t end) {
   const unary_job *j = arg;
+  if (j->kind == ATTN_NN_UNARY_GELU_ERF) {
+    attn__gelu_erf_backward(j->out + begin, j->dy + begin, j->x + begin, end - begin);
+    return;
+  }
   for (int64_t i = begin; i < end; i++) j->out[i] += j->dy[i] * unary_df(j->kind, j->x[i], j->y[i], j->a);
 }
 
