@@ -55,15 +55,80 @@ static bool bcast_make(bcast *bc, const attn_var *a, const attn_var *b) {
 enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV };
 static const char *const bin_names[] = {"attn_nn_add", "attn_nn_sub", "attn_nn_mul", "attn_nn_div"};
 
+/* Elementwise work is split in chunks of this many elements over the thread pool. */
+#define ELEM_GRAIN 8192
+
+/* Same-shape binary ops (no broadcasting; the residual adds of a transformer): elements split over
+ * the pool, each computed exactly as the broadcasting loop does. */
+typedef struct bin_job {
+  int kind;
+  const float *xa, *xb, *dy;
+  float *out, *ga, *gb;
+} bin_job;
+
+static void bin_fwd_range(void *arg, int64_t i0, int64_t i1) {
+  const bin_job *j = arg;
+  const float *xa = j->xa, *xb = j->xb;
+  float *out = j->out;
+  switch (j->kind) {
+    case BIN_ADD: for (int64_t i = i0; i < i1; i++) out[i] = xa[i] + xb[i]; break;
+    case BIN_SUB: for (int64_t i = i0; i < i1; i++) out[i] = xa[i] - xb[i]; break;
+    case BIN_MUL: for (int64_t i = i0; i < i1; i++) out[i] = xa[i] * xb[i]; break;
+    default: for (int64_t i = i0; i < i1; i++) out[i] = xa[i] / xb[i]; break;
+  }
+}
+
+static void bin_bwd_range(void *arg, int64_t i0, int64_t i1) {
+  const bin_job *j = arg;
+  const float *dy = j->dy, *xa = j->xa, *xb = j->xb;
+  float *ga = j->ga, *gb = j->gb;
+  switch (j->kind) {
+    case BIN_ADD:
+    case BIN_SUB:
+      if (ga)
+        for (int64_t i = i0; i < i1; i++) ga[i] += dy[i];
+      if (gb && j->kind == BIN_ADD)
+        for (int64_t i = i0; i < i1; i++) gb[i] += dy[i];
+      else if (gb)
+        for (int64_t i = i0; i < i1; i++) gb[i] -= dy[i];
+      break;
+    case BIN_MUL:
+      for (int64_t i = i0; i < i1; i++) {
+        if (ga) ga[i] += dy[i] * xb[i];
+        if (gb) gb[i] += dy[i] * xa[i];
+      }
+      break;
+    default:
+      for (int64_t i = i0; i < i1; i++) {
+        const float inv = 1.0f / xb[i];
+        if (ga) ga[i] += dy[i] * inv;
+        if (gb) gb[i] -= dy[i] * xa[i] * inv * inv;
+      }
+      break;
+  }
+}
+
+static bool same_shape(const attn_var *a, const attn_var *b) {
+  if (a->ndim != b->ndim) return false;
+  for (int d = 0; d < a->ndim; d++)
+    if (a->shape[d] != b->shape[d]) return false;
+  return true;
+}
+
 static attn_status binary_backward(attn_nn_node *n) {
   attn_var *a = n->in[0], *b = n->in[1];
   bool oom = false;
   float *ga = attn__nn_in_grad(n, 0, &oom), *gb = attn__nn_in_grad(n, 1, &oom);
   if (oom) return ATTN_STATUS_OUT_OF_MEMORY;
-  bcast bc;
-  bcast_make(&bc, a, b);
   const float *dy = n->out->grad, *xa = a->data, *xb = b->data;
   const int64_t numel = n->out->numel;
+  if (same_shape(a, b)) { /* a op a: ga = gb, both updates of element i stay in one chunk */
+    bin_job j = {(int)n->iarg[0], xa, xb, dy, NULL, ga, gb};
+    attn__nn_parallel_range(numel, ELEM_GRAIN, bin_bwd_range, &j);
+    return ATTN_OK;
+  }
+  bcast bc;
+  bcast_make(&bc, a, b);
   switch ((int)n->iarg[0]) {
     case BIN_ADD:
       BCAST_FOR(&bc, numel, {
@@ -108,11 +173,16 @@ static attn_var *binary(attn_nn_ctx *ctx, int kind, attn_var *a, attn_var *b) {
   if (!y) return NULL;
   const float *xa = a->data, *xb = b->data;
   float *out = y->data;
-  switch (kind) {
-    case BIN_ADD: BCAST_FOR(&bc, y->numel, out[i] = xa[ia] + xb[ib]); break;
-    case BIN_SUB: BCAST_FOR(&bc, y->numel, out[i] = xa[ia] - xb[ib]); break;
-    case BIN_MUL: BCAST_FOR(&bc, y->numel, out[i] = xa[ia] * xb[ib]); break;
-    default: BCAST_FOR(&bc, y->numel, out[i] = xa[ia] / xb[ib]); break;
+  if (same_shape(a, b)) {
+    bin_job j = {kind, xa, xb, NULL, out, NULL, NULL};
+    attn__nn_parallel_range(y->numel, ELEM_GRAIN, bin_fwd_range, &j);
+  } else {
+    switch (kind) {
+      case BIN_ADD: BCAST_FOR(&bc, y->numel, out[i] = xa[ia] + xb[ib]); break;
+      case BIN_SUB: BCAST_FOR(&bc, y->numel, out[i] = xa[ia] - xb[ib]); break;
+      case BIN_MUL: BCAST_FOR(&bc, y->numel, out[i] = xa[ia] * xb[ib]); break;
+      default: BCAST_FOR(&bc, y->numel, out[i] = xa[ia] / xb[ib]); break;
+    }
   }
   attn_nn_node *node;
   if (!attn__nn_record(ctx, op, y, binary_backward, 2, ins, &node)) return NULL;
@@ -202,8 +272,6 @@ static float unary_df(int kind, float x, float y, float a) {
   }
 }
 
-/* Elementwise work is split in chunks of this many elements over the thread pool. */
-#define UNARY_GRAIN 8192
 
 typedef struct unary_job {
   int kind;
@@ -235,7 +303,7 @@ static attn_status unary_backward(attn_nn_node *n) {
   float *gx = attn__nn_in_grad(n, 0, &oom);
   if (oom) return ATTN_STATUS_OUT_OF_MEMORY;
   unary_job j = {(int)n->iarg[0], n->farg[0], n->in[0]->data, n->out->data, n->out->grad, gx};
-  attn__nn_parallel_range(n->out->numel, UNARY_GRAIN, unary_bwd_range, &j);
+  attn__nn_parallel_range(n->out->numel, ELEM_GRAIN, unary_bwd_range, &j);
   return ATTN_OK;
 }
 
@@ -247,7 +315,7 @@ static attn_var *unary(attn_nn_ctx *ctx, attn_nn_unary kind, attn_var *x, float 
   attn_var *y = attn__nn_new(ctx, op, x->ndim, x->shape);
   if (!y) return NULL;
   unary_job j = {(int)kind, a, x->data, NULL, NULL, y->data};
-  attn__nn_parallel_range(x->numel, UNARY_GRAIN, unary_fwd_range, &j);
+  attn__nn_parallel_range(x->numel, ELEM_GRAIN, unary_fwd_range, &j);
   attn_nn_node *node;
   if (!attn__nn_record(ctx, op, y, unary_backward, 1, &x, &node)) return NULL;
   if (node) {

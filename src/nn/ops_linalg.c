@@ -103,6 +103,28 @@ attn_var *attn_nn_matmul(attn_nn_ctx *ctx, attn_var *a, attn_var *b, int trans_a
 
 /* ---- linear ------------------------------------------------------------------------------------ */
 
+/* y (R x out) += b per row, or db += column sums of dy: rows (columns for db) split over the pool,
+ * each column summed in row order, so the result is the serial loop's for any thread count. */
+typedef struct bias_job {
+  float *y;
+  const float *b;
+  int64_t R, out;
+} bias_job;
+
+static void bias_add_rows(void *arg, int64_t r0, int64_t r1) {
+  const bias_job *j = arg;
+  for (int64_t r = r0; r < r1; r++)
+    for (int64_t c = 0; c < j->out; c++) j->y[r * j->out + c] += j->b[c];
+}
+
+static void bias_grad_cols(void *arg, int64_t c0, int64_t c1) {
+  const bias_job *j = arg; /* y is db, b is dy */
+  for (int64_t r = 0; r < j->R; r++)
+    for (int64_t c = c0; c < c1; c++) j->y[c] += j->b[r * j->out + c];
+}
+
+static int64_t bias_rows_grain(int64_t out) { return out >= 8192 ? 1 : 8192 / (out ? out : 1); }
+
 /* iarg: 0 rows R, 1 in, 2 out. */
 static attn_status linear_backward(attn_nn_node *n) {
   attn_var *x = n->in[0], *w = n->in[1];
@@ -121,9 +143,10 @@ static attn_status linear_backward(attn_nn_node *n) {
     st = mm_gemm(ATTN_TRANS, ATTN_NO_TRANS, out, in, R, dy, out, x->data, in, dw, in);
     if (st != ATTN_OK) return st;
   }
-  if (db)
-    for (int64_t r = 0; r < R; r++)
-      for (int64_t j = 0; j < out; j++) db[j] += dy[r * out + j];
+  if (db) {
+    bias_job j = {db, dy, R, out};
+    attn__nn_parallel_range(out, 64, bias_grad_cols, &j);
+  }
   return ATTN_OK;
 }
 
@@ -148,9 +171,10 @@ attn_var *attn_nn_linear(attn_nn_ctx *ctx, attn_var *x, attn_var *w, attn_var *b
   attn_status st = attn_gemm(ATTN_ROW_MAJOR, ATTN_NO_TRANS, ATTN_TRANS, rows, out, in, 1.0f,
                              x->data, in, w->data, in, 0.0f, y->data, out);
   if (st != ATTN_OK) return attn__nn_fail(ctx, st, "%s: %s", op, attn_last_error());
-  if (b)
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t j = 0; j < out; j++) y->data[r * out + j] += b->data[j];
+  if (b) {
+    bias_job j = {y->data, b->data, rows, out};
+    attn__nn_parallel_range(rows, bias_rows_grain(out), bias_add_rows, &j);
+  }
   attn_nn_node *node;
   if (!attn__nn_record(ctx, op, y, linear_backward, b ? 3 : 2, ins, &node)) return NULL;
   if (node) {

@@ -4,35 +4,89 @@
 
 /* ---- layernorm ---------------------------------------------------------------------------------- */
 
-/* saved: mean and rstd per row (2R floats). iarg: 0 R, 1 D. */
+/* Rows per parallel chunk: about NORM_GRAIN elements (chunks depend on the shape only). */
+#define NORM_GRAIN ((int64_t)8192)
+static int64_t rows_grain(int64_t D) { return D >= NORM_GRAIN ? 1 : NORM_GRAIN / (D ? D : 1); }
+
+typedef struct ln_job {
+  const float *x, *dy, *gamma, *beta;
+  float *stats, *y, *gx, *gg, *gb;
+  int64_t R, D;
+  float eps;
+} ln_job;
+
+/* gx for rows [r0, r1): each row is independent. */
+static void ln_bwd_rows(void *arg, int64_t r0, int64_t r1) {
+  const ln_job *j = arg;
+  const int64_t D = j->D;
+  const float *gamma = j->gamma;
+  for (int64_t r = r0; r < r1; r++) {
+    const float mean = j->stats[2 * r], rstd = j->stats[2 * r + 1];
+    const float *xr = j->x + r * D, *dyr = j->dy + r * D;
+    double s1 = 0, s2 = 0; /* sums of dxhat and dxhat * xhat */
+    for (int64_t c = 0; c < D; c++) {
+      const float xh = (xr[c] - mean) * rstd, dxh = dyr[c] * (gamma ? gamma[c] : 1.0f);
+      s1 += dxh;
+      s2 += (double)dxh * xh;
+    }
+    const float m1 = (float)(s1 / (double)D), m2 = (float)(s2 / (double)D);
+    for (int64_t c = 0; c < D; c++) {
+      const float xh = (xr[c] - mean) * rstd, dxh = dyr[c] * (gamma ? gamma[c] : 1.0f);
+      j->gx[r * D + c] += rstd * (dxh - m1 - xh * m2);
+    }
+  }
+}
+
+/* dgamma, dbeta for columns [c0, c1): each column sums over all rows in row order, so the result
+ * is the serial loop's whatever the split. */
+static void ln_bwd_cols(void *arg, int64_t c0, int64_t c1) {
+  const ln_job *j = arg;
+  const int64_t D = j->D;
+  for (int64_t r = 0; r < j->R; r++) {
+    const float mean = j->stats[2 * r], rstd = j->stats[2 * r + 1];
+    const float *xr = j->x + r * D, *dyr = j->dy + r * D;
+    for (int64_t c = c0; c < c1; c++) {
+      if (j->gg) j->gg[c] += dyr[c] * ((xr[c] - mean) * rstd);
+      if (j->gb) j->gb[c] += dyr[c];
+    }
+  }
+}
+
+/* saved: mean and rstd per row (2R floats). iarg: 0 R, 1 D. Rows in parallel for dx, column
+ * blocks in parallel for dgamma / dbeta. */
 static attn_status layernorm_backward(attn_nn_node *n) {
   bool oom = false;
   float *gx = attn__nn_in_grad(n, 0, &oom);
   float *gg = n->in[1] ? attn__nn_in_grad(n, 1, &oom) : NULL;
   float *gb = n->in[2] ? attn__nn_in_grad(n, 2, &oom) : NULL;
   if (oom) return ATTN_STATUS_OUT_OF_MEMORY;
-  const int64_t R = n->iarg[0], D = n->iarg[1];
-  const float *stats = n->saved, *x = n->in[0]->data, *dy = n->out->grad;
-  const float *gamma = n->in[1] ? n->in[1]->data : NULL;
-  for (int64_t r = 0; r < R; r++) {
-    const float mean = stats[2 * r], rstd = stats[2 * r + 1];
-    const float *xr = x + r * D, *dyr = dy + r * D;
-    double s1 = 0, s2 = 0; /* sums of dxhat and dxhat * xhat */
-    for (int64_t j = 0; j < D; j++) {
-      const float xh = (xr[j] - mean) * rstd, dxh = dyr[j] * (gamma ? gamma[j] : 1.0f);
-      if (gg) gg[j] += dyr[j] * xh;
-      if (gb) gb[j] += dyr[j];
-      s1 += dxh;
-      s2 += (double)dxh * xh;
-    }
-    if (!gx) continue;
-    const float m1 = (float)(s1 / (double)D), m2 = (float)(s2 / (double)D);
-    for (int64_t j = 0; j < D; j++) {
-      const float xh = (xr[j] - mean) * rstd, dxh = dyr[j] * (gamma ? gamma[j] : 1.0f);
-      gx[r * D + j] += rstd * (dxh - m1 - xh * m2);
+  ln_job j = {n->in[0]->data, n->out->grad, n->in[1] ? n->in[1]->data : NULL, NULL, n->saved,
+              NULL, gx, gg, gb, n->iarg[0], n->iarg[1], 0.0f};
+  if (gg || gb) attn__nn_parallel_range(j.D, 64, ln_bwd_cols, &j);
+  if (gx) attn__nn_parallel_range(j.R, rows_grain(j.D), ln_bwd_rows, &j);
+  return ATTN_OK;
+}
+
+static void ln_fwd_rows(void *arg, int64_t r0, int64_t r1) {
+  const ln_job *j = arg;
+  const int64_t D = j->D;
+  float *stats = j->stats;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *xr = j->x + r * D;
+    double s = 0, ss = 0;
+    for (int64_t c = 0; c < D; c++) s += xr[c];
+    const double mean = s / (double)D;
+    for (int64_t c = 0; c < D; c++) ss += (xr[c] - mean) * (xr[c] - mean);
+    const float rstd = (float)(1.0 / sqrt(ss / (double)D + j->eps));
+    stats[2 * r] = (float)mean;
+    stats[2 * r + 1] = rstd;
+    for (int64_t c = 0; c < D; c++) {
+      float v = (xr[c] - (float)mean) * rstd;
+      if (j->gamma) v *= j->gamma[c];
+      if (j->beta) v += j->beta[c];
+      j->y[r * D + c] = v;
     }
   }
-  return ATTN_OK;
 }
 
 static bool check_vec(attn_nn_ctx *ctx, const char *op, const char *name, const attn_var *v, int64_t D) {
@@ -53,22 +107,9 @@ attn_var *attn_nn_layernorm(attn_nn_ctx *ctx, attn_var *x, attn_var *gamma, attn
   attn_var *y = attn__nn_new(ctx, op, x->ndim, x->shape);
   float *stats = y ? attn__nn_alloc(ctx, (size_t)(2 * R + 1) * sizeof(float)) : NULL;
   if (!stats) return y ? attn__nn_fail(ctx, ATTN_STATUS_OUT_OF_MEMORY, "%s: out of memory", op) : NULL;
-  for (int64_t r = 0; r < R; r++) {
-    const float *xr = x->data + r * D;
-    double s = 0, ss = 0;
-    for (int64_t j = 0; j < D; j++) s += xr[j];
-    const double mean = s / (double)D;
-    for (int64_t j = 0; j < D; j++) ss += (xr[j] - mean) * (xr[j] - mean);
-    const float rstd = (float)(1.0 / sqrt(ss / (double)D + eps));
-    stats[2 * r] = (float)mean;
-    stats[2 * r + 1] = rstd;
-    for (int64_t j = 0; j < D; j++) {
-      float v = (xr[j] - (float)mean) * rstd;
-      if (gamma) v *= gamma->data[j];
-      if (beta) v += beta->data[j];
-      y->data[r * D + j] = v;
-    }
-  }
+  ln_job j = {x->data, NULL, gamma ? gamma->data : NULL, beta ? beta->data : NULL, stats,
+              y->data, NULL, NULL, NULL, R, D, eps};
+  attn__nn_parallel_range(R, rows_grain(D), ln_fwd_rows, &j); /* rows are independent */
   attn_nn_node *node;
   if (!attn__nn_record(ctx, op, y, layernorm_backward, 3, ins, &node)) return NULL;
   if (node) {
