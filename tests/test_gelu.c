@@ -47,7 +47,7 @@ static void check_isa(attn_isa isa, const float *x, int64_t n) {
     g[i] = 0.0f;
     dy[i] = 1.0f;
   }
-  attn__gelu_erf_backward(g, dy, x, n);
+  attn__gelu_erf_backward(g, dy, x, n, 1);
   double worst_f = 0, worst_tail = 0, worst_d = 0;
   int64_t at_f = 0, at_d = 0, bias_diff = 0;
   for (int64_t i = 0; i < n; i++) {
@@ -82,7 +82,7 @@ static void check_isa(attn_isa isa, const float *x, int64_t n) {
   for (int64_t i0 = 0, len = 1; i0 < n; i0 += len, len = len % 37 + 3) {
     const int64_t m = i0 + len <= n ? len : n - i0;
     attn__gelu_erf_forward(yc + i0, x + i0, m);
-    attn__gelu_erf_backward(gc + i0, dy + i0, x + i0, m);
+    attn__gelu_erf_backward(gc + i0, dy + i0, x + i0, m, 1);
   }
   CHECK(memcmp(yc, y, (size_t)n * sizeof(float)) == 0, "%s: chunked forward differs", name);
   CHECK(memcmp(gc, g, (size_t)n * sizeof(float)) == 0, "%s: chunked backward differs", name);
@@ -94,10 +94,23 @@ static void check_isa(attn_isa isa, const float *x, int64_t n) {
       acc[i] = 1.0f;
       two[i] = 2.0f;
     }
-    attn__gelu_erf_backward(acc, two, x + n / 2, 64);
+    attn__gelu_erf_backward(acc, two, x + n / 2, 64, 1);
     int bad = 0;
     for (int i = 0; i < 64; i++) bad += acc[i] != 1.0f + 2.0f * g[n / 2 + i];
     CHECK(bad == 0, "%s: backward does not accumulate (%d of 64)", name, bad);
+  }
+
+  /* Write mode (accumulate = 0) ignores what gx held. */
+  {
+    float wr[64], two[64];
+    for (int i = 0; i < 64; i++) {
+      wr[i] = NAN;
+      two[i] = 2.0f;
+    }
+    attn__gelu_erf_backward(wr, two, x + n / 3, 64, 0);
+    int bad = 0;
+    for (int i = 0; i < 64; i++) bad += wr[i] != 2.0f * g[n / 3 + i];
+    CHECK(bad == 0, "%s: backward write mode (%d of 64 differ)", name, bad);
   }
 
   /* Special values. */
@@ -109,7 +122,7 @@ static void check_isa(attn_isa isa, const float *x, int64_t n) {
     ones[i] = 1.0f;
   }
   attn__gelu_erf_forward(ys, sp, ns);
-  attn__gelu_erf_backward(gs, ones, sp, ns);
+  attn__gelu_erf_backward(gs, ones, sp, ns, 1);
   CHECK(ys[0] == 0.0f && ys[1] == 0.0f, "%s: gelu(+-0) = %g %g", name, ys[0], ys[1]);
   CHECK(gs[0] == 0.5f && gs[1] == 0.5f, "%s: gelu'(+-0) = %g %g", name, gs[0], gs[1]);
   CHECK(ys[2] == INFINITY && gs[2] == 1.0f, "%s: +inf: %g %g", name, ys[2], gs[2]);

@@ -115,8 +115,11 @@ GELU_AI void bias_body(float *restrict y, const float *restrict b, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] = gelu_one(y[i] + b[i]);
 }
 GELU_AI void bwd_body(float *restrict gx, const float *restrict dy, const float *restrict x,
-                      int64_t n) {
-  for (int64_t i = 0; i < n; i++) gx[i] += dy[i] * gelu_grad_one(x[i]);
+                      int64_t n, int acc) {
+  if (acc)
+    for (int64_t i = 0; i < n; i++) gx[i] += dy[i] * gelu_grad_one(x[i]);
+  else
+    for (int64_t i = 0; i < n; i++) gx[i] = dy[i] * gelu_grad_one(x[i]);
 }
 
 #if ATTN_X86
@@ -139,12 +142,12 @@ GELU_AVX2 static void bias_avx2(float *restrict y, const float *restrict b, int6
   bias_body(y, b, n);
 }
 GELU_AVX512 static void bwd_avx512(float *restrict gx, const float *restrict dy,
-                                   const float *restrict x, int64_t n) {
-  bwd_body(gx, dy, x, n);
+                                   const float *restrict x, int64_t n, int acc) {
+  bwd_body(gx, dy, x, n, acc);
 }
 GELU_AVX2 static void bwd_avx2(float *restrict gx, const float *restrict dy, const float *restrict x,
-                               int64_t n) {
-  bwd_body(gx, dy, x, n);
+                               int64_t n, int acc) {
+  bwd_body(gx, dy, x, n, acc);
 }
 #endif
 
@@ -178,17 +181,17 @@ void attn__gelu_erf_bias_inplace(float *y, const float *b, int64_t n) {
   bias_body(y, b, n);
 }
 
-void attn__gelu_erf_backward(float *gx, const float *dy, const float *x, int64_t n) {
+void attn__gelu_erf_backward(float *gx, const float *dy, const float *x, int64_t n, int accumulate) {
 #if ATTN_X86
   const attn_isa isa = attn_get_isa();
   if (isa == ATTN_ISA_AVX512) {
-    bwd_avx512(gx, dy, x, n);
+    bwd_avx512(gx, dy, x, n, accumulate);
     return;
   }
   if (isa == ATTN_ISA_AVX2) {
-    bwd_avx2(gx, dy, x, n);
+    bwd_avx2(gx, dy, x, n, accumulate);
     return;
   }
 #endif
-  bwd_body(gx, dy, x, n);
+  bwd_body(gx, dy, x, n, accumulate);
 }

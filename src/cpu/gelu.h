@@ -19,8 +19,9 @@ void attn__gelu_erf_forward(float *y, const float *x, int64_t n);
 /* y[i] = gelu(y[i] + b[i]) for i < n, in place (the bias add and GELU in one pass). */
 void attn__gelu_erf_bias_inplace(float *y, const float *b, int64_t n);
 
-/* gx[i] += dy[i] * gelu'(x[i]) for i < n, gelu'(x) = Phi(x) + x phi(x). gx must not overlap dy
- * or x. */
-void attn__gelu_erf_backward(float *gx, const float *dy, const float *x, int64_t n);
+/* gx[i] += dy[i] * gelu'(x[i]) for i < n (accumulate != 0), or gx[i] = dy[i] * gelu'(x[i])
+ * (accumulate == 0: gx's old contents are not read); gelu'(x) = Phi(x) + x phi(x). gx must not
+ * overlap dy or x. */
+void attn__gelu_erf_backward(float *gx, const float *dy, const float *x, int64_t n, int accumulate);
 
 #endif

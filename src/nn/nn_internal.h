@@ -69,6 +69,10 @@ float *attn__nn_grad(attn_var *v);
  * buffer goes back to the context for the next attn__nn_grad of a tensor of that size or smaller
  * (a view's buffer is its base's and is only forgotten). v->grad is NULL afterwards. */
 void attn__nn_release_grad(attn_var *v);
+/* As attn__nn_in_grad, but a buffer allocated by this call is not zeroed and *fresh is set: the
+ * caller must then write (=) every element instead of accumulating. *fresh is false when the
+ * buffer already held a gradient (or when there is none). */
+float *attn__nn_in_grad_fresh(attn_nn_node *n, int i, bool *oom, bool *fresh);
 /* For backwards: the grad buffer of input i of n when that input requires one, else NULL; sets
  * *oom when the allocation failed. */
 float *attn__nn_in_grad(attn_nn_node *n, int i, bool *oom);

@@ -275,6 +275,7 @@ static float unary_df(int kind, float x, float y, float a) {
 
 typedef struct unary_job {
   int kind;
+  int acc; /* backward: accumulate into out (else out is new: write it) */
   float a;
   const float *x, *y, *dy;
   float *out;
@@ -292,17 +293,20 @@ static void unary_fwd_range(void *arg, int64_t begin, int64_t end) {
 static void unary_bwd_range(void *arg, int64_t begin, int64_t end) {
   const unary_job *j = arg;
   if (j->kind == ATTN_NN_UNARY_GELU_ERF) {
-    attn__gelu_erf_backward(j->out + begin, j->dy + begin, j->x + begin, end - begin);
+    attn__gelu_erf_backward(j->out + begin, j->dy + begin, j->x + begin, end - begin, j->acc);
     return;
   }
-  for (int64_t i = begin; i < end; i++) j->out[i] += j->dy[i] * unary_df(j->kind, j->x[i], j->y[i], j->a);
+  if (j->acc)
+    for (int64_t i = begin; i < end; i++) j->out[i] += j->dy[i] * unary_df(j->kind, j->x[i], j->y[i], j->a);
+  else
+    for (int64_t i = begin; i < end; i++) j->out[i] = j->dy[i] * unary_df(j->kind, j->x[i], j->y[i], j->a);
 }
 
 static attn_status unary_backward(attn_nn_node *n) {
-  bool oom = false;
-  float *gx = attn__nn_in_grad(n, 0, &oom);
+  bool oom = false, fresh;
+  float *gx = attn__nn_in_grad_fresh(n, 0, &oom, &fresh);
   if (oom) return ATTN_STATUS_OUT_OF_MEMORY;
-  unary_job j = {(int)n->iarg[0], n->farg[0], n->in[0]->data, n->out->data, n->out->grad, gx};
+  unary_job j = {(int)n->iarg[0], !fresh, n->farg[0], n->in[0]->data, n->out->data, n->out->grad, gx};
   attn__nn_parallel_range(n->out->numel, ELEM_GRAIN, unary_bwd_range, &j);
   return ATTN_OK;
 }
@@ -314,7 +318,7 @@ static attn_var *unary(attn_nn_ctx *ctx, attn_nn_unary kind, attn_var *x, float 
     return attn__nn_fail(ctx, ATTN_STATUS_INVALID_ARGUMENT, "%s: unknown kind %d", op, (int)kind);
   attn_var *y = attn__nn_new(ctx, op, x->ndim, x->shape);
   if (!y) return NULL;
-  unary_job j = {(int)kind, a, x->data, NULL, NULL, y->data};
+  unary_job j = {(int)kind, 0, a, x->data, NULL, NULL, y->data};
   attn__nn_parallel_range(x->numel, ELEM_GRAIN, unary_fwd_range, &j);
   attn_nn_node *node;
   if (!attn__nn_record(ctx, op, y, unary_backward, 1, &x, &node)) return NULL;

@@ -37,18 +37,25 @@ static void ln_bwd_rows(void *arg, int64_t r0, int64_t r1) {
   }
 }
 
-/* dgamma, dbeta for columns [c0, c1): each column sums over all rows in row order, so the result
- * is the serial loop's whatever the split. */
+/* dgamma, dbeta for a block of at most LN_COLS columns [c0, c1): sums over all rows in row order
+ * into local blocks, then added to gg / gb. The blocks are fixed by D, so the result does not
+ * depend on the thread count. */
+#define LN_COLS 64
 static void ln_bwd_cols(void *arg, int64_t c0, int64_t c1) {
   const ln_job *j = arg;
-  const int64_t D = j->D;
+  const int64_t D = j->D, w = c1 - c0;
+  float sg[LN_COLS] = {0}, sb[LN_COLS] = {0};
   for (int64_t r = 0; r < j->R; r++) {
     const float mean = j->stats[2 * r], rstd = j->stats[2 * r + 1];
-    const float *xr = j->x + r * D, *dyr = j->dy + r * D;
-    for (int64_t c = c0; c < c1; c++) {
-      if (j->gg) j->gg[c] += dyr[c] * ((xr[c] - mean) * rstd);
-      if (j->gb) j->gb[c] += dyr[c];
+    const float *xr = j->x + r * D + c0, *dyr = j->dy + r * D + c0;
+    for (int64_t c = 0; c < w; c++) {
+      sg[c] += dyr[c] * ((xr[c] - mean) * rstd);
+      sb[c] += dyr[c];
     }
+  }
+  for (int64_t c = 0; c < w; c++) {
+    if (j->gg) j->gg[c0 + c] += sg[c];
+    if (j->gb) j->gb[c0 + c] += sb[c];
   }
 }
 
@@ -62,7 +69,7 @@ static attn_status layernorm_backward(attn_nn_node *n) {
   if (oom) return ATTN_STATUS_OUT_OF_MEMORY;
   ln_job j = {n->in[0]->data, n->out->grad, n->in[1] ? n->in[1]->data : NULL, NULL, n->saved,
               NULL, gx, gg, gb, n->iarg[0], n->iarg[1], 0.0f};
-  if (gg || gb) attn__nn_parallel_range(j.D, 64, ln_bwd_cols, &j);
+  if (gg || gb) attn__nn_parallel_range(j.D, LN_COLS, ln_bwd_cols, &j);
   if (gx) attn__nn_parallel_range(j.R, rows_grain(j.D), ln_bwd_rows, &j);
   return ATTN_OK;
 }

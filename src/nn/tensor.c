@@ -293,11 +293,14 @@ void attn__nn_release_grad(attn_var *v) {
   v->grad = NULL;
 }
 
-float *attn__nn_grad(attn_var *v) {
+/* v's gradient buffer; a new one is zeroed unless `fresh` is non-NULL, which then says whether
+ * the buffer is new (its contents undefined). */
+static float *grad_get(attn_var *v, bool *fresh) {
+  if (fresh) *fresh = false;
   if (!v->requires_grad) return NULL;
   if (!v->grad && v->base) {
     /* A reshape view accumulates straight into its base's buffer (same elements, same order). */
-    v->grad = attn__nn_grad(v->base);
+    v->grad = grad_get(v->base, fresh);
     return v->grad;
   }
   if (!v->grad) {
@@ -305,9 +308,21 @@ float *attn__nn_grad(attn_var *v) {
     const size_t bytes = (size_t)v->numel * sizeof(float);
     v->grad = freed_take(v->ctx, attn__round_up(bytes ? bytes : 1, ATTN_ALIGN));
     if (!v->grad) v->grad = attn__nn_alloc(v->ctx, bytes);
-    if (v->grad) memset(v->grad, 0, bytes);
+    if (v->grad && fresh) *fresh = true;
+    else if (v->grad) memset(v->grad, 0, bytes);
   }
   return v->grad;
+}
+
+float *attn__nn_grad(attn_var *v) { return grad_get(v, NULL); }
+
+float *attn__nn_in_grad_fresh(attn_nn_node *n, int i, bool *oom, bool *fresh) {
+  *fresh = false;
+  attn_var *v = n->in[i];
+  if (!v || !v->requires_grad) return NULL;
+  float *g = grad_get(v, fresh);
+  if (!g) *oom = true;
+  return g;
 }
 
 float *attn__nn_in_grad(attn_nn_node *n, int i, bool *oom) {
