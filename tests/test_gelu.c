@@ -14,9 +14,15 @@
 
 static bool quick;
 
-static double ref_cdf(double x) { return 0.5 * erfc(-x / sqrt(2.0)); }
-static double ref_gelu(double x) { return x * ref_cdf(x); }
-static double ref_pdf(double x) { return exp(-0.5 * x * x) / sqrt(2.0 * M_PI); }
+static double ref_cdf(double x) {
+  return 0.5 * erfc(-x / sqrt(2.0));
+}
+static double ref_gelu(double x) {
+  return x * ref_cdf(x);
+}
+static double ref_pdf(double x) {
+  return exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
+}
 
 /* The sweep: n points evenly over [-20, 20] plus a log-spaced set near 0 of both signs. */
 static float *sweep(int64_t *n_out) {
@@ -62,7 +68,8 @@ static void check_isa(attn_isa isa, const float *x, int64_t n) {
       worst_tail = fmax(worst_tail, fabs(y[i] - r));
     }
     if (memcmp(&y[i], &yb[i], 4) != 0) bias_diff++;
-    const double dref = ref_cdf(xi) + xi * ref_pdf(xi), scale = ref_cdf(xi) + fabs(xi) * ref_pdf(xi);
+    const double dref = ref_cdf(xi) + xi * ref_pdf(xi),
+                 scale = ref_cdf(xi) + fabs(xi) * ref_pdf(xi);
     const double ed = fabs((double)g[i] - dref) / (fabs(xi) <= 12.5 ? scale : 1.0);
     if (ed > worst_d) {
       worst_d = ed;
@@ -72,7 +79,8 @@ static void check_isa(attn_isa isa, const float *x, int64_t n) {
   CHECK(worst_f <= 8e-7, "%s: GELU relative error %.3g at x = %.9g", name, worst_f, x[at_f]);
   CHECK(worst_tail <= 1e-33, "%s: GELU tail error %.3g", name, worst_tail);
   CHECK(worst_d <= 8e-7, "%s: GELU' error %.3g at x = %.9g", name, worst_d, x[at_d]);
-  CHECK(bias_diff == 0, "%s: bias-in-place differs from forward at %lld points", name, (long long)bias_diff);
+  CHECK(bias_diff == 0, "%s: bias-in-place differs from forward at %lld points", name,
+        (long long)bias_diff);
   printf("%-7s GELU max rel err %.3g (x = %.6g), tail %.3g; GELU' max err %.3g (x = %.6g)\n", name,
          worst_f, x[at_f], worst_tail, worst_d, x[at_d]);
 
@@ -114,7 +122,8 @@ static void check_isa(attn_isa isa, const float *x, int64_t n) {
   }
 
   /* Special values. */
-  const float sp[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 12.5f, -12.5f, 13.0f, -13.0f, 1e30f, -1e30f};
+  const float sp[] = {0.0f,   -0.0f, INFINITY, -INFINITY, NAN,   12.5f,
+                      -12.5f, 13.0f, -13.0f,   1e30f,     -1e30f};
   const int ns = (int)(sizeof sp / sizeof sp[0]);
   float ys[16], gs[16], ones[16];
   for (int i = 0; i < ns; i++) {
@@ -128,7 +137,8 @@ static void check_isa(attn_isa isa, const float *x, int64_t n) {
   CHECK(ys[2] == INFINITY && gs[2] == 1.0f, "%s: +inf: %g %g", name, ys[2], gs[2]);
   CHECK(fabsf(ys[3]) <= 1e-33f && fabsf(gs[3]) <= 1e-33f, "%s: -inf: %g %g", name, ys[3], gs[3]);
   CHECK(isnan(ys[4]) && isnan(gs[4]), "%s: NaN: %g %g", name, ys[4], gs[4]);
-  CHECK(ys[5] == 12.5f && ys[7] == 13.0f && ys[9] == 1e30f, "%s: large x: %g %g %g", name, ys[5], ys[7], ys[9]);
+  CHECK(ys[5] == 12.5f && ys[7] == 13.0f && ys[9] == 1e30f, "%s: large x: %g %g %g", name, ys[5],
+        ys[7], ys[9]);
   CHECK(fabsf(ys[6]) <= 1e-33f && fabsf(ys[8]) <= 1e-33f && fabsf(ys[10]) <= 1e-33f,
         "%s: large -x: %g %g %g", name, ys[6], ys[8], ys[10]);
   CHECK(gs[9] == 1.0f && fabsf(gs[10]) <= 1e-33f, "%s: gelu'(+-1e30) = %g %g", name, gs[9], gs[10]);
@@ -167,8 +177,10 @@ static void check_threads(void) {
     }
     attn_nn_ctx_free(ctx);
   }
-  CHECK(memcmp(ys[0], ys[1], (size_t)n * sizeof(float)) == 0, "gelu op forward differs across threads");
-  CHECK(memcmp(gs[0], gs[1], (size_t)n * sizeof(float)) == 0, "gelu op backward differs across threads");
+  CHECK(memcmp(ys[0], ys[1], (size_t)n * sizeof(float)) == 0,
+        "gelu op forward differs across threads");
+  CHECK(memcmp(gs[0], gs[1], (size_t)n * sizeof(float)) == 0,
+        "gelu op backward differs across threads");
   /* And the op is the kernel. */
   float *ref = malloc((size_t)n * sizeof(float));
   attn__gelu_erf_forward(ref, x, n);

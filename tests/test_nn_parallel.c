@@ -71,7 +71,9 @@ static void result_free(result *r) {
   free(r->gbias);
 }
 
-static bool same(const float *a, const float *b, int64_t n) { return memcmp(a, b, (size_t)n * sizeof(float)) == 0; }
+static bool same(const float *a, const float *b, int64_t n) {
+  return memcmp(a, b, (size_t)n * sizeof(float)) == 0;
+}
 
 /* The double reference of the same composite, forward and backward. */
 static void reference(const float *x, const float *gamma, const float *beta, const float *w,
@@ -132,11 +134,12 @@ static void reference(const float *x, const float *gamma, const float *beta, con
     }
   }
   double e;
-  printf("errors vs double: y %.2g, dbias %.2g, dgamma %.2g, dbeta %.2g, dz %.2g, dx %.2g, dW %.2g\n",
-         worst_rel(got->y, yref, NULL, (int64_t)R * OUT), worst_rel(got->gbias, dbias, dbias_s, OUT),
-         worst_rel(got->gg, dg, dg_s, D), worst_rel(got->gb, db, db_s, D),
-         worst_rel(got->gz, dz, NULL, (int64_t)R * D), worst_rel(got->gx, dx, NULL, (int64_t)R * D),
-         worst_rel(got->gw, dw, NULL, (int64_t)OUT * D));
+  printf(
+      "errors vs double: y %.2g, dbias %.2g, dgamma %.2g, dbeta %.2g, dz %.2g, dx %.2g, dW %.2g\n",
+      worst_rel(got->y, yref, NULL, (int64_t)R * OUT), worst_rel(got->gbias, dbias, dbias_s, OUT),
+      worst_rel(got->gg, dg, dg_s, D), worst_rel(got->gb, db, db_s, D),
+      worst_rel(got->gz, dz, NULL, (int64_t)R * D), worst_rel(got->gx, dx, NULL, (int64_t)R * D),
+      worst_rel(got->gw, dw, NULL, (int64_t)OUT * D));
   CHECK((e = worst_rel(got->y, yref, NULL, (int64_t)R * OUT)) <= 1e-5, "y error %.3g", e);
   CHECK((e = worst_rel(got->gbias, dbias, dbias_s, OUT)) <= 1e-5, "dbias error %.3g", e);
   CHECK((e = worst_rel(got->gg, dg, dg_s, D)) <= 1e-5, "dgamma error %.3g", e);

@@ -39,8 +39,12 @@ GELU_AI float u2f(uint32_t u) {
 }
 /* Bits of a where mask m is all ones, of b where it is 0: the form GCC if-converts for AVX2 too
  * (a ?: on floats or with && stays a branch there). */
-GELU_AI float sel(uint32_t m, float a, float b) { return u2f((f2u(a) & m) | (f2u(b) & ~m)); }
-GELU_AI uint32_t mask_if(bool c) { return 0u - (uint32_t)c; }
+GELU_AI float sel(uint32_t m, float a, float b) {
+  return u2f((f2u(a) & m) | (f2u(b) & ~m));
+}
+GELU_AI uint32_t mask_if(bool c) {
+  return 0u - (uint32_t)c;
+}
 
 /* exp(hi + lo) for hi + lo in about [-82, 0] and |lo| <= 2: k = round((hi + lo) / ln 2) by the
  * 1.5 * 2^23 trick, r = (hi - k ln2_hi) - k ln2_lo + lo (the first difference exact), exp(r) by its
@@ -99,8 +103,8 @@ GELU_AI float gelu_one(float x) {
   /* Negative x below -12.5 (and -inf) multiply the clamped value, so the result is 0 to 1e-33
    * rather than -inf x tiny; NaN and every other x multiply themselves. */
   const uint32_t xb = f2u(x);
-  const uint32_t neg_big = (uint32_t)((int32_t)xb >> 31) & mask_if(g.ab > GELU_CLAMP_BITS) &
-                           mask_if(g.ab <= 0x7f800000);
+  const uint32_t neg_big =
+      (uint32_t)((int32_t)xb >> 31) & mask_if(g.ab > GELU_CLAMP_BITS) & mask_if(g.ab <= 0x7f800000);
   const float w = sel(neg_big, -g.a, x);
   return w * gelu_phi_cdf(x, &g);
 }
@@ -131,7 +135,8 @@ GELU_AI void bwd_body(float *restrict gx, const float *restrict dy, const float 
 #if defined(__clang__)
 #define GELU_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
 #else /* GCC prefers 256-bit vectors unless told otherwise */
-#define GELU_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma,prefer-vector-width=512")))
+#define GELU_AVX512 \
+  __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma,prefer-vector-width=512")))
 #endif
 #define GELU_AVX2 __attribute__((target("avx2,fma")))
 GELU_AVX512 static void fwd_avx512(float *restrict y, const float *restrict x, int64_t n) {
@@ -150,8 +155,8 @@ GELU_AVX512 static void bwd_avx512(float *restrict gx, const float *restrict dy,
                                    const float *restrict x, int64_t n, int acc) {
   bwd_body(gx, dy, x, n, acc);
 }
-GELU_AVX2 static void bwd_avx2(float *restrict gx, const float *restrict dy, const float *restrict x,
-                               int64_t n, int acc) {
+GELU_AVX2 static void bwd_avx2(float *restrict gx, const float *restrict dy,
+                               const float *restrict x, int64_t n, int acc) {
   bwd_body(gx, dy, x, n, acc);
 }
 #endif
@@ -186,7 +191,8 @@ void attn__gelu_erf_bias_inplace(float *y, const float *b, int64_t n) {
   bias_body(y, b, n);
 }
 
-void attn__gelu_erf_backward(float *gx, const float *dy, const float *x, int64_t n, int accumulate) {
+void attn__gelu_erf_backward(float *gx, const float *dy, const float *x, int64_t n,
+                             int accumulate) {
 #if ATTN_X86
   const attn_isa isa = attn_get_isa();
   if (isa == ATTN_ISA_AVX512) {

@@ -5,9 +5,10 @@
  * Accuracy (tests/test_gelu.c sweeps every ISA against erf in double): a few ulp relative to the
  * result for |x| <= 12.5, both for GELU and its derivative; beyond, GELU is x or 0 to float
  * precision and the error is below 1e-33 absolute. NaN stays NaN; GELU(+inf) = +inf and
- * GELU(-inf) is 0 to 1e-33; the derivative is 1 at +inf and 0 (to 1e-33) at -inf. Each element is a pure function of its input, so results
- * never depend on how a caller splits the work across threads; they may differ in the last bits
- * between ISAs (ATTN_ISA). Single-threaded: callers split the work. */
+ * GELU(-inf) is 0 to 1e-33; the derivative is 1 at +inf and 0 (to 1e-33) at -inf. Each element is a
+ * pure function of its input, so results never depend on how a caller splits the work across
+ * threads; they may differ in the last bits between ISAs (ATTN_ISA). Single-threaded: callers split
+ * the work. */
 #ifndef ATTN_CPU_GELU_H
 #define ATTN_CPU_GELU_H
 
