@@ -21,7 +21,11 @@
 /* The library builds with -ffp-contract=off; here a * b + c may fuse (the AVX2 and AVX-512 copies
  * then use FMA, about a third fewer instructions). Each element is still a pure function of its
  * input, so the thread count never changes a result; ISAs may differ in the last bits. */
+#if defined(__clang__)
+#pragma clang fp contract(fast)
+#else
 #pragma GCC optimize("fp-contract=fast")
+#endif
 
 #define GELU_AI static inline __attribute__((always_inline))
 
