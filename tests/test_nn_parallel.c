@@ -1,9 +1,9 @@
 /* The training layer's ops that split over the thread pool, on shapes large enough to split (512
  * rows of 256): LayerNorm (rows; column blocks for dgamma / dbeta), linear's bias add and bias
- * gradient, same-shape add / mul, GELU. Each against a plain double reference, forward and
- * backward, and bitwise the same on 1, 2 and 3 threads. Also: the gradient of an op result is
- * released once its record has run, a leaf's is kept, and a step with buffer reuse gives the same
- * gradients as the first step of a fresh context.
+ * gradient, same-shape add / mul, GELU, softmax and log_softmax with a broadcast mask. Each against
+ * a plain double reference, forward and backward, and bitwise the same on 1, 2 and 3 threads. Also:
+ * the gradient of an op result is released once its record has run, a leaf's is kept, and a step
+ * with buffer reuse gives the same gradients as the first step of a fresh context.
  *
  * Tolerances: forward and backward in f32 against double, |got - ref| <= 1e-5 (1 + |ref|) for
  * the row-local values (LayerNorm's y and dx, the add / mul) and 1e-5 (1 + sum |terms|) for the
@@ -197,6 +197,77 @@ static void test_reuse(void) {
   free(xd);
 }
 
+/* softmax / log_softmax with a broadcast mask over 240 rows of 100 (3 chunks whose boundaries
+ * fall inside a dim, so each chunk finds its mask offset from its first row's index): forward and
+ * backward against double, bitwise across 1-3 threads. */
+static void test_softmax(void) {
+  enum { A = 6, B = 40, N = 100 };
+  t_rng rng = t_rng_make(3);
+  float *x = malloc(sizeof(float) * A * B * N), *dy = malloc(sizeof(float) * A * B * N);
+  float mask[A * N];
+  for (int i = 0; i < A * B * N; i++) {
+    x[i] = 3.0f * t_normal(&rng);
+    dy[i] = t_normal(&rng);
+  }
+  for (int i = 0; i < A * N; i++) mask[i] = (i % 7 == 3) ? -INFINITY : 0.25f * (float)(i % 5);
+  const int saved = attn_get_num_threads();
+  for (int logsm = 0; logsm < 2; logsm++) {
+    float *ys[3], *gs[3];
+    for (int t = 0; t < 3; t++) {
+      CHECK_OK(attn_set_num_threads(t + 1));
+      attn_nn_ctx *ctx = attn_nn_ctx_new();
+      int64_t sx[3] = {A, B, N}, sm[3] = {A, 1, N};
+      attn_var *xv = attn_nn_tensor(ctx, 3, sx, x, 1), *mv = attn_nn_tensor(ctx, 3, sm, mask, 0);
+      attn_var *y = logsm ? attn_nn_log_softmax(ctx, xv, mv) : attn_nn_softmax(ctx, xv, mv);
+      CHECK(y != NULL, "softmax: %s", attn_nn_ctx_error(ctx));
+      if (y) CHECK_OK(attn_backward_from(y, dy));
+      ys[t] = copy_of(y ? y->data : NULL, (int64_t)A * B * N);
+      gs[t] = copy_of(xv->grad, (int64_t)A * B * N);
+      attn_nn_ctx_free(ctx);
+    }
+    CHECK_OK(attn_set_num_threads(saved));
+    for (int t = 1; t < 3; t++) {
+      CHECK(same(ys[0], ys[t], (int64_t)A * B * N), "%s %d threads: forward differs",
+            logsm ? "log_softmax" : "softmax", t + 1);
+      CHECK(same(gs[0], gs[t], (int64_t)A * B * N), "%s %d threads: backward differs",
+            logsm ? "log_softmax" : "softmax", t + 1);
+    }
+    double wy = 0, wg = 0;
+    for (int a = 0; a < A; a++)
+      for (int b = 0; b < B; b++) {
+        const int64_t r = ((int64_t)a * B + b) * N;
+        double m = -INFINITY, s = 0, sdy = 0, sdyp = 0, p[N];
+        for (int c = 0; c < N; c++) m = fmax(m, (double)x[r + c] + mask[a * N + c]);
+        for (int c = 0; c < N; c++) s += exp((double)x[r + c] + mask[a * N + c] - m);
+        for (int c = 0; c < N; c++) {
+          p[c] = exp((double)x[r + c] + mask[a * N + c] - m) / s;
+          if (mask[a * N + c] != -INFINITY) sdy += dy[r + c];
+          sdyp += dy[r + c] * p[c];
+        }
+        for (int c = 0; c < N; c++) {
+          const bool blocked = mask[a * N + c] == -INFINITY;
+          const double yref = logsm ? (blocked ? -INFINITY : log(p[c])) : p[c];
+          const double gref = blocked ? 0.0
+                              : logsm ? dy[r + c] - p[c] * sdy
+                                      : p[c] * (dy[r + c] - sdyp);
+          if (blocked)
+            wy = fmax(wy, ys[0][r + c] == (float)yref ? 0.0 : 1.0);
+          else
+            wy = fmax(wy, fabs(ys[0][r + c] - yref) / (1.0 + fabs(yref)));
+          wg = fmax(wg, fabs(gs[0][r + c] - gref) / (1.0 + fabs(gref)));
+        }
+      }
+    CHECK(wy <= 1e-6, "%s forward error %.3g", logsm ? "log_softmax" : "softmax", wy);
+    CHECK(wg <= 1e-5, "%s backward error %.3g", logsm ? "log_softmax" : "softmax", wg);
+    for (int t = 0; t < 3; t++) {
+      free(ys[t]);
+      free(gs[t]);
+    }
+  }
+  free(x);
+  free(dy);
+}
+
 int main(void) {
   t_rng rng = t_rng_make(11);
   float *x = malloc(sizeof(float) * R * D), *z = malloc(sizeof(float) * R * D);
@@ -234,6 +305,7 @@ int main(void) {
   }
   for (int t = 0; t < 3; t++) result_free(&res[t]);
   test_reuse();
+  test_softmax();
   free(x);
   free(z);
   free(gamma);
