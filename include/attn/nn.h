@@ -28,6 +28,10 @@
  *   - attn_backward(loss) walks the tape once, from the newest record to the oldest, and
  *     accumulates (+=) into the grad of every tensor that requires one. Gradients accumulate
  *     across all uses of a tensor. A tape can be walked once; reset the context to record again.
+ *     The gradient of an op's result is released (grad = NULL) as soon as its own record has run,
+ *     and its buffer is reused for later gradients, so a backward holds only the gradients still
+ *     live; parameters and leaves made with requires_grad keep theirs (as PyTorch keeps only leaf
+ *     gradients).
  *   - Not thread-safe per context: one thread uses a context at a time. Ops use the library's
  *     thread pool internally (GEMM, attention); results do not depend on the thread count.
  *

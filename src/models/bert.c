@@ -10,6 +10,7 @@
 #include "attn/bert.h"
 
 #include "attn/safetensors.h"
+#include "../cpu/gelu.h"
 #include "../io/json.h"
 #include "wordpiece.h"
 
@@ -412,88 +413,13 @@ static void bias_ln_rows(void *ctx, int64_t item, int thread_id, int which) {
 static void attn_out_rows(void *ctx, int64_t item, int thread_id) { bias_ln_rows(ctx, item, thread_id, 1); }
 static void ffn_out_rows(void *ctx, int64_t item, int thread_id) { bias_ln_rows(ctx, item, thread_id, 2); }
 
-/* exp(y) for y in [-80, 0], branch-free so the loop around it vectorises: y = k ln2 + r with
- * |r| <= ln2 / 2 (ln2 split in two for an exact k ln2), exp(r) by its Taylor series to r^7
- * (relative error < 1e-8), 2^k from the exponent bits. */
-static inline __attribute__((always_inline)) float exp_nonpos(float y) {
-  float kf = (float)(int)(y * 1.44269504f - 0.5f); /* round to nearest: y <= 0 */
-  float r = (y - kf * 0.693145752f) - kf * 1.42860677e-6f;
-  /* Estrin's scheme: short dependency chains, so several vectors are in flight at once. */
-  float r2 = r * r, r4 = r2 * r2;
-  float p = ((1.0f + r) + (0.5f + r * (1.0f / 6)) * r2) +
-            (((1.0f / 24) + r * (1.0f / 120)) + ((1.0f / 720) + r * (1.0f / 5040)) * r2) * r4;
-  uint32_t bits = (uint32_t)((int)kf + 127) << 23;
-  float scale;
-  memcpy(&scale, &bits, 4);
-  return p * scale;
-}
-
-/* y = gelu(y + b) over n values, GELU in its exact erf form 0.5 v (1 + erf(v / sqrt 2)), written
- * through erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z / 2), z = |v| / sqrt 2 (the Chebyshev fit of
- * Numerical Recipes, relative error < 1.2e-7 for all z): v >= 0 gives v (1 - erfc / 2), v < 0 gives
- * v erfc / 2, so the negative tail keeps its relative accuracy. The body is compiled per ISA (the
- * generic build has only SSE2) and picked with attn_get_isa(), so ATTN_ISA applies here too. */
-static inline __attribute__((always_inline)) void gelu_bias_body(float *restrict y,
-                                                                 const float *restrict b,
-                                                                 int64_t n) {
-  for (int64_t i = 0; i < n; i++) {
-    float v = y[i] + b[i];
-    float z = fabsf(v) * 0.70710678118654752f;
-    /* z = min(z, 10) (erfc(10) < 3e-44: beyond that GELU is v or 0 to float precision), and below
-     * arg >= -80, so no intermediate is ever subnormal (subnormal operands cost ~100 cycles). */
-    z = 0.5f * ((z + 10.0f) - fabsf(z - 10.0f));
-    float t = 1.0f / (1.0f + 0.5f * z);
-    /* P(t) = -1.26551223 + 1.00002368 t + ... + 0.17087277 t^9, by Estrin's scheme */
-    float t2 = t * t, t4 = t2 * t2, t8 = t4 * t4;
-    float p01 = -1.26551223f + 1.00002368f * t, p23 = 0.37409196f + 0.09678418f * t;
-    float p45 = -0.18628806f + 0.27886807f * t, p67 = -1.13520398f + 1.48851587f * t;
-    float p89 = -0.82215223f + 0.17087277f * t;
-    float poly = ((p01 + p23 * t2) + (p45 + p67 * t2) * t4) + p89 * t8;
-    float arg = poly - z * z;
-    /* max(arg, -80) and the choice by sign without branches, so the loop vectorises under
-     * -ftrapping-math: 0.5 + copysign(0.5 - h, v) is 1 - h for v >= 0 and h for v < 0. */
-    arg = 0.5f * ((arg - 80.0f) + fabsf(arg + 80.0f));
-    float half_erfc = 0.5f * t * exp_nonpos(arg);
-    y[i] = v * (0.5f + copysignf(0.5f - half_erfc, v));
-  }
-}
-
-#if ATTN_X86
-#if defined(__clang__)
-#define GELU_AVX512_TARGET "avx512f,avx512dq"
-#else
-#define GELU_AVX512_TARGET "avx512f,avx512dq,prefer-vector-width=512" /* GCC defaults to 256 */
-#endif
-__attribute__((target(GELU_AVX512_TARGET)))
-static void gelu_bias_avx512(float *restrict y, const float *restrict b, int64_t n) {
-  gelu_bias_body(y, b, n);
-}
-__attribute__((target("avx2,fma"))) static void gelu_bias_avx2(float *restrict y,
-                                                               const float *restrict b, int64_t n) {
-  gelu_bias_body(y, b, n);
-}
-#endif
-static void gelu_bias(float *restrict y, const float *restrict b, int64_t n) {
-#if ATTN_X86
-  attn_isa isa = attn_get_isa();
-  if (isa == ATTN_ISA_AVX512) {
-    gelu_bias_avx512(y, b, n);
-    return;
-  }
-  if (isa == ATTN_ISA_AVX2) {
-    gelu_bias_avx2(y, b, n);
-    return;
-  }
-#endif
-  gelu_bias_body(y, b, n);
-}
-
-/* ffn = gelu(ffn + b1). */
+/* ffn = gelu(ffn + b1), GELU in its erf form (the shared vectorised kernel, src/cpu/gelu.c). */
 static void gelu_rows(void *ctx, int64_t item, int thread_id) {
   const rows_task *t = ctx;
   const int64_t I = t->m->cfg.intermediate;
   int64_t r1 = (item + 1) * ROWS_PER_TASK < t->T ? (item + 1) * ROWS_PER_TASK : t->T;
-  for (int64_t r = item * ROWS_PER_TASK; r < r1; r++) gelu_bias(t->buf + r * I, t->layer->b1, I);
+  for (int64_t r = item * ROWS_PER_TASK; r < r1; r++)
+    attn__gelu_erf_bias_inplace(t->buf + r * I, t->layer->b1, I);
 }
 
 /* ---- encoding -------------------------------------------------------------------------------- */

@@ -30,6 +30,7 @@ struct attn_nn_ctx {
   attn__nn_block *blocks;       /* newest first; the newest is the one being filled */
   size_t used_total;            /* bytes handed out since the last reset */
   attn_nn_node *tail;           /* newest tape record */
+  struct attn__nn_freed *freed; /* gradient buffers released by the backward, for reuse */
   int64_t n_nodes;
   int grad_enabled;
   int walked;                   /* attn_backward ran on this tape */
@@ -64,6 +65,14 @@ bool attn__nn_record(attn_nn_ctx *ctx, const char *op, attn_var *out, attn__nn_b
 /* The gradient buffer of v, allocated and zeroed on first use (arena of v->ctx; parameters own
  * theirs). NULL when v does not require a gradient or on OOM (check v->requires_grad). */
 float *attn__nn_grad(attn_var *v);
+/* Called by the tape walk once v's record has run: v's gradient is complete and consumed, so the
+ * buffer goes back to the context for the next attn__nn_grad of a tensor of that size or smaller
+ * (a view's buffer is its base's and is only forgotten). v->grad is NULL afterwards. */
+void attn__nn_release_grad(attn_var *v);
+/* As attn__nn_in_grad, but a buffer allocated by this call is not zeroed and *fresh is set: the
+ * caller must then write (=) every element instead of accumulating. *fresh is false when the
+ * buffer already held a gradient (or when there is none). */
+float *attn__nn_in_grad_fresh(attn_nn_node *n, int i, bool *oom, bool *fresh);
 /* For backwards: the grad buffer of input i of n when that input requires one, else NULL; sets
  * *oom when the allocation failed. */
 float *attn__nn_in_grad(attn_nn_node *n, int i, bool *oom);

@@ -1,6 +1,8 @@
 /* Elementwise ops: broadcasting binary ops, scale, unary activations, dropout. */
 #include "nn_internal.h"
 
+#include "../cpu/gelu.h"
+
 /* ---- broadcasting ------------------------------------------------------------------------------ */
 
 /* The output shape of a op b and each input's strides over the output's dims (0 on broadcast). */
@@ -53,15 +55,80 @@ static bool bcast_make(bcast *bc, const attn_var *a, const attn_var *b) {
 enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV };
 static const char *const bin_names[] = {"attn_nn_add", "attn_nn_sub", "attn_nn_mul", "attn_nn_div"};
 
+/* Elementwise work is split in chunks of this many elements over the thread pool. */
+#define ELEM_GRAIN 8192
+
+/* Same-shape binary ops (no broadcasting; the residual adds of a transformer): elements split over
+ * the pool, each computed exactly as the broadcasting loop does. */
+typedef struct bin_job {
+  int kind;
+  const float *xa, *xb, *dy;
+  float *out, *ga, *gb;
+} bin_job;
+
+static void bin_fwd_range(void *arg, int64_t i0, int64_t i1) {
+  const bin_job *j = arg;
+  const float *xa = j->xa, *xb = j->xb;
+  float *out = j->out;
+  switch (j->kind) {
+    case BIN_ADD: for (int64_t i = i0; i < i1; i++) out[i] = xa[i] + xb[i]; break;
+    case BIN_SUB: for (int64_t i = i0; i < i1; i++) out[i] = xa[i] - xb[i]; break;
+    case BIN_MUL: for (int64_t i = i0; i < i1; i++) out[i] = xa[i] * xb[i]; break;
+    default: for (int64_t i = i0; i < i1; i++) out[i] = xa[i] / xb[i]; break;
+  }
+}
+
+static void bin_bwd_range(void *arg, int64_t i0, int64_t i1) {
+  const bin_job *j = arg;
+  const float *dy = j->dy, *xa = j->xa, *xb = j->xb;
+  float *ga = j->ga, *gb = j->gb;
+  switch (j->kind) {
+    case BIN_ADD:
+    case BIN_SUB:
+      if (ga)
+        for (int64_t i = i0; i < i1; i++) ga[i] += dy[i];
+      if (gb && j->kind == BIN_ADD)
+        for (int64_t i = i0; i < i1; i++) gb[i] += dy[i];
+      else if (gb)
+        for (int64_t i = i0; i < i1; i++) gb[i] -= dy[i];
+      break;
+    case BIN_MUL:
+      for (int64_t i = i0; i < i1; i++) {
+        if (ga) ga[i] += dy[i] * xb[i];
+        if (gb) gb[i] += dy[i] * xa[i];
+      }
+      break;
+    default:
+      for (int64_t i = i0; i < i1; i++) {
+        const float inv = 1.0f / xb[i];
+        if (ga) ga[i] += dy[i] * inv;
+        if (gb) gb[i] -= dy[i] * xa[i] * inv * inv;
+      }
+      break;
+  }
+}
+
+static bool same_shape(const attn_var *a, const attn_var *b) {
+  if (a->ndim != b->ndim) return false;
+  for (int d = 0; d < a->ndim; d++)
+    if (a->shape[d] != b->shape[d]) return false;
+  return true;
+}
+
 static attn_status binary_backward(attn_nn_node *n) {
   attn_var *a = n->in[0], *b = n->in[1];
   bool oom = false;
   float *ga = attn__nn_in_grad(n, 0, &oom), *gb = attn__nn_in_grad(n, 1, &oom);
   if (oom) return ATTN_STATUS_OUT_OF_MEMORY;
-  bcast bc;
-  bcast_make(&bc, a, b);
   const float *dy = n->out->grad, *xa = a->data, *xb = b->data;
   const int64_t numel = n->out->numel;
+  if (same_shape(a, b)) { /* a op a: ga = gb, both updates of element i stay in one chunk */
+    bin_job j = {(int)n->iarg[0], xa, xb, dy, NULL, ga, gb};
+    attn__nn_parallel_range(numel, ELEM_GRAIN, bin_bwd_range, &j);
+    return ATTN_OK;
+  }
+  bcast bc;
+  bcast_make(&bc, a, b);
   switch ((int)n->iarg[0]) {
     case BIN_ADD:
       BCAST_FOR(&bc, numel, {
@@ -106,11 +173,16 @@ static attn_var *binary(attn_nn_ctx *ctx, int kind, attn_var *a, attn_var *b) {
   if (!y) return NULL;
   const float *xa = a->data, *xb = b->data;
   float *out = y->data;
-  switch (kind) {
-    case BIN_ADD: BCAST_FOR(&bc, y->numel, out[i] = xa[ia] + xb[ib]); break;
-    case BIN_SUB: BCAST_FOR(&bc, y->numel, out[i] = xa[ia] - xb[ib]); break;
-    case BIN_MUL: BCAST_FOR(&bc, y->numel, out[i] = xa[ia] * xb[ib]); break;
-    default: BCAST_FOR(&bc, y->numel, out[i] = xa[ia] / xb[ib]); break;
+  if (same_shape(a, b)) {
+    bin_job j = {kind, xa, xb, NULL, out, NULL, NULL};
+    attn__nn_parallel_range(y->numel, ELEM_GRAIN, bin_fwd_range, &j);
+  } else {
+    switch (kind) {
+      case BIN_ADD: BCAST_FOR(&bc, y->numel, out[i] = xa[ia] + xb[ib]); break;
+      case BIN_SUB: BCAST_FOR(&bc, y->numel, out[i] = xa[ia] - xb[ib]); break;
+      case BIN_MUL: BCAST_FOR(&bc, y->numel, out[i] = xa[ia] * xb[ib]); break;
+      default: BCAST_FOR(&bc, y->numel, out[i] = xa[ia] / xb[ib]); break;
+    }
   }
   attn_nn_node *node;
   if (!attn__nn_record(ctx, op, y, binary_backward, 2, ins, &node)) return NULL;
@@ -149,8 +221,6 @@ attn_var *attn_nn_scale(attn_nn_ctx *ctx, attn_var *x, float s, float t) {
 /* ---- unary ------------------------------------------------------------------------------------- */
 
 #define SQRT_2_OVER_PI 0.7978845608028654f
-#define INV_SQRT_2 0.7071067811865476f
-#define INV_SQRT_2PI 0.3989422804014327f
 
 static inline float sigmoidf(float x) {
   /* Stable for both signs: exp never overflows. */
@@ -159,6 +229,8 @@ static inline float sigmoidf(float x) {
   return e / (1.0f + e);
 }
 
+/* GELU in its erf form is not here: unary_fwd_range / unary_bwd_range hand it to the vectorised
+ * kernel of src/cpu/gelu.c. */
 static float unary_f(int kind, float x, float a) {
   switch (kind) {
     case ATTN_NN_UNARY_LEAKY_RELU: return x > 0 ? x : a * x;
@@ -167,7 +239,6 @@ static float unary_f(int kind, float x, float a) {
     case ATTN_NN_UNARY_SQRT: return sqrtf(x);
     case ATTN_NN_UNARY_TANH: return tanhf(x);
     case ATTN_NN_UNARY_RELU: return x > 0 ? x : 0.0f;
-    case ATTN_NN_UNARY_GELU_ERF: return 0.5f * x * (1.0f + erff(x * INV_SQRT_2));
     case ATTN_NN_UNARY_GELU_TANH:
       return 0.5f * x * (1.0f + tanhf(SQRT_2_OVER_PI * (x + 0.044715f * x * x * x)));
     case ATTN_NN_UNARY_SILU: return x * sigmoidf(x);
@@ -186,8 +257,6 @@ static float unary_df(int kind, float x, float y, float a) {
     case ATTN_NN_UNARY_SQRT: return 0.5f / y;
     case ATTN_NN_UNARY_TANH: return 1.0f - y * y;
     case ATTN_NN_UNARY_RELU: return x > 0 ? 1.0f : 0.0f;
-    case ATTN_NN_UNARY_GELU_ERF:
-      return 0.5f * (1.0f + erff(x * INV_SQRT_2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
     case ATTN_NN_UNARY_GELU_TANH: {
       float t = tanhf(SQRT_2_OVER_PI * (x + 0.044715f * x * x * x));
       return 0.5f * (1.0f + t) +
@@ -203,11 +272,10 @@ static float unary_df(int kind, float x, float y, float a) {
   }
 }
 
-/* Elementwise work is split in chunks of this many elements over the thread pool. */
-#define UNARY_GRAIN 8192
 
 typedef struct unary_job {
   int kind;
+  int acc; /* backward: accumulate into out (else out is new: write it) */
   float a;
   const float *x, *y, *dy;
   float *out;
@@ -215,20 +283,31 @@ typedef struct unary_job {
 
 static void unary_fwd_range(void *arg, int64_t begin, int64_t end) {
   const unary_job *j = arg;
+  if (j->kind == ATTN_NN_UNARY_GELU_ERF) { /* the vectorised kernel (src/cpu/gelu.c) */
+    attn__gelu_erf_forward(j->out + begin, j->x + begin, end - begin);
+    return;
+  }
   for (int64_t i = begin; i < end; i++) j->out[i] = unary_f(j->kind, j->x[i], j->a);
 }
 
 static void unary_bwd_range(void *arg, int64_t begin, int64_t end) {
   const unary_job *j = arg;
-  for (int64_t i = begin; i < end; i++) j->out[i] += j->dy[i] * unary_df(j->kind, j->x[i], j->y[i], j->a);
+  if (j->kind == ATTN_NN_UNARY_GELU_ERF) {
+    attn__gelu_erf_backward(j->out + begin, j->dy + begin, j->x + begin, end - begin, j->acc);
+    return;
+  }
+  if (j->acc)
+    for (int64_t i = begin; i < end; i++) j->out[i] += j->dy[i] * unary_df(j->kind, j->x[i], j->y[i], j->a);
+  else
+    for (int64_t i = begin; i < end; i++) j->out[i] = j->dy[i] * unary_df(j->kind, j->x[i], j->y[i], j->a);
 }
 
 static attn_status unary_backward(attn_nn_node *n) {
-  bool oom = false;
-  float *gx = attn__nn_in_grad(n, 0, &oom);
+  bool oom = false, fresh;
+  float *gx = attn__nn_in_grad_fresh(n, 0, &oom, &fresh);
   if (oom) return ATTN_STATUS_OUT_OF_MEMORY;
-  unary_job j = {(int)n->iarg[0], n->farg[0], n->in[0]->data, n->out->data, n->out->grad, gx};
-  attn__nn_parallel_range(n->out->numel, UNARY_GRAIN, unary_bwd_range, &j);
+  unary_job j = {(int)n->iarg[0], !fresh, n->farg[0], n->in[0]->data, n->out->data, n->out->grad, gx};
+  attn__nn_parallel_range(n->out->numel, ELEM_GRAIN, unary_bwd_range, &j);
   return ATTN_OK;
 }
 
@@ -239,8 +318,8 @@ static attn_var *unary(attn_nn_ctx *ctx, attn_nn_unary kind, attn_var *x, float 
     return attn__nn_fail(ctx, ATTN_STATUS_INVALID_ARGUMENT, "%s: unknown kind %d", op, (int)kind);
   attn_var *y = attn__nn_new(ctx, op, x->ndim, x->shape);
   if (!y) return NULL;
-  unary_job j = {(int)kind, a, x->data, NULL, NULL, y->data};
-  attn__nn_parallel_range(x->numel, UNARY_GRAIN, unary_fwd_range, &j);
+  unary_job j = {(int)kind, 0, a, x->data, NULL, NULL, y->data};
+  attn__nn_parallel_range(x->numel, ELEM_GRAIN, unary_fwd_range, &j);
   attn_nn_node *node;
   if (!attn__nn_record(ctx, op, y, unary_backward, 1, &x, &node)) return NULL;
   if (node) {

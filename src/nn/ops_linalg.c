@@ -103,27 +103,59 @@ attn_var *attn_nn_matmul(attn_nn_ctx *ctx, attn_var *a, attn_var *b, int trans_a
 
 /* ---- linear ------------------------------------------------------------------------------------ */
 
+/* y (R x out) += b per row, or db += column sums of dy: rows (column blocks for db) split over the
+ * pool in chunks fixed by the shape, so the result does not depend on the thread count. */
+typedef struct bias_job {
+  float *y;
+  const float *b;
+  int64_t R, out;
+} bias_job;
+
+static void bias_add_rows(void *arg, int64_t r0, int64_t r1) {
+  const bias_job *j = arg;
+  for (int64_t r = r0; r < r1; r++)
+    for (int64_t c = 0; c < j->out; c++) j->y[r * j->out + c] += j->b[c];
+}
+
+/* Columns per chunk of the bias gradient; each chunk sums its columns over all rows in row order
+ * into a local block, then adds the block to db. */
+#define BIAS_COLS 64
+static void bias_grad_cols(void *arg, int64_t c0, int64_t c1) {
+  const bias_job *j = arg; /* y is db, b is dy */
+  float acc[BIAS_COLS] = {0};
+  const int64_t w = c1 - c0;
+  for (int64_t r = 0; r < j->R; r++) {
+    const float *d = j->b + r * j->out + c0;
+    for (int64_t c = 0; c < w; c++) acc[c] += d[c];
+  }
+  for (int64_t c = 0; c < w; c++) j->y[c0 + c] += acc[c];
+}
+
+static int64_t bias_rows_grain(int64_t out) { return out >= 8192 ? 1 : 8192 / (out ? out : 1); }
+
 /* iarg: 0 rows R, 1 in, 2 out. */
 static attn_status linear_backward(attn_nn_node *n) {
   attn_var *x = n->in[0], *w = n->in[1];
   const int64_t R = n->iarg[0], in = n->iarg[1], out = n->iarg[2];
-  bool oom = false;
-  float *dx = attn__nn_in_grad(n, 0, &oom), *dw = attn__nn_in_grad(n, 1, &oom);
+  bool oom = false, dx_fresh;
+  float *dx = attn__nn_in_grad_fresh(n, 0, &oom, &dx_fresh), *dw = attn__nn_in_grad(n, 1, &oom);
   float *db = n->n_in > 2 ? attn__nn_in_grad(n, 2, &oom) : NULL;
   if (oom) return ATTN_STATUS_OUT_OF_MEMORY;
   const float *dy = n->out->grad;
   attn_status st;
-  if (dx) { /* dx (R x in) += dy (R x out) W (out x in) */
-    st = mm_gemm(ATTN_NO_TRANS, ATTN_NO_TRANS, R, in, out, dy, out, w->data, in, dx, in);
+  if (dx) { /* dx (R x in) += dy (R x out) W (out x in); a new dx is written, not zeroed first */
+    st = attn_gemm(ATTN_ROW_MAJOR, ATTN_NO_TRANS, ATTN_NO_TRANS, R, in, out, 1.0f, dy, out, w->data,
+                   in, dx_fresh ? 0.0f : 1.0f, dx, in);
     if (st != ATTN_OK) return st;
   }
   if (dw) { /* dW (out x in) += dy^T x */
     st = mm_gemm(ATTN_TRANS, ATTN_NO_TRANS, out, in, R, dy, out, x->data, in, dw, in);
     if (st != ATTN_OK) return st;
   }
-  if (db)
-    for (int64_t r = 0; r < R; r++)
-      for (int64_t j = 0; j < out; j++) db[j] += dy[r * out + j];
+  if (db) {
+    bias_job j = {db, dy, R, out};
+    attn__nn_parallel_range(out, BIAS_COLS, bias_grad_cols, &j);
+  }
   return ATTN_OK;
 }
 
@@ -148,9 +180,10 @@ attn_var *attn_nn_linear(attn_nn_ctx *ctx, attn_var *x, attn_var *w, attn_var *b
   attn_status st = attn_gemm(ATTN_ROW_MAJOR, ATTN_NO_TRANS, ATTN_TRANS, rows, out, in, 1.0f,
                              x->data, in, w->data, in, 0.0f, y->data, out);
   if (st != ATTN_OK) return attn__nn_fail(ctx, st, "%s: %s", op, attn_last_error());
-  if (b)
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t j = 0; j < out; j++) y->data[r * out + j] += b->data[j];
+  if (b) {
+    bias_job j = {y->data, b->data, rows, out};
+    attn__nn_parallel_range(rows, bias_rows_grain(out), bias_add_rows, &j);
+  }
   attn_nn_node *node;
   if (!attn__nn_record(ctx, op, y, linear_backward, b ? 3 : 2, ins, &node)) return NULL;
   if (node) {

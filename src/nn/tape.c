@@ -83,6 +83,9 @@ static attn_status walk(attn_var *out, const float *seed, const char *who) {
         return attn__fail(st, "%s: out of memory in the backward of %s", who, n->op);
       return st; /* the kernel's message stays in attn_last_error */
     }
+    /* Every record that used n's output is newer and has run, so its gradient is dead: reuse the
+     * buffer for the gradients still to come (the peak holds the live ones, not all of them). */
+    attn__nn_release_grad(n->out);
   }
   return ATTN_OK;
 }

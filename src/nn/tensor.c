@@ -83,6 +83,7 @@ void attn_nn_ctx_reset(attn_nn_ctx *ctx) {
     if (want > ATTN__NN_MIN_BLOCK) ctx->blocks = block_new(want);
   }
   ctx->used_total = 0;
+  ctx->freed = NULL;
   ctx->tail = NULL;
   ctx->n_nodes = 0;
   ctx->walked = 0;
@@ -258,19 +259,70 @@ void attn_nn_zero_grad(attn_var *p) {
   if (p && p->grad) memset(p->grad, 0, (size_t)p->numel * sizeof(float));
 }
 
-float *attn__nn_grad(attn_var *v) {
+/* A released gradient buffer: the header lives in the buffer itself (arena allocations are at
+ * least ATTN_ALIGN bytes). */
+struct attn__nn_freed {
+  struct attn__nn_freed *next;
+  size_t bytes; /* the buffer's rounded size */
+};
+
+/* The smallest released buffer of at least `bytes` (unlinked), or NULL. The list holds a few
+ * dozen buffers at most (the gradients live at one point of the backward), so a scan is cheap. */
+static void *freed_take(attn_nn_ctx *ctx, size_t bytes) {
+  struct attn__nn_freed **best = NULL;
+  for (struct attn__nn_freed **f = &ctx->freed; *f; f = &(*f)->next)
+    if ((*f)->bytes >= bytes && (!best || (*f)->bytes < (*best)->bytes)) {
+      best = f;
+      if ((*f)->bytes == bytes) break;
+    }
+  if (!best) return NULL;
+  struct attn__nn_freed *b = *best;
+  *best = b->next;
+  return b;
+}
+
+void attn__nn_release_grad(attn_var *v) {
+  if (!v->grad || v->is_param || !v->ctx) return;
+  if (!v->base) {
+    struct attn__nn_freed *f = (struct attn__nn_freed *)(void *)v->grad;
+    const size_t bytes = (size_t)v->numel * sizeof(float);
+    f->bytes = attn__round_up(bytes ? bytes : 1, ATTN_ALIGN); /* what attn__nn_alloc handed out */
+    f->next = v->ctx->freed;
+    v->ctx->freed = f;
+  }
+  v->grad = NULL;
+}
+
+/* v's gradient buffer; a new one is zeroed unless `fresh` is non-NULL, which then says whether
+ * the buffer is new (its contents undefined). */
+static float *grad_get(attn_var *v, bool *fresh) {
+  if (fresh) *fresh = false;
   if (!v->requires_grad) return NULL;
   if (!v->grad && v->base) {
     /* A reshape view accumulates straight into its base's buffer (same elements, same order). */
-    v->grad = attn__nn_grad(v->base);
+    v->grad = grad_get(v->base, fresh);
     return v->grad;
   }
   if (!v->grad) {
     if (!v->ctx) return NULL;
-    v->grad = attn__nn_alloc(v->ctx, (size_t)v->numel * sizeof(float));
-    if (v->grad) memset(v->grad, 0, (size_t)v->numel * sizeof(float));
+    const size_t bytes = (size_t)v->numel * sizeof(float);
+    v->grad = freed_take(v->ctx, attn__round_up(bytes ? bytes : 1, ATTN_ALIGN));
+    if (!v->grad) v->grad = attn__nn_alloc(v->ctx, bytes);
+    if (v->grad && fresh) *fresh = true;
+    else if (v->grad) memset(v->grad, 0, bytes);
   }
   return v->grad;
+}
+
+float *attn__nn_grad(attn_var *v) { return grad_get(v, NULL); }
+
+float *attn__nn_in_grad_fresh(attn_nn_node *n, int i, bool *oom, bool *fresh) {
+  *fresh = false;
+  attn_var *v = n->in[i];
+  if (!v || !v->requires_grad) return NULL;
+  float *g = grad_get(v, fresh);
+  if (!g) *oom = true;
+  return g;
 }
 
 float *attn__nn_in_grad(attn_nn_node *n, int i, bool *oom) {
