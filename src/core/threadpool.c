@@ -1,6 +1,14 @@
 /* A persistent thread pool. Workers sleep on a condition variable between jobs and spin briefly
  * before sleeping so back-to-back kernels do not pay a wake-up each. Work is handed out as item
- * indices from an atomic counter; results must not depend on which thread ran an item. */
+ * indices from an atomic counter; results must not depend on which thread ran an item.
+ *
+ * The caller runs items too and returns once every item has finished and no worker is inside the
+ * job: it never waits for a worker that has not started yet (one whose core another process
+ * holds); the caller just takes that worker's share. A worker joins a job by announcing itself
+ * (`inside`) and then checking that the job is still open; the caller closes the job before its
+ * last check of `inside`, so a worker either is counted or sees the job closed (both sides use
+ * sequentially consistent atomics). A late worker may instead see the next job open, and then
+ * simply helps with that one: the job's state is published before it is opened. */
 #define _GNU_SOURCE
 #include "internal.h"
 
@@ -25,7 +33,9 @@ typedef struct pool {
   void *ctx;
   int64_t n_items;
   atomic_int_fast64_t next;
-  atomic_int active; /* workers still inside the current job */
+  atomic_int_fast64_t finished; /* items done (workers add their count when they leave) */
+  atomic_int open;              /* 1 while the current job accepts workers */
+  atomic_int inside;            /* workers that joined the current job and have not left */
 } pool;
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER; /* one job at a time */
@@ -69,11 +79,29 @@ int attn_get_num_threads(void) {
 
 int attn__pool_size(void) { return inside_pool_job ? 1 : attn_get_num_threads(); }
 
-static void run_items(pool *p, int tid) {
+static int64_t run_items(pool *p, int tid) {
+  int64_t done = 0;
   for (;;) {
     int64_t item = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
     if (item >= p->n_items) break;
     p->fn(p->ctx, item, tid);
+    done++;
+  }
+  return done;
+}
+
+/* A worker's part of the current job (if it is still open). */
+static void worker_join(pool *p, int tid) {
+  atomic_fetch_add(&p->inside, 1);
+  int64_t done = 0;
+  if (atomic_load(&p->open)) done = run_items(p, tid);
+  bool last_item =
+      done > 0 && atomic_fetch_add(&p->finished, done) + done == p->n_items;
+  bool last_out = atomic_fetch_sub(&p->inside, 1) == 1;
+  if (last_item || last_out) {
+    pthread_mutex_lock(&p->mu);
+    pthread_cond_signal(&p->done);
+    pthread_mutex_unlock(&p->mu);
   }
 }
 
@@ -130,12 +158,7 @@ static void *worker_main(void *argp) {
     }
     if (p->stop) return NULL;
     seen = gen;
-    run_items(p, arg.tid);
-    if (atomic_fetch_sub_explicit(&p->active, 1, memory_order_acq_rel) == 1) {
-      pthread_mutex_lock(&p->mu);
-      pthread_cond_signal(&p->done);
-      pthread_mutex_unlock(&p->mu);
-    }
+    worker_join(p, arg.tid);
   }
 }
 
@@ -170,7 +193,9 @@ static pool *pool_create(int n_workers) {
   pthread_cond_init(&p->done, NULL);
   atomic_init(&p->generation, 0);
   atomic_init(&p->next, 0);
-  atomic_init(&p->active, 0);
+  atomic_init(&p->finished, 0);
+  atomic_init(&p->open, 0);
+  atomic_init(&p->inside, 0);
   for (int i = 0; i < n_workers; i++) {
     worker_arg *arg = malloc(sizeof *arg);
     if (!arg || (arg->p = p, arg->tid = i + 1,
@@ -205,30 +230,44 @@ void attn__parallel_for(int64_t n_items, attn__task_fn fn, void *ctx) {
     for (int64_t i = 0; i < n_items; i++) fn(ctx, i, 0);
     return;
   }
+  /* Publish the job (no worker is inside: the previous call waited for that), then open it. */
   p->fn = fn;
   p->ctx = ctx;
   p->n_items = n_items;
   atomic_store(&p->next, 0);
-  atomic_store(&p->active, p->n_workers);
+  atomic_store(&p->finished, 0);
+  atomic_store(&p->open, 1);
   pthread_mutex_lock(&p->mu);
   atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
   pthread_cond_broadcast(&p->wake);
   pthread_mutex_unlock(&p->mu);
 
   inside_pool_job = true;
-  run_items(p, 0);
+  int64_t mine = run_items(p, 0);
   inside_pool_job = false;
+  atomic_fetch_add(&p->finished, mine);
 
-  /* Wait for the workers: spin briefly, then sleep. */
-  for (int spin = 0; spin < 200000 && atomic_load_explicit(&p->active, memory_order_acquire) > 0;
-       spin++) {
+  /* Wait until every item has finished (spin briefly, then sleep), close the job, then wait for
+   * the workers that joined it to leave (they have no items left, so this is short). */
+  for (int spin = 0; spin < 200000 && atomic_load(&p->finished) < n_items; spin++) {
 #if ATTN_X86
     __builtin_ia32_pause();
 #endif
   }
-  if (atomic_load_explicit(&p->active, memory_order_acquire) > 0) {
+  if (atomic_load(&p->finished) < n_items) {
     pthread_mutex_lock(&p->mu);
-    while (atomic_load(&p->active) > 0) pthread_cond_wait(&p->done, &p->mu);
+    while (atomic_load(&p->finished) < n_items) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+  }
+  atomic_store(&p->open, 0);
+  for (int spin = 0; spin < 200000 && atomic_load(&p->inside) > 0; spin++) {
+#if ATTN_X86
+    __builtin_ia32_pause();
+#endif
+  }
+  if (atomic_load(&p->inside) > 0) {
+    pthread_mutex_lock(&p->mu);
+    while (atomic_load(&p->inside) > 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
   }
   pthread_mutex_unlock(&pool_lock);
