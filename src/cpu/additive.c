@@ -366,11 +366,10 @@ static void backward_task_base(void *ctx, int64_t item, int tid) {
   backward_task_impl(ctx, item, tid);
 }
 #if ATTN_X86 && defined(__GNUC__)
-#define ATTN_T_AVX2 __attribute__((target("avx2,fma")))
-ATTN_T_AVX2 static void forward_task_avx2(void *ctx, int64_t item, int tid) {
+ATTN__TARGET_AVX2 static void forward_task_avx2(void *ctx, int64_t item, int tid) {
   add_forward_task(ctx, item, tid, score_block_impl, prep_keys);
 }
-ATTN_T_AVX2 static void backward_task_avx2(void *ctx, int64_t item, int tid) {
+ATTN__TARGET_AVX2 static void backward_task_avx2(void *ctx, int64_t item, int tid) {
   backward_task_impl(ctx, item, tid);
 }
 #endif
@@ -446,19 +445,9 @@ static attn_status run(const char *fn, add_job *jb, bool backward, void *workspa
   int threads = attn__pool_size();
   size_t need;
   TRY(ws_size(&need, backward, jb->B, jb->Tq, jb->Tk, jb->d, jb->Dv, threads));
-  void *own = NULL;
-  if (workspace) {
-    if (workspace_size < need)
-      return attn__fail(ATTN_STATUS_WORKSPACE_TOO_SMALL, "%s: workspace is %zu bytes, needs %zu",
-                        fn, workspace_size, need);
-    if ((uintptr_t)workspace % ATTN_ALIGN)
-      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: workspace is not 64-byte aligned", fn);
-    jb->ws = (char *)workspace;
-  } else {
-    own = attn__malloc(need, ATTN_ALIGN);
-    if (!own) return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "%s: %zu bytes of workspace", fn, need);
-    jb->ws = (char *)own;
-  }
+  void *ws, *own;
+  TRY(attn__workspace_get(fn, need, workspace, workspace_size, &ws, &own));
+  jb->ws = (char *)ws;
   jb->Tkp = (jb->Tk + LANES - 1) / LANES * LANES;
   jb->per_thread = per_thread_bytes(backward, jb->Tkp, jb->d, jb->Dv);
   if (!backward) {

@@ -217,28 +217,7 @@ ATTN_AI void mono_task_impl(void *ctx, int64_t s, int thread_id) {
   }
 }
 
-static void mono_task_base(void *ctx, int64_t item, int thread_id) {
-  mono_task_impl(ctx, item, thread_id);
-}
-#if ATTN_X86 && defined(__GNUC__)
-__attribute__((target("avx2,fma"))) static void mono_task_avx2(void *ctx, int64_t item,
-                                                               int thread_id) {
-  mono_task_impl(ctx, item, thread_id);
-}
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) static void mono_task_avx512(
-    void *ctx, int64_t item, int thread_id) {
-  mono_task_impl(ctx, item, thread_id);
-}
-#endif
-
-static attn__task_fn pick_task(void) {
-#if ATTN_X86 && defined(__GNUC__)
-  attn_isa isa = attn_get_isa();
-  if (isa == ATTN_ISA_AVX512) return mono_task_avx512;
-  if (isa == ATTN_ISA_AVX2) return mono_task_avx2;
-#endif
-  return mono_task_base;
-}
+ATTN__ISA_TASKS(mono_task, mono_task_impl(ctx, item, tid))
 
 attn_status attn_monotonic_workspace_size(size_t *size, const attn_tensor *energy) {
   static const char fn[] = "attn_monotonic_workspace_size";
@@ -266,21 +245,11 @@ static attn_status run(const char *fn, mono_job *jb, void *workspace, size_t wor
   jb->per_thread = per_thread_bytes(jb->tk);
   if (!attn__mul_size(jb->per_thread, (size_t)attn__pool_size(), &need))
     return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
-  void *own = NULL;
-  if (workspace) {
-    if (workspace_size < need)
-      return attn__fail(ATTN_STATUS_WORKSPACE_TOO_SMALL, "%s: workspace is %zu bytes, needs %zu",
-                        fn, workspace_size, need);
-    if ((uintptr_t)workspace % ATTN_ALIGN)
-      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: workspace is not 64-byte aligned", fn);
-    jb->ws = (char *)workspace;
-  } else {
-    own = attn__malloc(need, ATTN_ALIGN);
-    if (!own) return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "%s: %zu bytes of workspace", fn, need);
-    jb->ws = (char *)own;
-  }
+  void *ws, *own;
+  TRY(attn__workspace_get(fn, need, workspace, workspace_size, &ws, &own));
+  jb->ws = (char *)ws;
   /* One item per sequence: its steps depend on each other. */
-  attn__parallel_for(jb->seqs, pick_task(), jb);
+  attn__parallel_for(jb->seqs, mono_task_pick(), jb);
   attn__free(own);
   return ATTN_OK;
 }

@@ -128,20 +128,11 @@ static attn_status get_ws(const char *fn, const ws_layout *L, void *workspace,
   *own = NULL;
   if (L->overflow || L->total > SIZE_MAX / sizeof(float))
     return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
-  size_t need = L->total * sizeof(float);
-  if (workspace) {
-    if (workspace_size < need)
-      return attn__fail(ATTN_STATUS_WORKSPACE_TOO_SMALL, "%s: workspace is %zu bytes, needs %zu",
-                        fn, workspace_size, need);
-    if ((uintptr_t)workspace % ATTN_ALIGN)
-      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: workspace is not 64-byte aligned", fn);
-    *base = (float *)workspace;
-    return ATTN_OK;
-  }
-  *own = attn__malloc(need ? need : 64, ATTN_ALIGN);
-  if (!*own) return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "%s: %zu bytes of workspace", fn, need);
-  *base = (float *)*own;
-  return ATTN_OK;
+  void *ws;
+  attn_status st =
+      attn__workspace_get(fn, L->total * sizeof(float), workspace, workspace_size, &ws, own);
+  *base = (float *)ws;
+  return st;
 }
 
 attn_status attn_score_workspace_size(size_t *size, int backward, const attn_tensor *q,
