@@ -37,22 +37,6 @@ typedef struct inst {
   attn_tensor te, te2, tde;
 } inst;
 
-/* A view of nd dims over buf with the last dim's row stride ld (>= last dim). */
-static attn_tensor view(void *data, int nd, const int64_t *shape, int64_t ld) {
-  attn_tensor t;
-  memset(&t, 0, sizeof t);
-  t.data = data;
-  t.dtype = ATTN_DTYPE_F32;
-  t.ndim = nd;
-  int64_t st = 1;
-  for (int i = nd - 1; i >= 0; i--) {
-    t.shape[i] = shape[i];
-    t.stride[i] = st;
-    st *= i == nd - 1 ? ld : shape[i];
-  }
-  return t;
-}
-
 static void slot_make(slot *s, int nd, int64_t a, int64_t b, int64_t c, int64_t pad, t_rng *r) {
   int64_t shape[3] = {a, b, c}, last = shape[nd - 1], rows = 1;
   for (int i = 0; i < nd - 1; i++) rows *= shape[i];
@@ -64,8 +48,8 @@ static void slot_make(slot *s, int nd, int64_t a, int64_t b, int64_t c, int64_t 
   const int64_t gpad = nd >= 2 ? 1 : 0;
   s->grad = t_buf_new(ATTN_DTYPE_F32, rows * (last + gpad) + 1);
   t_buf_fill(&s->grad, 12345.0f);
-  s->v = view(s->val.data, nd, shape, last + pad);
-  s->g = view(s->grad.data, nd, shape, last + gpad);
+  s->v = t_view_ld(s->val.data, nd, shape, last + pad);
+  s->g = t_view_ld(s->grad.data, nd, shape, last + gpad);
 }
 
 /* Element x (row-major over the shape) of a slot's value. */
@@ -183,9 +167,9 @@ static void inst_make(inst *I, attn_score_kind kind, attn_score_act act, shape_c
   t_buf_fill(&I->e, 777.0f);
   t_buf_fill(&I->e2, 777.0f);
   t_buf_fill_normal(&I->de, r, 1.0f);
-  I->te = view(I->e.data, I->end, I->eshape, last + 2);
-  I->te2 = view(I->e2.data, I->end, I->eshape, last);
-  I->tde = view(I->de.data, I->end, I->eshape, last + 2);
+  I->te = t_view_ld(I->e.data, I->end, I->eshape, last + 2);
+  I->te2 = t_view_ld(I->e2.data, I->end, I->eshape, last);
+  I->tde = t_view_ld(I->de.data, I->end, I->eshape, last + 2);
 }
 
 static void inst_free(inst *I) {
