@@ -36,10 +36,12 @@ const char *attn_score_kind_name(attn_score_kind kind) {
 
 /* ---- validation ------------------------------------------------------------------------------ */
 
-/* Inputs and outputs seen so far, for the aliasing checks. */
+/* Inputs and outputs seen so far, for the aliasing checks. At most q, k, e or de, 7 parameters
+ * (or their gradients) and a context and its U_m (or their gradients) per context on each side. */
+#define RANGES_MAX (10 + 2 * ATTN_SCORE_MAX_CONTEXTS)
 typedef struct ranges {
-  const char *in_name[48], *out_name[32];
-  attn__range in[48], out[32];
+  const char *in_name[RANGES_MAX], *out_name[RANGES_MAX];
+  attn__range in[RANGES_MAX], out[RANGES_MAX];
   int n_in, n_out;
 } ranges;
 
@@ -59,6 +61,7 @@ static attn_status check_op(const char *fn, const char *name, const attn_tensor 
     if (want[i] >= 0 && t->shape[i] != want[i])
       return attn__fail(ATTN_STATUS_SHAPE_MISMATCH, "%s: %s: dim %d is %lld, expected %lld", fn,
                         name, i, (long long)t->shape[i], (long long)want[i]);
+  ATTN_ASSERT(rg->n_out < RANGES_MAX && rg->n_in < RANGES_MAX);
   if (is_output) {
     rg->out_name[rg->n_out] = name;
     rg->out[rg->n_out++] = r;
