@@ -455,6 +455,35 @@ static void test_determinism(void) {
 
 /* ---- bad inputs ----------------------------------------------------------------------------- */
 
+/* Sizes near the limits: a (1, Tk) energy whose workspace or reference scratch size wraps
+ * around size_t must give OVERFLOW (the views are never read: validation comes first). Tk =
+ * ceil(2^64 / 264) makes 264 Tk bytes (the fast path's per-thread scratch) wrap to a few bytes;
+ * Tk = ceil(2^64 / 9) does that to the reference's count of 9 Tk doubles (Tq = 1). Both views'
+ * extents fit int64, so they pass the layout checks. */
+static void test_huge_sizes(void) {
+  const int64_t tks[2] = {(int64_t)(UINT64_MAX / 264 + 1), (int64_t)(UINT64_MAX / 9 + 1)};
+  for (int i = 0; i < 2; i++) {
+    const int64_t shape[2] = {1, tks[i]};
+    char *base = (char *)(uintptr_t)4096;
+    attn_tensor te = attn_tensor_make(base, ATTN_DTYPE_F32, 2, shape);
+    attn_tensor ta = attn_tensor_make(base + (size_t)tks[i] * 4 + 64, ATTN_DTYPE_F32, 2, shape);
+    attn_monotonic_params p = attn_monotonic_params_default();
+    size_t ws = 0;
+    char what[64];
+    snprintf(what, sizeof what, "Tk = %lld: workspace size", (long long)tks[i]);
+    t_expect_error(attn_monotonic_workspace_size(&ws, &te), ATTN_STATUS_OVERFLOW, "overflows",
+                   what);
+    snprintf(what, sizeof what, "Tk = %lld: fast forward", (long long)tks[i]);
+    t_expect_error(attn_monotonic_forward(&ta, &te, NULL, &p, NULL, 0), ATTN_STATUS_OVERFLOW,
+                   "overflows", what);
+    /* The first Tk asks the reference for ~5e18 bytes: it may say so (OUT_OF_MEMORY). */
+    attn_status st = attn_monotonic_forward_ref(&ta, &te, NULL, &p);
+    CHECK(st == ATTN_STATUS_OVERFLOW || (i == 0 && st == ATTN_STATUS_OUT_OF_MEMORY),
+          "Tk = %lld: reference forward: %s (%s)", (long long)tks[i], attn_status_str(st),
+          attn_last_error());
+  }
+}
+
 static void test_bad_inputs(void) {
   float e[12], a[12], g[12], d[12];
   for (int i = 0; i < 12; i++) {
@@ -565,6 +594,7 @@ int main(void) {
   test_noise();
   test_fast_vs_ref();
   test_determinism();
+  test_huge_sizes();
   test_bad_inputs();
   test_failing_allocator();
   return t_finish("test_monotonic");

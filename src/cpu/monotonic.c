@@ -30,9 +30,11 @@ typedef struct mono_job {
 
 /* Doubles per thread: p, a, alpha / ga, carry, gp, 3 Tk of step scratch, then 2 Tk floats, then
  * 6 WAVE rows of Tk doubles for the wavefronts. */
-static size_t per_thread_bytes(int64_t tk) {
-  return attn__round_up((size_t)tk * ((8 + 6 * WAVE) * sizeof(double) + 2 * sizeof(float)),
-                        ATTN_ALIGN);
+static bool per_thread_bytes(int64_t tk, size_t *bytes) {
+  const size_t per_key = (8 + 6 * WAVE) * sizeof(double) + 2 * sizeof(float);
+  if (!attn__mul_size((size_t)tk, per_key, bytes) || *bytes > SIZE_MAX - ATTN_ALIGN) return false;
+  *bytes = attn__round_up(*bytes, ATTN_ALIGN);
+  return true;
 }
 
 /* p of row r into pd (double) through z (Tk floats of scratch) and pf (Tk floats). */
@@ -231,8 +233,8 @@ attn_status attn_monotonic_workspace_size(size_t *size, const attn_tensor *energ
   if (tk < 1)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
                       "%s: energy: last dim (Tk) is %lld, must be >= 1", fn, (long long)tk);
-  if ((uint64_t)tk > (uint64_t)SIZE_MAX / 256 ||
-      !attn__mul_size(per_thread_bytes(tk), (size_t)attn__pool_size(), size))
+  size_t per;
+  if (!per_thread_bytes(tk, &per) || !attn__mul_size(per, (size_t)attn__pool_size(), size))
     return attn__fail(ATTN_STATUS_OVERFLOW, "%s: size overflows", fn);
   return ATTN_OK;
 }
@@ -240,10 +242,8 @@ attn_status attn_monotonic_workspace_size(size_t *size, const attn_tensor *energ
 static attn_status run(const char *fn, mono_job *jb, void *workspace, size_t workspace_size) {
   if (jb->seqs == 0) return ATTN_OK;
   size_t need;
-  if ((uint64_t)jb->tk > (uint64_t)SIZE_MAX / 256)
-    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
-  jb->per_thread = per_thread_bytes(jb->tk);
-  if (!attn__mul_size(jb->per_thread, (size_t)attn__pool_size(), &need))
+  if (!per_thread_bytes(jb->tk, &jb->per_thread) ||
+      !attn__mul_size(jb->per_thread, (size_t)attn__pool_size(), &need))
     return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
   void *ws, *own;
   TRY(attn__workspace_get(fn, need, workspace, workspace_size, &ws, &own));

@@ -87,9 +87,11 @@ typedef struct ref_seq {
 } ref_seq;
 
 static attn_status ref_alloc(ref_seq *w, int64_t tq, int64_t tk) {
-  size_t cells, bytes;
-  if (!attn__mul_size((size_t)tq, (size_t)tk, &cells) ||
-      !attn__mul_size(cells * 2 + (size_t)tk * 7, sizeof(double), &bytes) || cells > SIZE_MAX / 4)
+  /* 2 Tq Tk + 7 Tk doubles; each step checked (Tk up to 2^61 passes the view checks). */
+  size_t cells, rows_x7, count, bytes;
+  if (!attn__mul_size((size_t)tq, (size_t)tk, &cells) || !attn__mul_size(cells, 2, &count) ||
+      !attn__mul_size((size_t)tk, 7, &rows_x7) || __builtin_add_overflow(count, rows_x7, &count) ||
+      !attn__mul_size(count, sizeof(double), &bytes))
     return attn__fail(ATTN_STATUS_OVERFLOW, "monotonic ref: scratch size overflows");
   w->block = attn__malloc(bytes, ATTN_ALIGN);
   if (!w->block)
