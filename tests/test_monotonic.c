@@ -476,11 +476,13 @@ static void test_huge_sizes(void) {
     snprintf(what, sizeof what, "Tk = %lld: fast forward", (long long)tks[i]);
     t_expect_error(attn_monotonic_forward(&ta, &te, NULL, &p, NULL, 0), ATTN_STATUS_OVERFLOW,
                    "overflows", what);
-    /* The first Tk asks the reference for ~5e18 bytes: it may say so (OUT_OF_MEMORY). */
-    attn_status st = attn_monotonic_forward_ref(&ta, &te, NULL, &p);
-    CHECK(st == ATTN_STATUS_OVERFLOW || (i == 0 && st == ATTN_STATUS_OUT_OF_MEMORY),
-          "Tk = %lld: reference forward: %s (%s)", (long long)tks[i], attn_status_str(st),
-          attn_last_error());
+    /* (The first Tk asks the reference for an honest ~5e18 bytes, which the sanitizers' allocator
+     * refuses by aborting: only the second goes there.) */
+    if (i == 1) {
+      snprintf(what, sizeof what, "Tk = %lld: reference forward", (long long)tks[i]);
+      t_expect_error(attn_monotonic_forward_ref(&ta, &te, NULL, &p), ATTN_STATUS_OVERFLOW,
+                     "overflows", what);
+    }
   }
 }
 
