@@ -88,4 +88,11 @@ void attn__nn_parallel_range(int64_t n, int64_t grain, attn__nn_range_fn fn, voi
 /* "(2, 3, 4)" into buf. */
 const char *attn__nn_shape_str(const attn_var *v, char *buf, size_t size);
 
+/* The kernel's view of a constant additive mask (src/nn/ops_align.c): `mask` (at most nd dims)
+ * aligned at the last dim of a target of nd (<= 4) dims of `target`, numpy style, with leading
+ * dims of size 1 added. Every dim must equal the target's or be 1 (broadcast); otherwise records
+ * SHAPE_MISMATCH naming the mask and `target_name` and returns false. */
+bool attn__nn_mask_view(attn_nn_ctx *ctx, const char *op, const attn_var *mask, int nd,
+                        const int64_t *target, const char *target_name, attn_tensor *out);
+
 #endif
