@@ -157,6 +157,18 @@ static inline float *bat(const attn_tensor *t, int64_t b) {
   return (float *)t->data + b * t->stride[0];
 }
 
+/* The Euclidean norm of each of the T rows (D wide) of every batch of t, accumulated in double:
+ * norms[b T + i] (the cosine score's denominators). */
+static void row_norms(float *norms, const attn_tensor *t, int64_t B, int64_t T, int64_t D) {
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t i = 0; i < T; i++) {
+      const float *r = bat(t, b) + i * t->stride[1];
+      double s = 0.0;
+      for (int64_t c = 0; c < D; c++) s += (double)r[c] * r[c];
+      norms[b * T + i] = (float)sqrt(s);
+    }
+}
+
 static attn_status gemm(const char *fn, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                         float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                         float beta, float *C, int64_t ldc) {
@@ -254,20 +266,8 @@ static attn_status forward_run(const char *fn, const attn__score_problem *pr, co
     }
     case ATTN__SCORE_COS: {
       float *nq = ws + L->nq, *nk = ws + L->nk;
-      for (int64_t b = 0; b < B; b++) {
-        for (int64_t i = 0; i < Tq; i++) {
-          const float *r = bat(pr->q, b) + i * pr->q->stride[1];
-          double s = 0.0;
-          for (int64_t c = 0; c < dk; c++) s += (double)r[c] * r[c];
-          nq[b * Tq + i] = (float)sqrt(s);
-        }
-        for (int64_t l = 0; l < Tk; l++) {
-          const float *r = bat(pr->k, b) + l * pr->k->stride[1];
-          double s = 0.0;
-          for (int64_t c = 0; c < dk; c++) s += (double)r[c] * r[c];
-          nk[b * Tk + l] = (float)sqrt(s);
-        }
-      }
+      row_norms(nq, pr->q, B, Tq, dk);
+      row_norms(nk, pr->k, B, Tk, dk);
       for (int64_t b = 0; b < B; b++) {
         TRY(gemm(fn, false, true, Tq, Tk, dk, 1.0f, bat(pr->q, b), pr->q->stride[1], bat(pr->k, b),
                  pr->k->stride[1], 0.0f, bat(e, b), e->stride[1]));
@@ -434,20 +434,8 @@ static attn_status backward_cos(const char *fn, const attn__score_problem *pr,
   const int64_t B = pr->B, Tq = pr->Tq, Tk = pr->Tk, D = pr->dk;
   const float it = (float)pr->inv_t;
   float *nq = ws + L->nq, *nk = ws + L->nk, *A = ws + L->G, *cq = ws + L->cq, *ck = ws + L->ck;
-  for (int64_t b = 0; b < B; b++) {
-    for (int64_t i = 0; i < Tq; i++) {
-      const float *r = bat(pr->q, b) + i * pr->q->stride[1];
-      double s = 0.0;
-      for (int64_t c = 0; c < D; c++) s += (double)r[c] * r[c];
-      nq[b * Tq + i] = (float)sqrt(s);
-    }
-    for (int64_t l = 0; l < Tk; l++) {
-      const float *r = bat(pr->k, b) + l * pr->k->stride[1];
-      double s = 0.0;
-      for (int64_t c = 0; c < D; c++) s += (double)r[c] * r[c];
-      nk[b * Tk + l] = (float)sqrt(s);
-    }
-  }
+  row_norms(nq, pr->q, B, Tq, D);
+  row_norms(nk, pr->k, B, Tk, D);
   for (int64_t b = 0; b < B; b++) {
     TRY(gemm(fn, false, true, Tq, Tk, D, 1.0f, bat(pr->q, b), pr->q->stride[1], bat(pr->k, b),
              pr->k->stride[1], 0.0f, A, Tk));
