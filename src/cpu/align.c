@@ -224,8 +224,32 @@ typedef struct align_job {
   bool backward;
 } align_job;
 
-static size_t per_thread_bytes(int64_t n) {
-  return attn__round_up((size_t)n * 4 * sizeof(float), ATTN_ALIGN);
+/* Floats of per-thread scratch per element of a row: z, a, g and s (row_scratch). */
+#define ALIGN_FLOATS 4
+
+bool attn__align_rows_bytes(int64_t n, size_t floats_per_elem, size_t *per_thread, size_t *total) {
+  size_t bytes;
+  if (!attn__mul_size((size_t)n, floats_per_elem * sizeof(float), &bytes) ||
+      bytes > SIZE_MAX - ATTN_ALIGN)
+    return false;
+  *per_thread = attn__round_up(bytes, ATTN_ALIGN);
+  return attn__mul_size(*per_thread, (size_t)attn__pool_size(), total);
+}
+
+attn_status attn__align_rows_run(const char *fn, int64_t rows, int64_t n, size_t floats_per_elem,
+                                 attn__task_fn task, void *job, char **ws, size_t *per_thread,
+                                 int64_t *rows_per_item, void *workspace, size_t workspace_size) {
+  size_t need;
+  if (!attn__align_rows_bytes(n, floats_per_elem, per_thread, &need))
+    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
+  void *scratch, *own;
+  TRY(attn__workspace_get(fn, need, workspace, workspace_size, &scratch, &own));
+  *ws = (char *)scratch;
+  /* About 16K elements per item, so small rows are batched and long ones spread. */
+  *rows_per_item = n >= 16384 ? 1 : 16384 / n;
+  attn__parallel_for((rows + *rows_per_item - 1) / *rows_per_item, task, job);
+  attn__free(own);
+  return ATTN_OK;
 }
 
 /* z = in / T + mask with the local window; returns [lo, hi] of the window (clipped to the row). */
@@ -327,30 +351,16 @@ attn_status attn_align_workspace_size(size_t *size, const attn_tensor *in,
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
                       "attn_align_workspace_size: in: last dim (n) is %lld, must be >= 1",
                       (long long)n);
-  if ((uint64_t)n > (uint64_t)SIZE_MAX / 64 ||
-      !attn__mul_size(per_thread_bytes(n), (size_t)attn__pool_size(), size))
+  size_t per_thread;
+  if (!attn__align_rows_bytes(n, ALIGN_FLOATS, &per_thread, size))
     return attn__fail(ATTN_STATUS_OVERFLOW, "attn_align_workspace_size: size overflows");
   return ATTN_OK;
 }
 
 static attn_status run(const char *fn, align_job *jb, void *workspace, size_t workspace_size) {
   if (jb->rows == 0) return ATTN_OK;
-  int threads = attn__pool_size();
-  size_t need;
-  if ((uint64_t)jb->n > (uint64_t)SIZE_MAX / 64)
-    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
-  jb->per_thread = per_thread_bytes(jb->n);
-  if (!attn__mul_size(jb->per_thread, (size_t)threads, &need))
-    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
-  void *ws, *own;
-  TRY(attn__workspace_get(fn, need, workspace, workspace_size, &ws, &own));
-  jb->ws = (char *)ws;
-  /* About 16K elements per item, so small rows are batched and long ones spread. */
-  jb->rows_per_item = jb->n >= 16384 ? 1 : 16384 / jb->n;
-  int64_t items = (jb->rows + jb->rows_per_item - 1) / jb->rows_per_item;
-  attn__parallel_for(items, align_task_pick(), jb);
-  attn__free(own);
-  return ATTN_OK;
+  return attn__align_rows_run(fn, jb->rows, jb->n, ALIGN_FLOATS, align_task_pick(), jb, &jb->ws,
+                              &jb->per_thread, &jb->rows_per_item, workspace, workspace_size);
 }
 
 attn_status attn_align_forward(const attn_tensor *out, const attn_tensor *in,

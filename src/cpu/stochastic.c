@@ -32,9 +32,8 @@ typedef struct stoch_job {
   size_t per_thread;
 } stoch_job;
 
-static size_t per_thread_bytes(int64_t n) {
-  return attn__round_up((size_t)n * 3 * sizeof(float), ATTN_ALIGN);
-}
+/* Floats of per-thread scratch per element of a row: z, e and g. */
+#define STOCH_FLOATS 3
 
 /* Sampler statistics of one row: e_j = exp(z_j - m) in f32 into e, S = sum e, lse = m + log S
  * and H = log S - sum_j e_j (z_j - m) / S (no cancellation against lse for large scores). The sums
@@ -206,29 +205,16 @@ attn_status attn_stochastic_workspace_size(size_t *size, const attn_tensor *in) 
   if (n < 1)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: in: last dim (n) is %lld, must be >= 1",
                       fn, (long long)n);
-  if ((uint64_t)n > (uint64_t)SIZE_MAX / 64 ||
-      !attn__mul_size(per_thread_bytes(n), (size_t)attn__pool_size(), size))
+  size_t per_thread;
+  if (!attn__align_rows_bytes(n, STOCH_FLOATS, &per_thread, size))
     return attn__fail(ATTN_STATUS_OVERFLOW, "%s: size overflows", fn);
   return ATTN_OK;
 }
 
 static attn_status run(const char *fn, stoch_job *jb, void *workspace, size_t workspace_size) {
   if (jb->rows == 0) return ATTN_OK;
-  size_t need;
-  if ((uint64_t)jb->n > (uint64_t)SIZE_MAX / 64)
-    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
-  jb->per_thread = per_thread_bytes(jb->n);
-  if (!attn__mul_size(jb->per_thread, (size_t)attn__pool_size(), &need))
-    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
-  void *ws, *own;
-  TRY(attn__workspace_get(fn, need, workspace, workspace_size, &ws, &own));
-  jb->ws = (char *)ws;
-  /* About 16K elements per item, so small rows are batched and long ones spread. */
-  jb->rows_per_item = jb->n >= 16384 ? 1 : 16384 / jb->n;
-  int64_t items = (jb->rows + jb->rows_per_item - 1) / jb->rows_per_item;
-  attn__parallel_for(items, stoch_task_pick(), jb);
-  attn__free(own);
-  return ATTN_OK;
+  return attn__align_rows_run(fn, jb->rows, jb->n, STOCH_FLOATS, stoch_task_pick(), jb, &jb->ws,
+                              &jb->per_thread, &jb->rows_per_item, workspace, workspace_size);
 }
 
 attn_status attn_hard_sample_forward(const attn_tensor *weights, int32_t *index, float *log_prob,
