@@ -22,11 +22,8 @@
  * kink: up to two elements per case may match a one-sided difference instead. */
 #include "attn/additive.h"
 #include "attn/align.h"
-#include "attn/nn.h"
-#include "common.h"
+#include "nn_gradcheck.h"
 
-#define ATOL 3e-3
-#define RTOL 3e-2
 #define MAX_IN 8
 #define MAX_PROBE 40
 
@@ -36,128 +33,14 @@ static t_rng rng;
 static attn_nn_ctx *ctx;
 static bool quick; /* ATTN_TEST_QUICK: the RNNsearch run trains 60 steps and checks the loss */
 
-/* ---- gradient checker ---- */
+/* ---- gradient checker (tests/nn_gradcheck.h) ---- */
 
-typedef struct gc_input {
-  attn_var *param; /* a parameter, or NULL for host data */
-  int ndim;
-  int64_t shape[ATTN_NN_MAX_DIMS];
-  float *data;
-  int64_t n;
-  bool wrt;
-} gc_input;
-
-typedef attn_var *(*build_fn)(attn_nn_ctx *cx, attn_var **in, void *arg);
-
-typedef struct gc_case {
-  const char *name;
-  build_fn build;   /* the op whose backward is checked */
-  build_fn numeric; /* the function whose differences it must match; NULL = build */
-  void *arg;
-  int n_in;
-  gc_input in[MAX_IN];
-  float h; /* 0 = 1e-2 */
-  bool allow_kinks;
-} gc_case;
-
-static float *in_data(gc_input *g) {
-  return g->param ? g->param->data : g->data;
-}
-static int64_t in_numel(gc_input *g) {
-  return g->param ? g->param->numel : g->n;
-}
-
+static double gradcheck(gc_case *c) { return gc_check(ctx, &rng, c, MAX_PROBE); }
 static attn_var *run_forward(gc_case *c, build_fn f, attn_var **vars) {
-  attn_nn_ctx_reset(ctx);
-  for (int i = 0; i < c->n_in; i++) {
-    gc_input *g = &c->in[i];
-    vars[i] = g->param ? g->param : attn_nn_tensor(ctx, g->ndim, g->shape, g->data, g->wrt);
-  }
-  return f(ctx, vars, c->arg);
+  return gc_run_forward(ctx, c, f, vars);
 }
-
-static double weighted(const attn_var *y, const float *r) {
-  double s = 0;
-  for (int64_t i = 0; i < y->numel; i++)
-    if (r[i] != 0.0f) s += (double)r[i] * y->data[i];
-  return s;
-}
-
-/* Returns the largest |analytic gradient| seen (so callers can check a gradient is not 0). */
-static double gradcheck(gc_case *c) {
-  attn_var *vars[MAX_IN];
-  attn_var *y = run_forward(c, c->build, vars);
-  CHECK(y != NULL, "%s: forward failed: %s", c->name, attn_nn_ctx_error(ctx));
-  if (!y) return 0;
-  float *r = malloc((size_t)(y->numel ? y->numel : 1) * sizeof(float));
-  for (int64_t i = 0; i < y->numel; i++) r[i] = t_uniform(&rng, -1.0f, 1.0f);
-  for (int i = 0; i < c->n_in; i++)
-    if (c->in[i].param) attn_nn_zero_grad(c->in[i].param);
-  CHECK_OK(attn_backward_from(y, r));
-  float *grads[MAX_IN] = {0};
-  double biggest = 0;
-  for (int i = 0; i < c->n_in; i++) {
-    if (!c->in[i].wrt) continue;
-    const int64_t n = in_numel(&c->in[i]);
-    grads[i] = calloc((size_t)(n ? n : 1), sizeof(float));
-    if (vars[i]->grad) memcpy(grads[i], vars[i]->grad, (size_t)n * sizeof(float));
-    for (int64_t e = 0; e < n; e++) biggest = fmax(biggest, fabs(grads[i][e]));
-  }
-  build_fn num_f = c->numeric ? c->numeric : c->build;
-  double worst = 0;
-  int bad = 0, kinks = 0;
-  for (int i = 0; i < c->n_in; i++) {
-    if (!c->in[i].wrt) continue;
-    float *x = in_data(&c->in[i]);
-    const int64_t n = in_numel(&c->in[i]), probes = n > MAX_PROBE ? MAX_PROBE : n;
-    for (int64_t p = 0; p < probes; p++) {
-      const int64_t e = n > MAX_PROBE ? t_int(&rng, 0, n - 1) : p;
-      const float step = c->h > 0 ? c->h : 1e-2f, x0 = x[e], xp = x0 + step, xm = x0 - step;
-      x[e] = xp;
-      attn_var *yp = run_forward(c, num_f, vars);
-      const double lp = yp ? weighted(yp, r) : NAN;
-      x[e] = xm;
-      attn_var *ym = run_forward(c, num_f, vars);
-      const double lm = ym ? weighted(ym, r) : NAN;
-      x[e] = x0;
-      const double num = (lp - lm) / ((double)xp - (double)xm), ana = grads[i][e];
-      const double err = fabs(ana - num), tol = ATOL + RTOL * fabs(num);
-      if (!(err <= tol) && c->allow_kinks && kinks < 2) {
-        attn_var *y0 = run_forward(c, num_f, vars);
-        const double l0 = y0 ? weighted(y0, r) : NAN;
-        const double right = (lp - l0) / ((double)xp - x0), left = (l0 - lm) / (x0 - (double)xm);
-        if (fabs(ana - right) <= ATOL + RTOL * fabs(right) ||
-            fabs(ana - left) <= ATOL + RTOL * fabs(left)) {
-          kinks++;
-          continue;
-        }
-      }
-      if (err / tol > worst) worst = err / tol;
-      if (!(err <= tol) && bad++ < 5)
-        fprintf(stderr, "%s: input %d elem %lld: analytic %.6g numeric %.6g\n", c->name, i,
-                (long long)e, ana, num);
-    }
-  }
-  CHECK(bad == 0, "%s: %d gradient elements out of tolerance (worst err/tol %.3g)", c->name, bad,
-        worst);
-  for (int i = 0; i < c->n_in; i++) free(grads[i]);
-  free(r);
-  return biggest;
-}
-
 static gc_input *host_in(gc_case *c, int ndim, const int64_t *shape, float lo, float hi, bool wrt) {
-  gc_input *g = &c->in[c->n_in++];
-  memset(g, 0, sizeof *g);
-  g->ndim = ndim;
-  g->n = 1;
-  for (int d = 0; d < ndim; d++) {
-    g->shape[d] = shape[d];
-    g->n *= shape[d];
-  }
-  g->data = malloc((size_t)(g->n ? g->n : 1) * sizeof(float));
-  for (int64_t i = 0; i < g->n; i++) g->data[i] = t_uniform(&rng, lo, hi);
-  g->wrt = wrt;
-  return g;
+  return gc_host_in(c, &rng, ndim, shape, lo, hi, wrt);
 }
 
 static void params_in(gc_case *c, const attn_nn_params *ps, int64_t first) {
@@ -169,9 +52,7 @@ static void params_in(gc_case *c, const attn_nn_params *ps, int64_t first) {
   }
 }
 
-static void case_free(gc_case *c) {
-  for (int i = 0; i < c->n_in; i++) free(c->in[i].data);
-}
+#define case_free gc_case_free
 
 /* Perturbs parameters that init to constants (biases) so the check is not at a special point. */
 static void jitter(const attn_nn_params *ps) {
