@@ -132,7 +132,22 @@ static void test_nan(void) {
         CHECK(finite && d[1] == 0.0f, "%s: gradient with a blocked NaN: %g", mode_name(p.mode),
               (double)d[1]);
       }
-      if (p.mode == ATTN_MONOTONIC_HARD) continue;
+      if (p.mode == ATTN_MONOTONIC_HARD) {
+        /* Unmasked, HARD passes over a NaN like p < 0.5 (the header): step 0 of {NaN, -1, 2, 0}
+         * attends position 2. */
+        float hn[4] = {NAN, -1.0f, 2.0f, 0.0f}, ha[4] = {7, 7, 7, 7};
+        int64_t hshape[2] = {1, 4};
+        attn_tensor th = attn_tensor_make(hn, ATTN_DTYPE_F32, 2, hshape);
+        attn_tensor tha = attn_tensor_make(ha, ATTN_DTYPE_F32, 2, hshape);
+        if (use_ref)
+          CHECK_OK(attn_monotonic_forward_ref(&tha, &th, NULL, &p));
+        else
+          CHECK_OK(attn_monotonic_forward(&tha, &th, NULL, &p, NULL, 0));
+        CHECK(ha[0] == 0.0f && ha[1] == 0.0f && ha[2] == 1.0f && ha[3] == 0.0f,
+              "hard%s: unblocked NaN: %g %g %g %g", use_ref ? " ref" : "", (double)ha[0],
+              (double)ha[1], (double)ha[2], (double)ha[3]);
+        continue;
+      }
       CHECK_OK(attn_monotonic_forward(&ta, &te, NULL, &p, NULL, 0));
       CHECK(isnan(a[1]), "%s: NaN energy at an unblocked position gave %g", mode_name(p.mode),
             (double)a[1]);
