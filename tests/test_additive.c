@@ -544,6 +544,17 @@ static void test_workspace_bound(void) {
         "workspace forward %zu, backward %zu bytes for %d threads", f, b, th);
   printf("workspace at B 8, T 1024, d 128, %d threads: forward %zu, backward %zu bytes\n", th, f,
          b);
+  /* A negative dim is not a size (the backward's partials scale with Tq). */
+  const int64_t bad[3][3] = {{-1, 1024, 128}, {8, -1, 128}, {8, 1024, 0}};
+  for (int i = 0; i < 3; i++) {
+    attn_tensor qb = attn_tensor_make(&dummy, ATTN_DTYPE_F32, 3, bad[i]);
+    for (int bw = 0; bw < 2; bw++) {
+      size_t got = 7;
+      t_expect_error(attn_additive_workspace_size(&got, bw, &qb, &q, &v),
+                     ATTN_STATUS_INVALID_ARGUMENT, "Tq >= 0", "workspace size of a bad q1");
+      CHECK(got == 7, "size written on error: %zu", got);
+    }
+  }
 }
 
 static void test_bad_inputs(void) {

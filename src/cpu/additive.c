@@ -432,9 +432,13 @@ attn_status attn_additive_workspace_size(size_t *size, int backward, const attn_
                             : "v");
   if (q1->ndim != 3 || k2->ndim != 3 || v->ndim != 3)
     return attn__fail(ATTN_STATUS_SHAPE_MISMATCH, "%s: q1, k2 and v must have 3 dims", fn);
-  if (q1->shape[0] < 0 || k2->shape[1] < 1 || q1->shape[2] < 1 || v->shape[2] < 0)
-    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: need B >= 0, Tk >= 1, d >= 1, Dv >= 0",
-                      fn);
+  if (q1->shape[0] < 0 || q1->shape[1] < 0 || k2->shape[1] < 1 || q1->shape[2] < 1 ||
+      v->shape[2] < 0)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                      "%s: need B >= 0, Tq >= 0, Tk >= 1, d >= 1, Dv >= 0 (q1 %lld x %lld x %lld, "
+                      "k2 Tk %lld, v Dv %lld)",
+                      fn, (long long)q1->shape[0], (long long)q1->shape[1],
+                      (long long)q1->shape[2], (long long)k2->shape[1], (long long)v->shape[2]);
   return ws_size(size, backward != 0, q1->shape[0], q1->shape[1], k2->shape[1], q1->shape[2],
                  v->shape[2], attn__pool_size());
 }
