@@ -347,10 +347,53 @@ static void test_attention_gradcheck(void) {
   attn_nn_ctx_free(ctx);
 }
 
+/* A failing allocator at every allocation of a forward (the score, and score -> softmax ->
+ * context with key lengths) and backward of each kind, both routes: OUT_OF_MEMORY or success,
+ * nothing left allocated. The parameters and their gradients are made before the sweep. */
+typedef struct alloc_case {
+  gcase *g;
+  attn_var *v;
+  int fused;
+} alloc_case;
+
+static attn_status alloc_run(void *arg) {
+  alloc_case *a = arg;
+  const int32_t lens[2] = {3, 4};
+  attn_nn_ctx *c = attn_nn_ctx_new();
+  if (!c) return ATTN_STATUS_OUT_OF_MEMORY;
+  attn_var *e = attn_nn_score(c, a->g->v[P_Q], a->g->v[P_K], &a->g->spec);
+  attn_var *o =
+      attn_nn_score_attention(c, a->g->v[P_Q], a->g->v[P_K], a->v, &a->g->spec, lens, a->fused);
+  attn_var *loss = attn_nn_add(c, attn_nn_sum_all(c, attn_nn_mul(c, e, e)), attn_nn_sum_all(c, o));
+  attn_status st = attn_nn_ctx_status(c);
+  if (st == ATTN_OK) st = attn_backward(loss);
+  attn_nn_ctx_free(c);
+  return st;
+}
+
+static void test_failing_allocator(void) {
+  t_rng r = t_rng_make(41);
+  for (int kind = 0; kind <= ATTN_SCORE_MULTIDIM; kind++)
+    for (int fused = 0; fused < 2; fused++) {
+      gcase g;
+      case_make(&g, (attn_score_kind)kind, ATTN_SCORE_ACT_TANH, &r);
+      attn_var *v = mk(&r, 3, 2, 4, kind == ATTN_SCORE_MULTIDIM ? 2 : 3, "v");
+      alloc_case a = {&g, v, fused};
+      CHECK_OK(alloc_run(&a)); /* makes the parameters' gradient buffers */
+      char what[64];
+      snprintf(what, sizeof what, "%s fused %d", attn_score_kind_name((attn_score_kind)kind),
+               fused);
+      t_alloc_sweep(what, alloc_run, &a, 2000);
+      attn_nn_param_free(v);
+      case_free(&g);
+    }
+}
+
 int main(void) {
   test_gradcheck();
   test_errors();
   test_routes_agree();
   test_attention_gradcheck();
+  test_failing_allocator();
   return t_finish("test_nn_score");
 }
