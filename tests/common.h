@@ -65,7 +65,9 @@ void t_buf_fill(t_buf *b, float value);
 float t_buf_get(const t_buf *b, int64_t i);
 void t_buf_set(t_buf *b, int64_t i, float x);
 
-static inline float *t_f32(const t_buf *b) { return (float *)b->data; }
+static inline float *t_f32(const t_buf *b) {
+  return (float *)b->data;
+}
 
 /* An f32 view of nd dims over data, row-major, the innermost rows ld (>= shape[nd - 1]) elements
  * apart. */

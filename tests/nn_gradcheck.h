@@ -43,8 +43,12 @@ typedef struct gc_case {
   bool allow_kinks; /* piecewise-linear inside (relu, sparsemax): see above */
 } gc_case;
 
-static inline float *gc_in_data(gc_input *g) { return g->param ? g->param->data : g->data; }
-static inline int64_t gc_in_numel(gc_input *g) { return g->param ? g->param->numel : g->n; }
+static inline float *gc_in_data(gc_input *g) {
+  return g->param ? g->param->data : g->data;
+}
+static inline int64_t gc_in_numel(gc_input *g) {
+  return g->param ? g->param->numel : g->n;
+}
 
 /* Resets ctx and runs f on the case's inputs (host arrays become new tensors). */
 static inline attn_var *gc_run_forward(attn_nn_ctx *ctx, gc_case *c, build_fn f, attn_var **vars) {

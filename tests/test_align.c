@@ -648,42 +648,42 @@ static void test_bad_inputs(void) {
   attn_tensor tg = attn_tensor_make(g, ATTN_DTYPE_F32, 2, shape);
   attn_align_params p = attn_align_params_default();
   t_expect_error(attn_align_forward(NULL, &tx, NULL, &p, NULL, 0), ATTN_STATUS_NULL_POINTER, "out",
-               "NULL out");
+                 "NULL out");
   t_expect_error(attn_align_forward(&to, NULL, NULL, &p, NULL, 0), ATTN_STATUS_NULL_POINTER, "in",
-               "NULL in");
+                 "NULL in");
   t_expect_error(attn_align_forward_ref(&to, NULL, NULL, &p), ATTN_STATUS_NULL_POINTER, "in",
-               "NULL in (ref)");
+                 "NULL in (ref)");
   p.temperature = 0.0f;
   t_expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "temperature", "temperature 0");
+                 "temperature", "temperature 0");
   p.temperature = -1.0f;
   t_expect_error(attn_align_forward_ref(&to, &tx, NULL, &p), ATTN_STATUS_INVALID_ARGUMENT,
-               "temperature", "temperature -1");
+                 "temperature", "temperature -1");
   p.temperature = NAN;
   t_expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "temperature", "temperature NaN");
+                 "temperature", "temperature NaN");
   p = attn_align_params_default();
   p.kind = ATTN_ALIGN_ENTMAX_BISECT;
   p.alpha = 1.0f;
   t_expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "alpha", "alpha 1");
+                 "alpha", "alpha 1");
   p.alpha = 0.5f;
   t_expect_error(attn_align_backward(&tg, NULL, &tx, &tx, &tx, NULL, &p, NULL, 0),
-               ATTN_STATUS_INVALID_ARGUMENT, "alpha", "alpha 0.5 (backward)");
+                 ATTN_STATUS_INVALID_ARGUMENT, "alpha", "alpha 0.5 (backward)");
   p.alpha = 1.5f;
   p.n_iter = 0;
   t_expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "n_iter", "n_iter 0");
+                 "n_iter", "n_iter 0");
   p = attn_align_params_default();
   p.kind = (attn_align_kind)17;
   t_expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "kind", "bad kind");
+                 "kind", "bad kind");
   p = attn_align_params_default();
   /* Shapes. */
   int64_t shape_b[2] = {3, 5};
   attn_tensor tbad = attn_tensor_make(o, ATTN_DTYPE_F32, 2, shape_b);
   t_expect_error(attn_align_forward(&tbad, &tx, NULL, &p, NULL, 0), ATTN_STATUS_SHAPE_MISMATCH,
-               "out", "out shape");
+                 "out", "out shape");
   int64_t shape_m[2] = {2, 4};
   attn_tensor tmb = attn_tensor_make(g, ATTN_DTYPE_F32, 2, shape_m);
   t_expect_error(attn_align_forward(&to, &tx, &tmb, &p, NULL, 0), ATTN_STATUS_SHAPE_MISMATCH,
@@ -692,7 +692,7 @@ static void test_bad_inputs(void) {
   attn_tensor t0 = attn_tensor_make(x, ATTN_DTYPE_F32, 2, shape_0);
   attn_tensor t0o = attn_tensor_make(o, ATTN_DTYPE_F32, 2, shape_0);
   t_expect_error(attn_align_forward(&t0o, &t0, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "no positions", "empty keys");
+                 "no positions", "empty keys");
   attn_tensor th = tx;
   th.dtype = ATTN_DTYPE_F16;
   t_expect_error(attn_align_forward(&to, &th, NULL, &p, NULL, 0), ATTN_STATUS_UNSUPPORTED_DTYPE,
@@ -700,7 +700,7 @@ static void test_bad_inputs(void) {
   attn_tensor ts = tx;
   ts.stride[1] = 2;
   t_expect_error(attn_align_forward(&to, &ts, NULL, &p, NULL, 0), ATTN_STATUS_BAD_STRIDE, "in",
-               "stride");
+                 "stride");
   /* Aliasing: a shifted view of in. */
   int64_t shape_s[2] = {2, 4};
   attn_tensor txs = attn_tensor_make(x, ATTN_DTYPE_F32, 2, shape_s);
@@ -710,18 +710,18 @@ static void test_bad_inputs(void) {
   t_expect_error(attn_align_backward(&tx, NULL, &tg, &to, &tx, NULL, &p, NULL, 0),
                  ATTN_STATUS_ALIASING, "d_in", "d_in aliases in");
   t_expect_error(attn_align_backward(&to, NULL, NULL, &to, &tx, NULL, &p, NULL, 0),
-               ATTN_STATUS_NULL_POINTER, "d_out", "NULL d_out");
+                 ATTN_STATUS_NULL_POINTER, "d_out", "NULL d_out");
   /* Local windows. */
   p.local = ATTN_ALIGN_LOCAL_M;
   p.window = -1;
   t_expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "window", "D < 0");
+                 "window", "D < 0");
   int64_t shape_l[2] = {6, 2}; /* rows t = 0..5 over n = 2 keys: t = 3 sees nothing with D = 1 */
   attn_tensor tl = attn_tensor_make(x, ATTN_DTYPE_F32, 2, shape_l);
   attn_tensor tlo = attn_tensor_make(o, ATTN_DTYPE_F32, 2, shape_l);
   p.window = 1;
   t_expect_error(attn_align_forward(&tlo, &tl, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "outside the sequence", "local-m window outside");
+                 "outside the sequence", "local-m window outside");
   p.window = 4;
   CHECK_OK(attn_align_forward(&tlo, &tl, NULL, &p, NULL, 0));
   for (int i = 0; i < 12; i++) o[i] = 42.0f;
@@ -729,16 +729,16 @@ static void test_bad_inputs(void) {
   p.window = 1;
   p.positions = NULL;
   t_expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_NULL_POINTER,
-               "positions", "NULL positions");
+                 "positions", "NULL positions");
   pos[0] = 1.0f;
   pos[1] = 5.6f; /* centre 6, window [5, 7] misses [0, 3] */
   pos[2] = 0.0f;
   p.positions = pos;
   t_expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "positions[1]", "local-p window outside");
+                 "positions[1]", "local-p window outside");
   pos[1] = NAN;
   t_expect_error(attn_align_forward_ref(&to, &tx, NULL, &p), ATTN_STATUS_INVALID_ARGUMENT,
-               "positions[1]", "NaN position");
+                 "positions[1]", "NaN position");
   pos[1] = 4.4f; /* centre 4, window [3, 5] meets [0, 3]: allowed */
   CHECK_OK(attn_align_forward(&to, &tx, NULL, &p, NULL, 0));
   CHECK(o[4 + 3] > 0.0f && o[4 + 0] == 0.0f, "edge window: %g %g", (double)o[7], (double)o[4]);

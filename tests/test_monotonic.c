@@ -516,7 +516,7 @@ static void test_bad_inputs(void) {
   attn_tensor td = attn_tensor_make(d, ATTN_DTYPE_F32, 2, shape);
   attn_monotonic_params p = attn_monotonic_params_default();
   t_expect_error(attn_monotonic_forward(NULL, &te, NULL, &p, NULL, 0), ATTN_STATUS_NULL_POINTER,
-               "alpha", "NULL alpha");
+                 "alpha", "NULL alpha");
   t_expect_error(attn_monotonic_forward_ref(&ta, NULL, NULL, &p), ATTN_STATUS_NULL_POINTER,
                  "energy", "NULL energy");
   t_expect_error(attn_monotonic_backward(&td, NULL, &ta, &te, NULL, &p, NULL, 0),
@@ -525,44 +525,44 @@ static void test_bad_inputs(void) {
                  ATTN_STATUS_NULL_POINTER, "alpha", "NULL alpha (backward)");
   p.noise_std = -1.0f;
   t_expect_error(attn_monotonic_forward(&ta, &te, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "noise_std", "noise_std < 0");
+                 "noise_std", "noise_std < 0");
   p.noise_std = NAN;
   t_expect_error(attn_monotonic_forward_ref(&ta, &te, NULL, &p), ATTN_STATUS_INVALID_ARGUMENT,
-               "noise_std", "noise_std NaN");
+                 "noise_std", "noise_std NaN");
   p = attn_monotonic_params_default();
   p.mode = (attn_monotonic_mode)7;
   t_expect_error(attn_monotonic_forward(&ta, &te, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "mode", "bad mode");
+                 "mode", "bad mode");
   p.mode = ATTN_MONOTONIC_HARD;
   t_expect_error(attn_monotonic_backward(&td, &tg, &ta, &te, NULL, &p, NULL, 0),
-               ATTN_STATUS_INVALID_ARGUMENT, "HARD", "backward in hard mode");
+                 ATTN_STATUS_INVALID_ARGUMENT, "HARD", "backward in hard mode");
   p = attn_monotonic_params_default();
   int64_t shape1[1] = {12};
   attn_tensor t1 = attn_tensor_make(e, ATTN_DTYPE_F32, 1, shape1);
   attn_tensor t1a = attn_tensor_make(a, ATTN_DTYPE_F32, 1, shape1);
   t_expect_error(attn_monotonic_forward(&t1a, &t1, NULL, &p, NULL, 0), ATTN_STATUS_SHAPE_MISMATCH,
-               "energy", "1-d energy");
+                 "energy", "1-d energy");
   int64_t shape_b[2] = {4, 3};
   attn_tensor tb = attn_tensor_make(a, ATTN_DTYPE_F32, 2, shape_b);
   t_expect_error(attn_monotonic_forward(&tb, &te, NULL, &p, NULL, 0), ATTN_STATUS_SHAPE_MISMATCH,
-               "alpha", "alpha shape");
+                 "alpha", "alpha shape");
   t_expect_error(attn_monotonic_backward(&td, &tb, &ta, &te, NULL, &p, NULL, 0),
-               ATTN_STATUS_SHAPE_MISMATCH, "d_alpha", "d_alpha shape");
+                 ATTN_STATUS_SHAPE_MISMATCH, "d_alpha", "d_alpha shape");
   int64_t shape_m[2] = {2, 4};
   attn_tensor tmb = attn_tensor_make(g, ATTN_DTYPE_F32, 2, shape_m);
   t_expect_error(attn_monotonic_forward(&ta, &te, &tmb, &p, NULL, 0), ATTN_STATUS_SHAPE_MISMATCH,
-               "mask", "mask shape");
+                 "mask", "mask shape");
   int64_t shape0[2] = {3, 0};
   attn_tensor t0 = attn_tensor_make(e, ATTN_DTYPE_F32, 2, shape0);
   attn_tensor t0a = attn_tensor_make(a, ATTN_DTYPE_F32, 2, shape0);
   t_expect_error(attn_monotonic_forward(&t0a, &t0, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "energy", "Tk = 0");
+                 "energy", "Tk = 0");
   t_expect_error(attn_monotonic_backward(&tg, &tg, &ta, &te, NULL, &p, NULL, 0),
                  ATTN_STATUS_ALIASING, "d_energy overlaps d_alpha", "d_energy aliases d_alpha");
   attn_tensor th = te;
   th.dtype = ATTN_DTYPE_F16;
   t_expect_error(attn_monotonic_forward(&ta, &th, NULL, &p, NULL, 0), ATTN_STATUS_UNSUPPORTED_DTYPE,
-               "energy", "f16");
+                 "energy", "f16");
   bool untouched = true;
   for (int i = 0; i < 12; i++) untouched &= a[i] == 42.0f && d[i] == 42.0f;
   CHECK(untouched, "outputs written on error");

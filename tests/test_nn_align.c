@@ -35,7 +35,9 @@ static bool quick; /* ATTN_TEST_QUICK: the RNNsearch run trains 60 steps and che
 
 /* ---- gradient checker (tests/nn_gradcheck.h) ---- */
 
-static double gradcheck(gc_case *c) { return gc_check(ctx, &rng, c, MAX_PROBE); }
+static double gradcheck(gc_case *c) {
+  return gc_check(ctx, &rng, c, MAX_PROBE);
+}
 static attn_var *run_forward(gc_case *c, build_fn f, attn_var **vars) {
   return gc_run_forward(ctx, c, f, vars);
 }

@@ -16,7 +16,9 @@
 static t_rng rng;
 static attn_nn_ctx *ctx;
 
-static void gradcheck(gc_case *c) { gc_check(ctx, &rng, c, MAX_PROBE); }
+static void gradcheck(gc_case *c) {
+  gc_check(ctx, &rng, c, MAX_PROBE);
+}
 
 /* ---- helpers to declare inputs ---- */
 

@@ -530,9 +530,9 @@ static void test_max_contexts(void) {
   p.U = pu;
   attn_tensor g[2][6];
   for (int f = 0; f < 2; f++) {
-    float *const *base = (float *const[6]){gbuf[f][2 * M],     gbuf[f][2 * M + 1],
-                                           gbuf[f][2 * M + 2], gbuf[f][2 * M + 3],
-                                           gbuf[f][2 * M + 4], gbuf[f][2 * M + 5]};
+    float *const *base =
+        (float *const[6]){gbuf[f][2 * M],     gbuf[f][2 * M + 1], gbuf[f][2 * M + 2],
+                          gbuf[f][2 * M + 3], gbuf[f][2 * M + 4], gbuf[f][2 * M + 5]};
     g[f][0] = t_view_ld(base[0], 3, (int64_t[3]){B, TQ, DQ}, DQ);
     g[f][1] = t_view_ld(base[1], 3, (int64_t[3]){B, TK, DK}, DK);
     g[f][2] = t_view_ld(base[2], 2, (int64_t[2]){D, DQ}, DQ);

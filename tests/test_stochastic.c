@@ -716,67 +716,67 @@ static void test_bad_inputs(void) {
   for (int i = 0; i < 3; i++) {
     p.temperature = temps[i];
     t_expect_error(attn_hard_sample_forward(&to, idx, lp, h, &tx, NULL, &p, NULL, 0),
-                 ATTN_STATUS_INVALID_ARGUMENT, "temperature", "sampler temperature");
+                   ATTN_STATUS_INVALID_ARGUMENT, "temperature", "sampler temperature");
     t_expect_error(attn_hard_sample_backward_ref(&to, coef, NULL, idx, &tx, NULL, &p),
-                 ATTN_STATUS_INVALID_ARGUMENT, "temperature", "sampler backward temperature");
+                   ATTN_STATUS_INVALID_ARGUMENT, "temperature", "sampler backward temperature");
     t_expect_error(attn_gumbel_softmax_forward(&to, &tx, NULL, &p, NULL, 0),
-                 ATTN_STATUS_INVALID_ARGUMENT, "temperature", "gumbel temperature");
+                   ATTN_STATUS_INVALID_ARGUMENT, "temperature", "gumbel temperature");
     t_expect_error(attn_gumbel_softmax_backward_ref(&to, &tg, &tg, &tx, NULL, &p),
-                 ATTN_STATUS_INVALID_ARGUMENT, "temperature", "gumbel backward temperature");
+                   ATTN_STATUS_INVALID_ARGUMENT, "temperature", "gumbel backward temperature");
   }
   p = attn_stochastic_params_default();
   t_expect_error(attn_hard_sample_forward(&to, NULL, lp, h, &tx, NULL, &p, NULL, 0),
-               ATTN_STATUS_NULL_POINTER, "index", "NULL index");
+                 ATTN_STATUS_NULL_POINTER, "index", "NULL index");
   t_expect_error(attn_hard_sample_forward_ref(&to, idx, lp, h, NULL, NULL, &p),
-               ATTN_STATUS_NULL_POINTER, "in", "NULL in");
+                 ATTN_STATUS_NULL_POINTER, "in", "NULL in");
   t_expect_error(attn_gumbel_softmax_forward(NULL, &tx, NULL, &p, NULL, 0),
                  ATTN_STATUS_NULL_POINTER, "out", "NULL out");
   t_expect_error(attn_gumbel_softmax_backward(&to, NULL, &tg, &tx, NULL, &p, NULL, 0),
                  ATTN_STATUS_NULL_POINTER, "d_out", "NULL d_out");
   t_expect_error(attn_hard_sample_backward(NULL, coef, NULL, idx, &tx, NULL, &p, NULL, 0),
-               ATTN_STATUS_NULL_POINTER, "d_in", "NULL d_in");
+                 ATTN_STATUS_NULL_POINTER, "d_in", "NULL d_in");
   int64_t shape_b[2] = {3, 5};
   attn_tensor tbad = attn_tensor_make(o, ATTN_DTYPE_F32, 2, shape_b);
   t_expect_error(attn_hard_sample_forward(&tbad, idx, lp, h, &tx, NULL, &p, NULL, 0),
-               ATTN_STATUS_SHAPE_MISMATCH, "weights", "weights shape");
+                 ATTN_STATUS_SHAPE_MISMATCH, "weights", "weights shape");
   t_expect_error(attn_gumbel_softmax_forward_ref(&tbad, &tx, NULL, &p), ATTN_STATUS_SHAPE_MISMATCH,
-               "out", "gumbel out shape");
+                 "out", "gumbel out shape");
   attn_tensor th = tx;
   th.dtype = ATTN_DTYPE_BF16;
   t_expect_error(attn_hard_sample_forward(&to, idx, lp, h, &th, NULL, &p, NULL, 0),
-               ATTN_STATUS_UNSUPPORTED_DTYPE, "in", "bf16");
+                 ATTN_STATUS_UNSUPPORTED_DTYPE, "in", "bf16");
   /* Aliasing: per-row outputs with each other and with tensors. */
   t_expect_error(attn_hard_sample_forward(&to, idx, (float *)idx, h, &tx, NULL, &p, NULL, 0),
-               ATTN_STATUS_ALIASING, "overlaps", "log_prob over index");
+                 ATTN_STATUS_ALIASING, "overlaps", "log_prob over index");
   t_expect_error(attn_hard_sample_forward(&to, idx, x, h, &tx, NULL, &p, NULL, 0),
-               ATTN_STATUS_ALIASING, "log_prob overlaps in", "log_prob over in");
+                 ATTN_STATUS_ALIASING, "log_prob overlaps in", "log_prob over in");
   t_expect_error(attn_hard_sample_backward(&to, o, NULL, idx, &tx, NULL, &p, NULL, 0),
-               ATTN_STATUS_ALIASING, "coef", "d_in over coef");
+                 ATTN_STATUS_ALIASING, "coef", "d_in over coef");
   int64_t shape_s[2] = {2, 4};
   attn_tensor txs = attn_tensor_make(x, ATTN_DTYPE_F32, 2, shape_s);
   attn_tensor txs2 = attn_tensor_make(x + 4, ATTN_DTYPE_F32, 2, shape_s);
   t_expect_error(attn_gumbel_softmax_forward(&txs2, &txs, NULL, &p, NULL, 0), ATTN_STATUS_ALIASING,
-               "overlaps", "gumbel partial overlap");
+                 "overlaps", "gumbel partial overlap");
   /* Indices out of range. */
   int32_t bad_idx[3] = {0, 4, 1};
   t_expect_error(attn_hard_sample_backward(&to, coef, NULL, bad_idx, &tx, NULL, &p, NULL, 0),
-               ATTN_STATUS_INVALID_ARGUMENT, "index[1]", "index out of range");
+                 ATTN_STATUS_INVALID_ARGUMENT, "index[1]", "index out of range");
   bad_idx[1] = -2;
   t_expect_error(attn_hard_sample_backward_ref(&to, coef, NULL, bad_idx, &tx, NULL, &p),
-               ATTN_STATUS_INVALID_ARGUMENT, "index[1]", "index -2");
+                 ATTN_STATUS_INVALID_ARGUMENT, "index[1]", "index -2");
   t_expect_error(attn_hard_sample_backward(&to, coef, NULL, NULL, &tx, NULL, &p, NULL, 0),
-               ATTN_STATUS_NULL_POINTER, "index", "NULL index (backward)");
+                 ATTN_STATUS_NULL_POINTER, "index", "NULL index (backward)");
   int64_t shape_0[2] = {3, 0};
   attn_tensor t0 = attn_tensor_make(x, ATTN_DTYPE_F32, 2, shape_0);
   t_expect_error(attn_hard_sample_forward(NULL, idx, NULL, NULL, &t0, NULL, &p, NULL, 0),
-               ATTN_STATUS_INVALID_ARGUMENT, "no positions", "n = 0");
+                 ATTN_STATUS_INVALID_ARGUMENT, "no positions", "n = 0");
   /* A row longer than an int32 index can address (a view only: nothing is read). */
   int64_t shape_big[2] = {1, (int64_t)INT32_MAX + 1};
   attn_tensor tbig = attn_tensor_make(x, ATTN_DTYPE_F32, 2, shape_big);
   t_expect_error(attn_hard_sample_forward(NULL, idx, NULL, NULL, &tbig, NULL, &p, NULL, 0),
-               ATTN_STATUS_INVALID_ARGUMENT, "int32", "n > INT32_MAX");
+                 ATTN_STATUS_INVALID_ARGUMENT, "int32", "n > INT32_MAX");
   t_expect_error(attn_hard_sample_forward_ref(NULL, idx, NULL, NULL, &tbig, NULL, &p),
-               ATTN_STATUS_INVALID_ARGUMENT, "int32", "n > INT32_MAX (ref)");
+                 ATTN_STATUS_INVALID_ARGUMENT, "int32", "n > INT32_MAX (ref)");
   bool untouched = true;
   for (int i = 0; i < 12; i++) untouched &= o[i] == 42.0f;
   CHECK(untouched && idx[0] == 0 && idx[1] == 1, "outputs written on error");

@@ -142,20 +142,30 @@ int attn__pool_size(void);
 #if ATTN_X86 && defined(__GNUC__)
 #define ATTN__TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define ATTN__TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
-#define ATTN__ISA_TASKS(name, call)                                                                \
-  static void name##_base(void *ctx, int64_t item, int tid) { call; }                              \
-  ATTN__TARGET_AVX2 static void name##_avx2(void *ctx, int64_t item, int tid) { call; }            \
-  ATTN__TARGET_AVX512 static void name##_avx512(void *ctx, int64_t item, int tid) { call; }        \
-  static attn__task_fn name##_pick(void) {                                                         \
-    attn_isa isa_ = attn_get_isa();                                                                \
-    if (isa_ == ATTN_ISA_AVX512) return name##_avx512;                                             \
-    if (isa_ == ATTN_ISA_AVX2) return name##_avx2;                                                 \
-    return name##_base;                                                                            \
+#define ATTN__ISA_TASKS(name, call)                                                 \
+  static void name##_base(void *ctx, int64_t item, int tid) {                       \
+    call;                                                                           \
+  }                                                                                 \
+  ATTN__TARGET_AVX2 static void name##_avx2(void *ctx, int64_t item, int tid) {     \
+    call;                                                                           \
+  }                                                                                 \
+  ATTN__TARGET_AVX512 static void name##_avx512(void *ctx, int64_t item, int tid) { \
+    call;                                                                           \
+  }                                                                                 \
+  static attn__task_fn name##_pick(void) {                                          \
+    attn_isa isa_ = attn_get_isa();                                                 \
+    if (isa_ == ATTN_ISA_AVX512) return name##_avx512;                              \
+    if (isa_ == ATTN_ISA_AVX2) return name##_avx2;                                  \
+    return name##_base;                                                             \
   }
 #else
-#define ATTN__ISA_TASKS(name, call)                                                                \
-  static void name##_base(void *ctx, int64_t item, int tid) { call; }                              \
-  static attn__task_fn name##_pick(void) { return name##_base; }
+#define ATTN__ISA_TASKS(name, call)                           \
+  static void name##_base(void *ctx, int64_t item, int tid) { \
+    call;                                                     \
+  }                                                           \
+  static attn__task_fn name##_pick(void) {                    \
+    return name##_base;                                       \
+  }
 #endif
 
 /* ---- Philox 4x32-10 (src/core/rng.c) ------------------------------------------------------------ */

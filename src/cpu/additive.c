@@ -437,8 +437,8 @@ attn_status attn_additive_workspace_size(size_t *size, int backward, const attn_
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
                       "%s: need B >= 0, Tq >= 0, Tk >= 1, d >= 1, Dv >= 0 (q1 %lld x %lld x %lld, "
                       "k2 Tk %lld, v Dv %lld)",
-                      fn, (long long)q1->shape[0], (long long)q1->shape[1],
-                      (long long)q1->shape[2], (long long)k2->shape[1], (long long)v->shape[2]);
+                      fn, (long long)q1->shape[0], (long long)q1->shape[1], (long long)q1->shape[2],
+                      (long long)k2->shape[1], (long long)v->shape[2]);
   return ws_size(size, backward != 0, q1->shape[0], q1->shape[1], k2->shape[1], q1->shape[2],
                  v->shape[2], attn__pool_size());
 }

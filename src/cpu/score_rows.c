@@ -189,4 +189,6 @@ ATTN_AI void add_task_impl(void *ctx, int64_t item, int tid, bool bw) {
 ATTN__ISA_TASKS(add_fwd, add_task_impl(ctx, item, tid, false))
 ATTN__ISA_TASKS(add_bwd, add_task_impl(ctx, item, tid, true))
 
-attn__task_fn attn__score_add_task(bool bw) { return bw ? add_bwd_pick() : add_fwd_pick(); }
+attn__task_fn attn__score_add_task(bool bw) {
+  return bw ? add_bwd_pick() : add_fwd_pick();
+}

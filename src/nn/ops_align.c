@@ -20,8 +20,8 @@ bool attn__nn_mask_view(attn_nn_ctx *ctx, const char *op, const attn_var *mask, 
     if (shape[d] != 1 && shape[d] != target[d]) {
       attn__nn_fail(ctx, ATTN_STATUS_SHAPE_MISMATCH,
                     "%s: mask %s does not broadcast to the %s (dim %d: %lld vs %lld)", op,
-                    attn__nn_shape_str(mask, buf, sizeof buf), target_name, d,
-                    (long long)shape[d], (long long)target[d]);
+                    attn__nn_shape_str(mask, buf, sizeof buf), target_name, d, (long long)shape[d],
+                    (long long)target[d]);
       return false;
     }
   }
