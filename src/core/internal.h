@@ -29,6 +29,13 @@ void attn__assert_fail(const char *cond, const char *file, int line);
 
 /* ---- errors ---------------------------------------------------------------------------------- */
 
+/* Returns the status of `expr` from the calling function when it is not ATTN_OK. */
+#define ATTN__TRY(expr)             \
+  do {                              \
+    attn_status st_ = (expr);       \
+    if (st_ != ATTN_OK) return st_; \
+  } while (0)
+
 /* Record `fmt` as this thread's last error and return `status`. */
 attn_status attn__fail(attn_status status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -36,12 +36,6 @@ attn_status attn__additive_check(const char *fn, bool backward, const attn_tenso
                                  const attn_tensor *dw, const attn_tensor *db,
                                  const attn_tensor *dout, int64_t dims[5]);
 
-#define TRY(expr)                   \
-  do {                              \
-    attn_status st_ = (expr);       \
-    if (st_ != ATTN_OK) return st_; \
-  } while (0)
-
 /* ---- tanh and exp -------------------------------------------------------------------------- */
 
 /* tanh(x) = x P(x^2) / Q(x^2), degrees 13/6, on x clamped to +-7.9988 (where tanh rounds to 1 in
@@ -448,9 +442,9 @@ static attn_status run(const char *fn, add_job *jb, bool backward, void *workspa
   if (jb->B == 0 || (jb->Tq == 0 && !backward)) return ATTN_OK;
   int threads = attn__pool_size();
   size_t need;
-  TRY(ws_size(&need, backward, jb->B, jb->Tq, jb->Tk, jb->d, jb->Dv, threads));
+  ATTN__TRY(ws_size(&need, backward, jb->B, jb->Tq, jb->Tk, jb->d, jb->Dv, threads));
   void *ws, *own;
-  TRY(attn__workspace_get(fn, need, workspace, workspace_size, &ws, &own));
+  ATTN__TRY(attn__workspace_get(fn, need, workspace, workspace_size, &ws, &own));
   jb->ws = (char *)ws;
   jb->Tkp = (jb->Tk + LANES - 1) / LANES * LANES;
   jb->per_thread = per_thread_bytes(backward, jb->Tkp, jb->d, jb->Dv);
@@ -518,8 +512,8 @@ attn_status attn_additive_forward(const attn_tensor *out, const attn_tensor *lse
   attn__clear_error();
   attn_additive_params prm = params ? *params : attn_additive_params_default();
   int64_t dims[5];
-  TRY(attn__additive_check(fn, false, out, lse, weights, q1, k2, v, w, b, prm.mask, NULL, NULL,
-                           NULL, NULL, NULL, NULL, dims));
+  ATTN__TRY(attn__additive_check(fn, false, out, lse, weights, q1, k2, v, w, b, prm.mask, NULL,
+                                 NULL, NULL, NULL, NULL, NULL, dims));
   add_job jb;
   memset(&jb, 0, sizeof jb);
   fill_job(&jb, dims, w, b);
@@ -545,8 +539,8 @@ attn_status attn_additive_backward(const attn_tensor *dq1, const attn_tensor *dk
   attn__clear_error();
   attn_additive_params prm = params ? *params : attn_additive_params_default();
   int64_t dims[5];
-  TRY(attn__additive_check(fn, true, out, lse, NULL, q1, k2, v, w, b, prm.mask, dq1, dk2, dv, dw,
-                           db, dout, dims));
+  ATTN__TRY(attn__additive_check(fn, true, out, lse, NULL, q1, k2, v, w, b, prm.mask, dq1, dk2, dv,
+                                 dw, db, dout, dims));
   add_job jb;
   memset(&jb, 0, sizeof jb);
   fill_job(&jb, dims, w, b);

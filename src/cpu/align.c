@@ -9,12 +9,6 @@
 
 #include <stdlib.h>
 
-#define TRY(expr)                   \
-  do {                              \
-    attn_status st_ = (expr);       \
-    if (st_ != ATTN_OK) return st_; \
-  } while (0)
-
 /* Every row kernel is inlined into align_task_impl, which is compiled three times (baseline,
  * AVX2, AVX-512) through GCC's target attribute; attn_get_isa() picks one. */
 #include "align_rows.h"
@@ -243,7 +237,7 @@ attn_status attn__align_rows_run(const char *fn, int64_t rows, int64_t n, size_t
   if (!attn__align_rows_bytes(n, floats_per_elem, per_thread, &need))
     return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
   void *scratch, *own;
-  TRY(attn__workspace_get(fn, need, workspace, workspace_size, &scratch, &own));
+  ATTN__TRY(attn__workspace_get(fn, need, workspace, workspace_size, &scratch, &own));
   *ws = (char *)scratch;
   /* About 16K elements per item, so small rows are batched and long ones spread. */
   *rows_per_item = n >= 16384 ? 1 : 16384 / n;
@@ -371,7 +365,7 @@ attn_status attn_align_forward(const attn_tensor *out, const attn_tensor *in,
   attn_align_params p = params ? *params : attn_align_params_default();
   align_job jb;
   memset(&jb, 0, sizeof jb);
-  TRY(attn__align_check(fn, NULL, out, NULL, NULL, NULL, in, mask, &p, &jb.rows, &jb.n));
+  ATTN__TRY(attn__align_check(fn, NULL, out, NULL, NULL, NULL, in, mask, &p, &jb.rows, &jb.n));
   jb.p = &p;
   jb.out = out;
   jb.in = in;
@@ -391,7 +385,8 @@ attn_status attn_align_backward(const attn_tensor *d_in, float *d_positions,
   if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: out is NULL", fn);
   align_job jb;
   memset(&jb, 0, sizeof jb);
-  TRY(attn__align_check(fn, NULL, d_in, d_positions, d_out, out, in, mask, &p, &jb.rows, &jb.n));
+  ATTN__TRY(
+      attn__align_check(fn, NULL, d_in, d_positions, d_out, out, in, mask, &p, &jb.rows, &jb.n));
   jb.p = &p;
   jb.out = out;
   jb.in = in;

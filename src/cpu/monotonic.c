@@ -8,12 +8,6 @@
  * four steps at a time as a wavefront, forward and backward, so their dependent chains overlap. */
 #include "monotonic_internal.h"
 
-#define TRY(expr)                   \
-  do {                              \
-    attn_status st_ = (expr);       \
-    if (st_ != ATTN_OK) return st_; \
-  } while (0)
-
 #include "align_rows.h"
 
 typedef struct mono_job {
@@ -246,7 +240,7 @@ static attn_status run(const char *fn, mono_job *jb, void *workspace, size_t wor
       !attn__mul_size(jb->per_thread, (size_t)attn__pool_size(), &need))
     return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
   void *ws, *own;
-  TRY(attn__workspace_get(fn, need, workspace, workspace_size, &ws, &own));
+  ATTN__TRY(attn__workspace_get(fn, need, workspace, workspace_size, &ws, &own));
   jb->ws = (char *)ws;
   /* One item per sequence: its steps depend on each other. */
   attn__parallel_for(jb->seqs, mono_task_pick(), jb);
@@ -262,7 +256,8 @@ attn_status attn_monotonic_forward(const attn_tensor *alpha, const attn_tensor *
   attn_monotonic_params p = params ? *params : attn_monotonic_params_default();
   mono_job jb;
   memset(&jb, 0, sizeof jb);
-  TRY(attn__monotonic_check(fn, alpha, NULL, NULL, energy, mask, &p, &jb.seqs, &jb.tq, &jb.tk));
+  ATTN__TRY(
+      attn__monotonic_check(fn, alpha, NULL, NULL, energy, mask, &p, &jb.seqs, &jb.tq, &jb.tk));
   jb.p = &p;
   jb.energy = energy;
   jb.mask = mask;
@@ -280,8 +275,8 @@ attn_status attn_monotonic_backward(const attn_tensor *d_energy, const attn_tens
   if (!d_alpha) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: d_alpha is NULL", fn);
   mono_job jb;
   memset(&jb, 0, sizeof jb);
-  TRY(attn__monotonic_check(fn, d_energy, d_alpha, alpha, energy, mask, &p, &jb.seqs, &jb.tq,
-                            &jb.tk));
+  ATTN__TRY(attn__monotonic_check(fn, d_energy, d_alpha, alpha, energy, mask, &p, &jb.seqs, &jb.tq,
+                                  &jb.tk));
   jb.p = &p;
   jb.energy = energy;
   jb.mask = mask;

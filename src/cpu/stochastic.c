@@ -7,12 +7,6 @@
 #include "align_internal.h"
 #include "stream_internal.h"
 
-#define TRY(expr)                   \
-  do {                              \
-    attn_status st_ = (expr);       \
-    if (st_ != ATTN_OK) return st_; \
-  } while (0)
-
 /* Every row kernel is inlined into stoch_task_impl, compiled three times (baseline, AVX2,
  * AVX-512) through GCC's target attribute; attn_get_isa() picks one. */
 #include "align_rows.h"
@@ -228,8 +222,8 @@ attn_status attn_hard_sample_forward(const attn_tensor *weights, int32_t *index,
   memset(&jb, 0, sizeof jb);
   void *outs[3] = {index, log_prob, entropy};
   static const char *const names[3] = {"index", "log_prob", "entropy"};
-  TRY(attn__stochastic_check(fn, "weights", weights, NULL, NULL, in, mask, &p, 3, outs, names, 0,
-                             NULL, NULL, &jb.rows, &jb.n));
+  ATTN__TRY(attn__stochastic_check(fn, "weights", weights, NULL, NULL, in, mask, &p, 3, outs, names,
+                                   0, NULL, NULL, &jb.rows, &jb.n));
   if (jb.rows > 0 && !index) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: index is NULL", fn);
   if (jb.n > INT32_MAX)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
@@ -258,9 +252,9 @@ attn_status attn_hard_sample_backward(const attn_tensor *d_in, const float *coef
   memset(&jb, 0, sizeof jb);
   const void *ins[3] = {coef, lambda, index};
   static const char *const names[3] = {"coef", "lambda", "index"};
-  TRY(attn__stochastic_check(fn, "d_in", d_in, NULL, NULL, in, mask, &p, 0, NULL, NULL, 3, ins,
-                             names, &jb.rows, &jb.n));
-  TRY(attn__hard_index_check(fn, index, jb.rows, jb.n));
+  ATTN__TRY(attn__stochastic_check(fn, "d_in", d_in, NULL, NULL, in, mask, &p, 0, NULL, NULL, 3,
+                                   ins, names, &jb.rows, &jb.n));
+  ATTN__TRY(attn__hard_index_check(fn, index, jb.rows, jb.n));
   jb.op = SAMPLE_BWD;
   jb.p = &p;
   jb.in = in;
@@ -318,8 +312,8 @@ attn_status attn_gumbel_softmax_forward(const attn_tensor *out, const attn_tenso
   if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: out is NULL", fn);
   stoch_job jb;
   memset(&jb, 0, sizeof jb);
-  TRY(attn__stochastic_check(fn, "out", out, NULL, NULL, in, mask, &p, 0, NULL, NULL, 0, NULL, NULL,
-                             &jb.rows, &jb.n));
+  ATTN__TRY(attn__stochastic_check(fn, "out", out, NULL, NULL, in, mask, &p, 0, NULL, NULL, 0, NULL,
+                                   NULL, &jb.rows, &jb.n));
   jb.op = GUMBEL_FWD;
   jb.p = &p;
   jb.in = in;
@@ -341,8 +335,8 @@ attn_status attn_gumbel_softmax_backward(const attn_tensor *d_in, const attn_ten
   if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: out is NULL", fn);
   stoch_job jb;
   memset(&jb, 0, sizeof jb);
-  TRY(attn__stochastic_check(fn, "d_in", d_in, d_out, out, in, mask, &p, 0, NULL, NULL, 0, NULL,
-                             NULL, &jb.rows, &jb.n));
+  ATTN__TRY(attn__stochastic_check(fn, "d_in", d_in, d_out, out, in, mask, &p, 0, NULL, NULL, 0,
+                                   NULL, NULL, &jb.rows, &jb.n));
   jb.op = GUMBEL_BWD;
   jb.p = &p;
   jb.in = in;
