@@ -75,22 +75,9 @@ float attn_tanh_approx(float x) {
 /* ---- the two inner kernels, written once ------------------------------------------------------
  */
 
-/* The forward's aux (layout of add_aux_bytes): ek[c][j] = e^{2 kT[c][j]}, flag[t] = 1 when every
- * |k| of the 16 keys of tile t is <= 20, ea (4 rows of e^{2 qb}) and m2w[c] = -2 w_c. */
-typedef struct aux_view {
-  float *ek, *flag, *ea, *m2w;
-} aux_view;
-
-static aux_view aux_split(float *aux, int64_t d, int64_t Tkp) {
-  aux_view v;
-  v.ek = aux;
-  v.flag = (float *)((char *)aux + fl(d * Tkp));
-  v.ea = (float *)((char *)v.flag + fl(Tkp / LANES));
-  v.m2w = (float *)((char *)v.ea + fl(RB * d));
-  return v;
-}
-
-/* The prep of the portable forward: expf once per key and c (O(Tk d) per item). */
+/* The prep of the portable forward, expf once per key and c (O(Tk d) per item), into the aux
+ * (layout of add_aux_bytes): ek[c][j] = e^{2 kT[c][j]}, flag[t] = 1 when every |k| of the 16 keys
+ * of tile t is <= 20, and m2w[c] = -2 w_c (ea, 4 rows of e^{2 qb}, is the score block's). */
 static void prep_keys(float *aux, const float *kT, const float *w, int64_t d, int64_t Tkp) {
   aux_view v = aux_split(aux, d, Tkp);
   for (int64_t t = 0; t < Tkp / LANES; t++) v.flag[t] = 1.0f;
