@@ -299,6 +299,78 @@ static attn_var *b_luong(attn_nn_ctx *cx, attn_var **in, void *arg) {
   return attn_nn_luong_forward(cx, a->layer, in[0], in[1], a->key_lens, NULL);
 }
 
+/* Keys past key_lens are blocked: NaN in their rows of keys / values (Bahdanau) or hs (Luong)
+ * must not reach the output or any gradient (DESIGN.md). Batch 0 has 4 of its 6 keys; the run
+ * with NaN in keys 4 and 5 must match the run with finite values there (1e-6 relative). */
+static void test_nan_padding_layers(void) {
+  const int32_t lens[2] = {4, 6};
+  for (int which = 0; which < 2; which++) {
+    attn_nn_params ps = {0};
+    attn_nn_bahdanau bl;
+    attn_nn_luong ll;
+    memset(&ll, 0, sizeof ll);
+    if (which == 0) {
+      CHECK_OK(attn_nn_bahdanau_init(&bl, 3, 4, 5, 21, &ps));
+    } else {
+      attn_nn_luong_config cfg = attn_nn_luong_config_default(3, 4);
+      cfg.out_dim = 3;
+      CHECK_OK(attn_nn_luong_init(&ll, &cfg, 22, &ps));
+    }
+    jitter(&ps);
+    float h[2 * 3 * 3], k[2 * 6 * 4], v[2 * 6 * 2], r[64];
+    for (int i = 0; i < 18; i++) h[i] = t_uniform(&rng, -1, 1);
+    for (int i = 0; i < 48; i++) k[i] = t_uniform(&rng, -1, 1);
+    for (int i = 0; i < 24; i++) v[i] = t_uniform(&rng, -1, 1);
+    for (int i = 0; i < 64; i++) r[i] = t_uniform(&rng, -1, 1);
+    float *res[2] = {NULL, NULL};
+    int64_t nres = 0;
+    for (int poisoned = 0; poisoned < 2; poisoned++) {
+      if (poisoned)
+        for (int t = 4; t < 6; t++) {
+          for (int c = 0; c < 4; c++) k[t * 4 + c] = NAN;
+          for (int c = 0; c < 2; c++) v[t * 2 + c] = NAN;
+        }
+      for (int64_t i = 0; i < ps.n; i++) attn_nn_zero_grad(ps.items[i]);
+      attn_nn_ctx_reset(ctx);
+      attn_var *vh = attn_nn_tensor(ctx, 3, S(2, 3, 3), h, 1);
+      attn_var *vk = attn_nn_tensor(ctx, 3, S(2, 6, 4), k, 1);
+      attn_var *vv = attn_nn_tensor(ctx, 3, S(2, 6, 2), v, 1);
+      attn_var *y = which == 0 ? attn_nn_bahdanau_forward(ctx, &bl, vh, vk, vv, lens, NULL)
+                               : attn_nn_luong_forward(ctx, &ll, vh, vk, lens, NULL);
+      CHECK(y != NULL, "%s: %s", which ? "Luong" : "Bahdanau", attn_nn_ctx_error(ctx));
+      if (!y) break;
+      CHECK_OK(attn_backward_from(y, r));
+      int64_t n = y->numel + vh->numel;
+      for (int64_t i = 0; i < ps.n; i++) n += ps.items[i]->numel;
+      float *o = res[poisoned] = malloc((size_t)n * sizeof(float));
+      memcpy(o, y->data, (size_t)y->numel * sizeof(float));
+      o += y->numel;
+      memcpy(o, vh->grad, (size_t)vh->numel * sizeof(float));
+      o += vh->numel;
+      for (int64_t i = 0; i < ps.n; i++) {
+        memcpy(o, ps.items[i]->grad, (size_t)ps.items[i]->numel * sizeof(float));
+        o += ps.items[i]->numel;
+      }
+      nres = n;
+    }
+    if (res[0] && res[1]) {
+      int64_t bad = 0;
+      for (int64_t i = 0; i < nres; i++)
+        bad += !(isfinite(res[1][i]) &&
+                 fabsf(res[0][i] - res[1][i]) <= 1e-6f * (1.0f + fabsf(res[0][i])));
+      CHECK(bad == 0, "%s: %lld of %lld values and gradients moved by NaN at blocked keys",
+            which ? "Luong" : "Bahdanau", (long long)bad, (long long)nres);
+    }
+    free(res[0]);
+    free(res[1]);
+    if (which == 0)
+      attn_nn_bahdanau_free(&bl);
+    else
+      attn_nn_luong_free(&ll);
+    attn_nn_params_clear(&ps);
+  }
+}
+
 static void test_layers(void) {
   {
     attn_nn_params ps = {0};
@@ -1023,6 +1095,7 @@ int main(void) {
   test_align_values();
   test_additive();
   test_layers();
+  test_nan_padding_layers();
   test_bad_inputs();
   test_failing_allocator();
   test_thread_determinism();
