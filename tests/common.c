@@ -124,3 +124,58 @@ void t_alloc_install(int64_t fail_at) {
 void t_alloc_uninstall(void) { attn_set_allocator(NULL); }
 int64_t t_alloc_live(void) { return alloc_live; }
 int64_t t_alloc_count(void) { return alloc_count; }
+
+attn_tensor t_view_ld(void *data, int nd, const int64_t *shape, int64_t ld) {
+  attn_tensor t;
+  memset(&t, 0, sizeof t);
+  t.data = data;
+  t.dtype = ATTN_DTYPE_F32;
+  t.ndim = nd;
+  int64_t st = 1;
+  for (int i = nd - 1; i >= 0; i--) {
+    t.shape[i] = shape[i];
+    t.stride[i] = st;
+    st *= i == nd - 1 ? ld : shape[i];
+  }
+  return t;
+}
+
+attn_tensor t_view3(void *data, int64_t B, int64_t T, int64_t n, int64_t ld) {
+  const int64_t shape[3] = {B, T, n};
+  return t_view_ld(data, 3, shape, ld);
+}
+
+attn_tensor t_vec(float *x, int64_t n) {
+  int64_t shape[1] = {n};
+  return attn_tensor_make(x, ATTN_DTYPE_F32, 1, shape);
+}
+
+void t_expect_error(attn_status got, attn_status want, const char *needle, const char *what) {
+  CHECK(got == want, "%s: got %s, want %s (%s)", what, attn_status_str(got), attn_status_str(want),
+        attn_last_error());
+  if (needle)
+    CHECK(strstr(attn_last_error(), needle) != NULL, "%s: message '%s' does not name '%s'", what,
+          attn_last_error(), needle);
+}
+
+int64_t t_alloc_sweep(const char *what, attn_status (*run)(void *arg), void *arg, int64_t max_k) {
+  int64_t total = -1, failures = 0;
+  for (int64_t k = 1; k <= max_k; k++) {
+    t_alloc_install(k);
+    attn_status st = run(arg);
+    const int64_t live = t_alloc_live();
+    t_alloc_uninstall();
+    CHECK(live == 0, "%s: fail at %lld: %lld blocks leaked", what, (long long)k, (long long)live);
+    if (st == ATTN_OK) {
+      total = k - 1;
+      break;
+    }
+    failures++;
+    CHECK(st == ATTN_STATUS_OUT_OF_MEMORY, "%s: fail at %lld: %s (%s)", what, (long long)k,
+          attn_status_str(st), attn_last_error());
+    if (st != ATTN_STATUS_OUT_OF_MEMORY) break;
+  }
+  CHECK(total > 0 && failures == total, "%s: %lld allocation points, %lld failures", what,
+        (long long)total, (long long)failures);
+  return total;
+}

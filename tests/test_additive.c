@@ -16,24 +16,9 @@
 
 static bool quick;
 
-static float *F(const t_buf *b) {
-  return (float *)b->data;
-}
-
+/* Row-major with the innermost rows padded by `pad` elements. */
 static attn_tensor view(t_buf *b, int nd, const int64_t *shape, int64_t pad) {
-  /* Row-major with the innermost rows padded by `pad` elements. */
-  attn_tensor t;
-  memset(&t, 0, sizeof t);
-  t.data = b->data;
-  t.dtype = ATTN_DTYPE_F32;
-  t.ndim = nd;
-  int64_t s = 1;
-  for (int d = nd - 1; d >= 0; d--) {
-    t.shape[d] = shape[d];
-    t.stride[d] = s;
-    s *= d == nd - 1 ? shape[d] + pad : shape[d];
-  }
-  return t;
+  return t_view_ld(b->data, nd, shape, shape[nd - 1] + pad);
 }
 
 static int64_t extent(int nd, const int64_t *shape, int64_t pad) {
@@ -197,25 +182,25 @@ static void prob_make(prob *p, t_rng *rng) {
     for (int64_t i = 0; i < t->shape[0]; i++)
       for (int64_t j = 0; j < t->shape[1]; j++)
         for (int64_t c = 0; c < t->shape[2]; c++)
-          F(ins[k])[i * t->stride[0] + j * t->stride[1] + c] = t_normal(rng);
+          t_f32(ins[k])[i * t->stride[0] + j * t->stride[1] + c] = t_normal(rng);
   }
   for (int64_t c = 0; c < p->d; c++) {
-    F(&p->w)[c] = t_normal(rng);
-    F(&p->b)[c] = 0.5f * t_normal(rng);
+    t_f32(&p->w)[c] = t_normal(rng);
+    t_f32(&p->b)[c] = 0.5f * t_normal(rng);
   }
   if (p->big) /* in the first rows of q1 and every 40th key of k2: some tiles fall back */
     for (int64_t n = 0; n < 2 * p->d; n++) {
       float x = t_uniform(rng, 21.0f, 40.0f) * (n % 2 ? -1.0f : 1.0f);
       int64_t c = t_int(rng, 0, p->d - 1);
-      F(&p->q1)[(n % (p->Tq < 3 ? p->Tq : 3)) * p->tq1.stride[1] + c] = x;
-      F(&p->k2)[((n * 40) % p->Tk) * p->tk2.stride[1] + c] = -x;
+      t_f32(&p->q1)[(n % (p->Tq < 3 ? p->Tq : 3)) * p->tq1.stride[1] + c] = x;
+      t_f32(&p->k2)[((n * 40) % p->Tk) * p->tk2.stride[1] + c] = -x;
     }
   int64_t nm = sm[0] * sm[1] * sm[2];
   for (int64_t i = 0; i < nm; i++)
-    F(&p->mask)[i] = t_uniform(rng, 0.0f, 1.0f) < 0.25f ? -INFINITY : 0.3f * t_normal(rng);
+    t_f32(&p->mask)[i] = t_uniform(rng, 0.0f, 1.0f) < 0.25f ? -INFINITY : 0.3f * t_normal(rng);
   if (p->mask_mode == 1)
-    for (int64_t j = 0; j < p->Tk; j++) F(&p->mask)[(p->B * p->Tq - 1) * p->Tk + j] = -INFINITY;
-  if (p->mask_mode == 3) F(&p->mask)[0] = -INFINITY;
+    for (int64_t j = 0; j < p->Tk; j++) t_f32(&p->mask)[(p->B * p->Tq - 1) * p->Tk + j] = -INFINITY;
+  if (p->mask_mode == 3) t_f32(&p->mask)[0] = -INFINITY;
   p->prm = attn_additive_params_default();
   p->prm.mask = p->mask_mode ? &p->tmask : NULL;
 }
@@ -325,9 +310,9 @@ static void compare_case(prob *p, t_rng *rng) {
   results first, base;
   memset(&base, 0, sizeof base);
   double W = 1.0, vmax = 0.0;
-  for (int64_t c = 0; c < p->d; c++) W += fabs((double)F(&p->w)[c]);
+  for (int64_t c = 0; c < p->d; c++) W += fabs((double)t_f32(&p->w)[c]);
   for (int64_t i = 0; i < p->v.n; i++)
-    if (!isnan(F(&p->v)[i])) vmax = fmax(vmax, fabs((double)F(&p->v)[i]));
+    if (!isnan(t_f32(&p->v)[i])) vmax = fmax(vmax, fabs((double)t_f32(&p->v)[i]));
   for (int isa = ATTN_ISA_SCALAR; isa <= ATTN_ISA_AVX512; isa++) {
     if (!attn_cpu_supports((attn_isa)isa)) continue;
     CHECK_OK(attn_set_isa((attn_isa)isa));
@@ -438,8 +423,8 @@ static double loss(prob *p) {
                                      p->has_b ? &p->tb : NULL, &p->prm));
   double l = 0.0;
   for (int64_t i = 0; i < p->out.n; i++)
-    if (!isnan(F(&p->out)[i]) && !isnan(F(&p->dout)[i]))
-      l += (double)F(&p->out)[i] * (double)F(&p->dout)[i];
+    if (!isnan(t_f32(&p->out)[i]) && !isnan(t_f32(&p->dout)[i]))
+      l += (double)t_f32(&p->out)[i] * (double)t_f32(&p->dout)[i];
   return l;
 }
 
@@ -477,13 +462,13 @@ static void test_finite_differences(void) {
       /* Walk the logical elements in the order gather() uses. */
       int64_t idx = 0;
       for (int64_t e = 0; e < ins[k]->n; e++) {
-        if (isnan(F(ins[k])[e])) continue; /* padding */
-        float x0 = F(ins[k])[e];
-        F(ins[k])[e] = x0 + h;
+        if (isnan(t_f32(ins[k])[e])) continue; /* padding */
+        float x0 = t_f32(ins[k])[e];
+        t_f32(ins[k])[e] = x0 + h;
         double lp = loss(&p);
-        F(ins[k])[e] = x0 - h;
+        t_f32(ins[k])[e] = x0 - h;
         double lm = loss(&p);
-        F(ins[k])[e] = x0;
+        t_f32(ins[k])[e] = x0;
         double fd = (lp - lm) / (2.0 * (double)h);
         CHECK(fabs(fd - g.r[rk][idx]) <= 2e-3 * (1.0 + gmax),
               "rep %d: %s[%lld] ref %.6g, finite "
@@ -517,9 +502,9 @@ static void test_nan_blocked(void) {
   p.mask_mode = 2; /* (1, 1, Tk) */
   p.has_b = true;
   prob_make(&p, &rng);
-  for (int64_t j = 0; j < p.Tk; j++) F(&p.mask)[j] = j == 3 ? -INFINITY : 0.0f;
-  for (int64_t c = 0; c < p.d; c++) F(&p.k2)[3 * p.d + c] = NAN;
-  for (int64_t c = 0; c < p.Dv; c++) F(&p.v)[3 * p.Dv + c] = NAN;
+  for (int64_t j = 0; j < p.Tk; j++) t_f32(&p.mask)[j] = j == 3 ? -INFINITY : 0.0f;
+  for (int64_t c = 0; c < p.d; c++) t_f32(&p.k2)[3 * p.d + c] = NAN;
+  for (int64_t c = 0; c < p.Dv; c++) t_f32(&p.v)[3 * p.Dv + c] = NAN;
   /* The reference, then the fast path on each ISA (its kernels differ: AVX-512 has its own). */
   for (int run = -1; run <= ATTN_ISA_AVX512; run++) {
     if (run >= 0 && !attn_cpu_supports((attn_isa)run)) continue;
@@ -559,6 +544,17 @@ static void test_workspace_bound(void) {
         "workspace forward %zu, backward %zu bytes for %d threads", f, b, th);
   printf("workspace at B 8, T 1024, d 128, %d threads: forward %zu, backward %zu bytes\n", th, f,
          b);
+  /* A negative dim is not a size (the backward's partials scale with Tq). */
+  const int64_t bad[3][3] = {{-1, 1024, 128}, {8, -1, 128}, {8, 1024, 0}};
+  for (int i = 0; i < 3; i++) {
+    attn_tensor qb = attn_tensor_make(&dummy, ATTN_DTYPE_F32, 3, bad[i]);
+    for (int bw = 0; bw < 2; bw++) {
+      size_t got = 7;
+      t_expect_error(attn_additive_workspace_size(&got, bw, &qb, &q, &v),
+                     ATTN_STATUS_INVALID_ARGUMENT, "Tq >= 0", "workspace size of a bad q1");
+      CHECK(got == 7, "size written on error: %zu", got);
+    }
+  }
 }
 
 static void test_bad_inputs(void) {

@@ -17,29 +17,6 @@
 
 static bool quick;
 
-static float *F(const t_buf *b) { return (float *)b->data; }
-
-/* A (B, T, n) view with row stride ld >= n. */
-static attn_tensor view3(t_buf *b, int64_t B, int64_t T, int64_t n, int64_t ld) {
-  attn_tensor t;
-  memset(&t, 0, sizeof t);
-  t.data = b->data;
-  t.dtype = ATTN_DTYPE_F32;
-  t.ndim = 3;
-  t.shape[0] = B;
-  t.shape[1] = T;
-  t.shape[2] = n;
-  t.stride[0] = T * ld;
-  t.stride[1] = ld;
-  t.stride[2] = 1;
-  return t;
-}
-
-static attn_tensor vec(float *x, int64_t n) {
-  int64_t shape[1] = {n};
-  return attn_tensor_make(x, ATTN_DTYPE_F32, 1, shape);
-}
-
 static const char *kind_name(attn_align_kind k) {
   static const char *names[] = {"softmax", "sigmoid", "hardmax", "sparsemax", "entmax15", "bisect"};
   return names[k];
@@ -49,7 +26,7 @@ static const char *kind_name(attn_align_kind k) {
 
 static void test_known_values(void) {
   float x[3] = {-2.0f, 0.0f, 0.5f}, a[3], b[3];
-  attn_tensor tx = vec(x, 3), ta = vec(a, 3), tb = vec(b, 3);
+  attn_tensor tx = t_vec(x, 3), ta = t_vec(a, 3), tb = t_vec(b, 3);
   struct {
     attn_align_kind kind;
     float alpha;
@@ -94,7 +71,7 @@ static void test_simplex(void) {
   t_rng rng = t_rng_make(11);
   enum { n = 50 };
   float x[n], a[n];
-  attn_tensor tx = vec(x, n), ta = vec(a, n);
+  attn_tensor tx = t_vec(x, n), ta = t_vec(a, n);
   attn_align_kind kinds[] = {ATTN_ALIGN_SOFTMAX, ATTN_ALIGN_SPARSEMAX, ATTN_ALIGN_ENTMAX15,
                              ATTN_ALIGN_ENTMAX_BISECT};
   for (int rep = 0; rep < 20; rep++) {
@@ -129,7 +106,7 @@ static void test_simplex(void) {
 /* softmax(x / T) -> hardmax(x) as T -> 0, monotonically. */
 static void test_temperature_limit(void) {
   float x[5] = {-2.0f, 0.0f, 0.5f, 0.3f, 0.45f}, a[5], h[5];
-  attn_tensor tx = vec(x, 5), ta = vec(a, 5), th = vec(h, 5);
+  attn_tensor tx = t_vec(x, 5), ta = t_vec(a, 5), th = t_vec(h, 5);
   attn_align_params p = attn_align_params_default();
   p.kind = ATTN_ALIGN_HARDMAX;
   CHECK_OK(attn_align_forward(&th, &tx, NULL, &p, NULL, 0));
@@ -149,7 +126,7 @@ static void test_temperature_limit(void) {
   CHECK(prev < 1e-6, "T = 0.001: distance to hardmax %g", prev);
   /* Ties go to the lowest index; blocked positions are never chosen. */
   float y[4] = {1.0f, 3.0f, 3.0f, 5.0f}, m[4] = {0.0f, 0.0f, 0.0f, -INFINITY};
-  attn_tensor ty = vec(y, 4), tm = vec(m, 4), tb = vec(a, 4);
+  attn_tensor ty = t_vec(y, 4), tm = t_vec(m, 4), tb = t_vec(a, 4);
   p.kind = ATTN_ALIGN_HARDMAX;
   p.temperature = 1.0f;
   CHECK_OK(attn_align_forward(&tb, &ty, &tm, &p, NULL, 0));
@@ -162,7 +139,7 @@ static void test_bisect_limits(void) {
   t_rng rng = t_rng_make(5);
   enum { n = 37 };
   float x[n], a[n], b[n];
-  attn_tensor tx = vec(x, n), ta = vec(a, n), tb = vec(b, n);
+  attn_tensor tx = t_vec(x, n), ta = t_vec(a, n), tb = t_vec(b, n);
   for (int rep = 0; rep < 20; rep++) {
     for (int j = 0; j < n; j++) x[j] = 2.0f * t_normal(&rng);
     for (int which = 0; which < 2; which++) {
@@ -221,15 +198,15 @@ static void rbufs_make(rbufs *b, const rcase *c, t_rng *rng) {
   t_buf_fill(&b->din_r, NAN);
   t_buf_fill(&b->dpos_f, NAN);
   t_buf_fill(&b->dpos_r, NAN);
-  b->tin = view3(&b->in, c->B, c->T, c->n, c->ld);
-  b->tout_f = view3(&b->out_f, c->B, c->T, c->n, c->ld);
-  b->tout_r = view3(&b->out_r, c->B, c->T, c->n, c->ld);
-  b->tdout = view3(&b->dout, c->B, c->T, c->n, c->ld);
-  b->tdin_f = view3(&b->din_f, c->B, c->T, c->n, c->ld);
-  b->tdin_r = view3(&b->din_r, c->B, c->T, c->n, c->ld);
+  b->tin = t_view3(b->in.data, c->B, c->T, c->n, c->ld);
+  b->tout_f = t_view3(b->out_f.data, c->B, c->T, c->n, c->ld);
+  b->tout_r = t_view3(b->out_r.data, c->B, c->T, c->n, c->ld);
+  b->tdout = t_view3(b->dout.data, c->B, c->T, c->n, c->ld);
+  b->tdin_f = t_view3(b->din_f.data, c->B, c->T, c->n, c->ld);
+  b->tdin_r = t_view3(b->din_r.data, c->B, c->T, c->n, c->ld);
   /* Positions k + u with |u| <= 0.4, so round() is stable under the finite-difference step. */
   for (int64_t r = 0; r < b->rows; r++)
-    F(&b->pos)[r] = (float)t_int(rng, 0, c->n - 1) + t_uniform(rng, -0.4f, 0.4f);
+    t_f32(&b->pos)[r] = (float)t_int(rng, 0, c->n - 1) + t_uniform(rng, -0.4f, 0.4f);
   int64_t mB = c->B, mT = c->T, mn = c->n;
   if (c->mask_mode == 2) mB = mT = 1;
   if (c->mask_mode == 3) mn = 1;
@@ -237,11 +214,11 @@ static void rbufs_make(rbufs *b, const rcase *c, t_rng *rng) {
   t_buf_fill_normal(&b->mask, rng, 0.5f);
   if (c->mask_mode == 1 || c->mask_mode == 2)
     for (int64_t i = 0; i < mB * mT * mn; i++)
-      if (t_uniform(rng, 0.0f, 1.0f) < 0.25f) F(&b->mask)[i] = -INFINITY;
+      if (t_uniform(rng, 0.0f, 1.0f) < 0.25f) t_f32(&b->mask)[i] = -INFINITY;
   if (c->mask_mode == 1)
-    for (int64_t j = 0; j < mn; j++) F(&b->mask)[(mB * mT - 1) * mn + j] = -INFINITY;
-  if (c->mask_mode == 3) F(&b->mask)[0] = -INFINITY; /* row 0 fully blocked */
-  b->tmask = view3(&b->mask, mB, mT, mn, mn);
+    for (int64_t j = 0; j < mn; j++) t_f32(&b->mask)[(mB * mT - 1) * mn + j] = -INFINITY;
+  if (c->mask_mode == 3) t_f32(&b->mask)[0] = -INFINITY; /* row 0 fully blocked */
+  b->tmask = t_view3(b->mask.data, mB, mT, mn, mn);
 }
 
 static void rbufs_free(rbufs *b) {
@@ -261,7 +238,7 @@ static bool row_blocked(const rcase *c, const rbufs *b, int64_t r) {
     int64_t idx = c->mask_mode == 2 ? j
                   : c->mask_mode == 3 ? bi * c->T + ti
                                       : (bi * c->T + ti) * c->n + j;
-    if (F(&b->mask)[idx] != -INFINITY) return false;
+    if (t_f32(&b->mask)[idx] != -INFINITY) return false;
   }
   return true;
 }
@@ -270,7 +247,7 @@ static void compare_case(const rcase *c, t_rng *rng, int *n_cases) {
   rbufs b;
   rbufs_make(&b, c, rng);
   attn_align_params p = c->p;
-  p.positions = F(&b.pos);
+  p.positions = t_f32(&b.pos);
   const attn_tensor *mask = c->mask_mode ? &b.tmask : NULL;
   char what[200];
   snprintf(what, sizeof what, "%s alpha %g st %d T %g local %d D %lld (B %lld, T %lld, n %lld) mask %d",
@@ -286,7 +263,7 @@ static void compare_case(const rcase *c, t_rng *rng, int *n_cases) {
     bool blocked = row_blocked(c, &b, r);
     for (int64_t j = 0; j < c->n; j++) {
       int64_t i = r * c->ld + j;
-      float f = F(&b.out_f)[i], g = F(&b.out_r)[i];
+      float f = t_f32(&b.out_f)[i], g = t_f32(&b.out_r)[i];
       double err = fabs((double)f - (double)g);
       CHECK(err <= ftol_abs + 2e-5 * fabs(g) && !isnan(f), "%s: out[%lld,%lld] fast %.8g ref %.8g",
             what, (long long)r, (long long)j, (double)f, (double)g);
@@ -296,18 +273,18 @@ static void compare_case(const rcase *c, t_rng *rng, int *n_cases) {
     }
   }
   if (!loose) {
-    CHECK_OK(attn_align_backward(&b.tdin_f, F(&b.dpos_f), &b.tdout, &b.tout_f, &b.tin, mask, &p,
+    CHECK_OK(attn_align_backward(&b.tdin_f, t_f32(&b.dpos_f), &b.tdout, &b.tout_f, &b.tin, mask, &p,
                                  NULL, 0));
-    CHECK_OK(attn_align_backward_ref(&b.tdin_r, F(&b.dpos_r), &b.tdout, &b.tout_r, &b.tin, mask,
+    CHECK_OK(attn_align_backward_ref(&b.tdin_r, t_f32(&b.dpos_r), &b.tdout, &b.tout_r, &b.tin, mask,
                                      &p));
     double mx = 0.0;
     for (int64_t i = 0; i < b.rows * c->ld; i++)
-      if (i % c->ld < c->n) mx = fmax(mx, fabs((double)F(&b.din_r)[i]));
+      if (i % c->ld < c->n) mx = fmax(mx, fabs((double)t_f32(&b.din_r)[i]));
     for (int64_t r = 0; r < b.rows; r++) {
       bool blocked = row_blocked(c, &b, r);
       for (int64_t j = 0; j < c->n; j++) {
         int64_t i = r * c->ld + j;
-        float f = F(&b.din_f)[i], g = F(&b.din_r)[i];
+        float f = t_f32(&b.din_f)[i], g = t_f32(&b.din_r)[i];
         CHECK(fabs((double)f - (double)g) <= 1e-4 * (1.0 + mx) && !isnan(f),
               "%s: d_in[%lld,%lld] fast %.8g ref %.8g", what, (long long)r, (long long)j,
               (double)f, (double)g);
@@ -316,15 +293,15 @@ static void compare_case(const rcase *c, t_rng *rng, int *n_cases) {
       }
       /* Padding between rows is never written. */
       for (int64_t j = c->n; j < c->ld; j++)
-        CHECK(isnan(F(&b.din_f)[r * c->ld + j]) && isnan(F(&b.out_f)[r * c->ld + j]),
+        CHECK(isnan(t_f32(&b.din_f)[r * c->ld + j]) && isnan(t_f32(&b.out_f)[r * c->ld + j]),
               "%s: padding of row %lld written", what, (long long)r);
       if (p.local == ATTN_ALIGN_LOCAL_P) {
-        float f = F(&b.dpos_f)[r], g = F(&b.dpos_r)[r];
+        float f = t_f32(&b.dpos_f)[r], g = t_f32(&b.dpos_r)[r];
         CHECK(fabs((double)f - (double)g) <= 1e-4 * (1.0 + fabs((double)g)),
               "%s: d_positions[%lld] fast %.8g ref %.8g", what, (long long)r, (double)f,
               (double)g);
       } else {
-        CHECK(isnan(F(&b.dpos_f)[r]), "%s: d_positions written without local-p", what);
+        CHECK(isnan(t_f32(&b.dpos_f)[r]), "%s: d_positions written without local-p", what);
       }
     }
   }
@@ -369,7 +346,7 @@ static void test_fast_vs_ref(void) {
 /* L = sum_j w_j a_j(x) for one row, through the reference (double inside). */
 static double loss(const attn_align_params *p, float *x, const float *m, const float *w, float *a,
                    int64_t n) {
-  attn_tensor tx = vec(x, n), ta = vec(a, n), tm = vec((float *)m, n);
+  attn_tensor tx = t_vec(x, n), ta = t_vec(a, n), tm = t_vec((float *)m, n);
   attn_status st = attn_align_forward_ref(&ta, &tx, m ? &tm : NULL, p);
   CHECK(st == ATTN_OK, "loss: %s", attn_last_error());
   double l = 0.0;
@@ -396,8 +373,8 @@ static void fd_case(attn_align_params p, int64_t n, bool masked, t_rng *rng) {
   pos[0] = (float)t_int(rng, 0, n - 1) + t_uniform(rng, -0.35f, 0.35f);
   p.positions = pos;
   const float *mk = masked ? m : NULL;
-  attn_tensor tx = vec(x, n), ta = vec(a, n), tw = vec(w, n), tm = vec(m, n);
-  attn_tensor tdf = vec(dx_f, n), tdr = vec(dx_r, n);
+  attn_tensor tx = t_vec(x, n), ta = t_vec(a, n), tw = t_vec(w, n), tm = t_vec(m, n);
+  attn_tensor tdf = t_vec(dx_f, n), tdr = t_vec(dx_r, n);
   CHECK_OK(attn_align_forward_ref(&ta, &tx, mk ? &tm : NULL, &p));
   CHECK_OK(attn_align_backward(&tdf, dpos_f, &tw, &ta, &tx, mk ? &tm : NULL, &p, NULL, 0));
   CHECK_OK(attn_align_backward_ref(&tdr, dpos_r, &tw, &ta, &tx, mk ? &tm : NULL, &p));
@@ -625,7 +602,7 @@ static void test_threads_and_in_place(void) {
 /* NaN in a blocked score stays out; NaN or +inf in an unblocked one makes the row NaN. */
 static void test_nan(void) {
   float x[4] = {0.5f, NAN, 1.0f, -1.0f}, m[4] = {0.0f, -INFINITY, 0.0f, 0.0f}, a[4];
-  attn_tensor tx = vec(x, 4), tm = vec(m, 4), ta = vec(a, 4);
+  attn_tensor tx = t_vec(x, 4), tm = t_vec(m, 4), ta = t_vec(a, 4);
   for (int kind = 0; kind <= ATTN_ALIGN_ENTMAX_BISECT; kind++)
     for (int use_ref = 0; use_ref < 2; use_ref++) {
       attn_align_params p = attn_align_params_default();
@@ -658,14 +635,6 @@ static void test_nan(void) {
 
 /* ---- bad inputs ----------------------------------------------------------------------------- */
 
-static void expect_error(attn_status got, attn_status want, const char *needle, const char *what) {
-  CHECK(got == want, "%s: got %s, want %s (%s)", what, attn_status_str(got), attn_status_str(want),
-        attn_last_error());
-  if (needle)
-    CHECK(strstr(attn_last_error(), needle) != NULL, "%s: message '%s' does not name '%s'", what,
-          attn_last_error(), needle);
-}
-
 static void test_bad_inputs(void) {
   float x[12], o[12], g[12], pos[3];
   for (int i = 0; i < 12; i++) {
@@ -678,98 +647,98 @@ static void test_bad_inputs(void) {
   attn_tensor to = attn_tensor_make(o, ATTN_DTYPE_F32, 2, shape);
   attn_tensor tg = attn_tensor_make(g, ATTN_DTYPE_F32, 2, shape);
   attn_align_params p = attn_align_params_default();
-  expect_error(attn_align_forward(NULL, &tx, NULL, &p, NULL, 0), ATTN_STATUS_NULL_POINTER, "out",
-               "NULL out");
-  expect_error(attn_align_forward(&to, NULL, NULL, &p, NULL, 0), ATTN_STATUS_NULL_POINTER, "in",
-               "NULL in");
-  expect_error(attn_align_forward_ref(&to, NULL, NULL, &p), ATTN_STATUS_NULL_POINTER, "in",
-               "NULL in (ref)");
+  t_expect_error(attn_align_forward(NULL, &tx, NULL, &p, NULL, 0), ATTN_STATUS_NULL_POINTER, "out",
+                 "NULL out");
+  t_expect_error(attn_align_forward(&to, NULL, NULL, &p, NULL, 0), ATTN_STATUS_NULL_POINTER, "in",
+                 "NULL in");
+  t_expect_error(attn_align_forward_ref(&to, NULL, NULL, &p), ATTN_STATUS_NULL_POINTER, "in",
+                 "NULL in (ref)");
   p.temperature = 0.0f;
-  expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "temperature", "temperature 0");
+  t_expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
+                 "temperature", "temperature 0");
   p.temperature = -1.0f;
-  expect_error(attn_align_forward_ref(&to, &tx, NULL, &p), ATTN_STATUS_INVALID_ARGUMENT,
-               "temperature", "temperature -1");
+  t_expect_error(attn_align_forward_ref(&to, &tx, NULL, &p), ATTN_STATUS_INVALID_ARGUMENT,
+                 "temperature", "temperature -1");
   p.temperature = NAN;
-  expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "temperature", "temperature NaN");
+  t_expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
+                 "temperature", "temperature NaN");
   p = attn_align_params_default();
   p.kind = ATTN_ALIGN_ENTMAX_BISECT;
   p.alpha = 1.0f;
-  expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "alpha", "alpha 1");
+  t_expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
+                 "alpha", "alpha 1");
   p.alpha = 0.5f;
-  expect_error(attn_align_backward(&tg, NULL, &tx, &tx, &tx, NULL, &p, NULL, 0),
-               ATTN_STATUS_INVALID_ARGUMENT, "alpha", "alpha 0.5 (backward)");
+  t_expect_error(attn_align_backward(&tg, NULL, &tx, &tx, &tx, NULL, &p, NULL, 0),
+                 ATTN_STATUS_INVALID_ARGUMENT, "alpha", "alpha 0.5 (backward)");
   p.alpha = 1.5f;
   p.n_iter = 0;
-  expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "n_iter", "n_iter 0");
+  t_expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
+                 "n_iter", "n_iter 0");
   p = attn_align_params_default();
   p.kind = (attn_align_kind)17;
-  expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "kind", "bad kind");
+  t_expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
+                 "kind", "bad kind");
   p = attn_align_params_default();
   /* Shapes. */
   int64_t shape_b[2] = {3, 5};
   attn_tensor tbad = attn_tensor_make(o, ATTN_DTYPE_F32, 2, shape_b);
-  expect_error(attn_align_forward(&tbad, &tx, NULL, &p, NULL, 0), ATTN_STATUS_SHAPE_MISMATCH,
-               "out", "out shape");
+  t_expect_error(attn_align_forward(&tbad, &tx, NULL, &p, NULL, 0), ATTN_STATUS_SHAPE_MISMATCH,
+                 "out", "out shape");
   int64_t shape_m[2] = {2, 4};
   attn_tensor tmb = attn_tensor_make(g, ATTN_DTYPE_F32, 2, shape_m);
-  expect_error(attn_align_forward(&to, &tx, &tmb, &p, NULL, 0), ATTN_STATUS_SHAPE_MISMATCH, "mask",
-               "mask shape");
+  t_expect_error(attn_align_forward(&to, &tx, &tmb, &p, NULL, 0), ATTN_STATUS_SHAPE_MISMATCH,
+                 "mask", "mask shape");
   int64_t shape_0[2] = {3, 0};
   attn_tensor t0 = attn_tensor_make(x, ATTN_DTYPE_F32, 2, shape_0);
   attn_tensor t0o = attn_tensor_make(o, ATTN_DTYPE_F32, 2, shape_0);
-  expect_error(attn_align_forward(&t0o, &t0, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "no positions", "empty keys");
+  t_expect_error(attn_align_forward(&t0o, &t0, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
+                 "no positions", "empty keys");
   attn_tensor th = tx;
   th.dtype = ATTN_DTYPE_F16;
-  expect_error(attn_align_forward(&to, &th, NULL, &p, NULL, 0), ATTN_STATUS_UNSUPPORTED_DTYPE, "in",
-               "f16");
+  t_expect_error(attn_align_forward(&to, &th, NULL, &p, NULL, 0), ATTN_STATUS_UNSUPPORTED_DTYPE,
+                 "in", "f16");
   attn_tensor ts = tx;
   ts.stride[1] = 2;
-  expect_error(attn_align_forward(&to, &ts, NULL, &p, NULL, 0), ATTN_STATUS_BAD_STRIDE, "in",
-               "stride");
+  t_expect_error(attn_align_forward(&to, &ts, NULL, &p, NULL, 0), ATTN_STATUS_BAD_STRIDE, "in",
+                 "stride");
   /* Aliasing: a shifted view of in. */
   int64_t shape_s[2] = {2, 4};
   attn_tensor txs = attn_tensor_make(x, ATTN_DTYPE_F32, 2, shape_s);
   attn_tensor txs2 = attn_tensor_make(x + 4, ATTN_DTYPE_F32, 2, shape_s);
-  expect_error(attn_align_forward(&txs2, &txs, NULL, &p, NULL, 0), ATTN_STATUS_ALIASING, "overlaps",
-               "partial overlap");
-  expect_error(attn_align_backward(&tx, NULL, &tg, &to, &tx, NULL, &p, NULL, 0),
-               ATTN_STATUS_ALIASING, "d_in", "d_in aliases in");
-  expect_error(attn_align_backward(&to, NULL, NULL, &to, &tx, NULL, &p, NULL, 0),
-               ATTN_STATUS_NULL_POINTER, "d_out", "NULL d_out");
+  t_expect_error(attn_align_forward(&txs2, &txs, NULL, &p, NULL, 0), ATTN_STATUS_ALIASING,
+                 "overlaps", "partial overlap");
+  t_expect_error(attn_align_backward(&tx, NULL, &tg, &to, &tx, NULL, &p, NULL, 0),
+                 ATTN_STATUS_ALIASING, "d_in", "d_in aliases in");
+  t_expect_error(attn_align_backward(&to, NULL, NULL, &to, &tx, NULL, &p, NULL, 0),
+                 ATTN_STATUS_NULL_POINTER, "d_out", "NULL d_out");
   /* Local windows. */
   p.local = ATTN_ALIGN_LOCAL_M;
   p.window = -1;
-  expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "window", "D < 0");
+  t_expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
+                 "window", "D < 0");
   int64_t shape_l[2] = {6, 2}; /* rows t = 0..5 over n = 2 keys: t = 3 sees nothing with D = 1 */
   attn_tensor tl = attn_tensor_make(x, ATTN_DTYPE_F32, 2, shape_l);
   attn_tensor tlo = attn_tensor_make(o, ATTN_DTYPE_F32, 2, shape_l);
   p.window = 1;
-  expect_error(attn_align_forward(&tlo, &tl, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "outside the sequence", "local-m window outside");
+  t_expect_error(attn_align_forward(&tlo, &tl, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
+                 "outside the sequence", "local-m window outside");
   p.window = 4;
   CHECK_OK(attn_align_forward(&tlo, &tl, NULL, &p, NULL, 0));
   for (int i = 0; i < 12; i++) o[i] = 42.0f;
   p.local = ATTN_ALIGN_LOCAL_P;
   p.window = 1;
   p.positions = NULL;
-  expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_NULL_POINTER,
-               "positions", "NULL positions");
+  t_expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_NULL_POINTER,
+                 "positions", "NULL positions");
   pos[0] = 1.0f;
   pos[1] = 5.6f; /* centre 6, window [5, 7] misses [0, 3] */
   pos[2] = 0.0f;
   p.positions = pos;
-  expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "positions[1]", "local-p window outside");
+  t_expect_error(attn_align_forward(&to, &tx, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
+                 "positions[1]", "local-p window outside");
   pos[1] = NAN;
-  expect_error(attn_align_forward_ref(&to, &tx, NULL, &p), ATTN_STATUS_INVALID_ARGUMENT,
-               "positions[1]", "NaN position");
+  t_expect_error(attn_align_forward_ref(&to, &tx, NULL, &p), ATTN_STATUS_INVALID_ARGUMENT,
+                 "positions[1]", "NaN position");
   pos[1] = 4.4f; /* centre 4, window [3, 5] meets [0, 3]: allowed */
   CHECK_OK(attn_align_forward(&to, &tx, NULL, &p, NULL, 0));
   CHECK(o[4 + 3] > 0.0f && o[4 + 0] == 0.0f, "edge window: %g %g", (double)o[7], (double)o[4]);

@@ -14,25 +14,6 @@
 
 static bool quick;
 
-static float *F(const t_buf *b) {
-  return (float *)b->data;
-}
-
-static attn_tensor view3(void *data, int64_t B, int64_t T, int64_t n, int64_t ld) {
-  attn_tensor t;
-  memset(&t, 0, sizeof t);
-  t.data = data;
-  t.dtype = ATTN_DTYPE_F32;
-  t.ndim = 3;
-  t.shape[0] = B;
-  t.shape[1] = T;
-  t.shape[2] = n;
-  t.stride[0] = T * ld;
-  t.stride[1] = ld;
-  t.stride[2] = 1;
-  return t;
-}
-
 static const char *mode_name(attn_monotonic_mode m) {
   return m == ATTN_MONOTONIC_RECURSIVE  ? "recursive"
          : m == ATTN_MONOTONIC_PARALLEL ? "parallel"
@@ -151,7 +132,22 @@ static void test_nan(void) {
         CHECK(finite && d[1] == 0.0f, "%s: gradient with a blocked NaN: %g", mode_name(p.mode),
               (double)d[1]);
       }
-      if (p.mode == ATTN_MONOTONIC_HARD) continue;
+      if (p.mode == ATTN_MONOTONIC_HARD) {
+        /* Unmasked, HARD passes over a NaN like p < 0.5 (the header): step 0 of {NaN, -1, 2, 0}
+         * attends position 2. */
+        float hn[4] = {NAN, -1.0f, 2.0f, 0.0f}, ha[4] = {7, 7, 7, 7};
+        int64_t hshape[2] = {1, 4};
+        attn_tensor th = attn_tensor_make(hn, ATTN_DTYPE_F32, 2, hshape);
+        attn_tensor tha = attn_tensor_make(ha, ATTN_DTYPE_F32, 2, hshape);
+        if (use_ref)
+          CHECK_OK(attn_monotonic_forward_ref(&tha, &th, NULL, &p));
+        else
+          CHECK_OK(attn_monotonic_forward(&tha, &th, NULL, &p, NULL, 0));
+        CHECK(ha[0] == 0.0f && ha[1] == 0.0f && ha[2] == 1.0f && ha[3] == 0.0f,
+              "hard%s: unblocked NaN: %g %g %g %g", use_ref ? " ref" : "", (double)ha[0],
+              (double)ha[1], (double)ha[2], (double)ha[3]);
+        continue;
+      }
       CHECK_OK(attn_monotonic_forward(&ta, &te, NULL, &p, NULL, 0));
       CHECK(isnan(a[1]), "%s: NaN energy at an unblocked position gave %g", mode_name(p.mode),
             (double)a[1]);
@@ -218,19 +214,19 @@ static void mono_case(const mcase *c, t_rng *rng) {
   t_buf_fill_normal(&mb, rng, 0.5f);
   if (c->mask_mode == 1 || c->mask_mode == 2)
     for (int64_t i = 0; i < mB * mT * mn; i++)
-      if (t_uniform(rng, 0.0f, 1.0f) < 0.25f) F(&mb)[i] = -INFINITY;
+      if (t_uniform(rng, 0.0f, 1.0f) < 0.25f) t_f32(&mb)[i] = -INFINITY;
   if (c->mask_mode == 1) /* the middle step of the last sequence sees nothing */
-    for (int64_t j = 0; j < mn; j++) F(&mb)[((mB - 1) * mT + mT / 2) * mn + j] = -INFINITY;
-  if (c->mask_mode == 3) F(&mb)[0] = -INFINITY;
-  attn_tensor tm = view3(mb.data, mB, mT, mn, mn);
+    for (int64_t j = 0; j < mn; j++) t_f32(&mb)[((mB - 1) * mT + mT / 2) * mn + j] = -INFINITY;
+  if (c->mask_mode == 3) t_f32(&mb)[0] = -INFINITY;
+  attn_tensor tm = t_view3(mb.data, mB, mT, mn, mn);
   const attn_tensor *mask = c->mask_mode ? &tm : NULL;
-  attn_tensor te = view3(e.data, c->B, c->tq, n, c->ld),
-              taf = view3(a_f.data, c->B, c->tq, n, c->ld),
-              tar = view3(a_r.data, c->B, c->tq, n, c->ld),
-              tg = view3(g.data, c->B, c->tq, n, c->ld),
-              tdf = view3(d_f.data, c->B, c->tq, n, c->ld),
-              tdr = view3(d_r.data, c->B, c->tq, n, c->ld),
-              tt = view3(tmp.data, c->B, c->tq, n, c->ld);
+  attn_tensor te = t_view3(e.data, c->B, c->tq, n, c->ld),
+              taf = t_view3(a_f.data, c->B, c->tq, n, c->ld),
+              tar = t_view3(a_r.data, c->B, c->tq, n, c->ld),
+              tg = t_view3(g.data, c->B, c->tq, n, c->ld),
+              tdf = t_view3(d_f.data, c->B, c->tq, n, c->ld),
+              tdr = t_view3(d_r.data, c->B, c->tq, n, c->ld),
+              tt = t_view3(tmp.data, c->B, c->tq, n, c->ld);
   attn_monotonic_params p = attn_monotonic_params_default();
   p.mode = c->mode;
   p.noise_std = c->noise_std;
@@ -243,7 +239,7 @@ static void mono_case(const mcase *c, t_rng *rng) {
   for (int64_t r = 0; r < rows; r++) {
     double sum = 0.0;
     for (int64_t j = 0; j < n; j++) {
-      float f = F(&a_f)[r * c->ld + j], h = F(&a_r)[r * c->ld + j];
+      float f = t_f32(&a_f)[r * c->ld + j], h = t_f32(&a_r)[r * c->ld + j];
       if (c->mode == ATTN_MONOTONIC_HARD)
         CHECK(f == h, "%s: alpha[%lld][%lld] fast %g ref %g", what, (long long)r, (long long)j,
               (double)f, (double)h);
@@ -259,10 +255,10 @@ static void mono_case(const mcase *c, t_rng *rng) {
     for (int64_t i = c->tq / 2; i < c->tq; i++)
       for (int64_t j = 0; j < n; j++) {
         int64_t idx = ((c->B - 1) * c->tq + i) * c->ld + j;
-        CHECK(F(&a_f)[idx] == 0.0f && F(&a_r)[idx] == 0.0f,
+        CHECK(t_f32(&a_f)[idx] == 0.0f && t_f32(&a_r)[idx] == 0.0f,
               "%s: step %lld after a fully masked "
               "step has alpha %g",
-              what, (long long)i, (double)F(&a_f)[idx]);
+              what, (long long)i, (double)t_f32(&a_f)[idx]);
       }
   if (c->mode == ATTN_MONOTONIC_HARD) {
     CHECK_STATUS(attn_monotonic_backward(&tdf, &tg, &taf, &te, mask, &p, NULL, 0),
@@ -273,16 +269,16 @@ static void mono_case(const mcase *c, t_rng *rng) {
   CHECK_OK(attn_monotonic_backward_ref(&tdr, &tg, &tar, &te, mask, &p));
   double gmax = 0.0;
   for (int64_t r = 0; r < rows; r++)
-    for (int64_t j = 0; j < n; j++) gmax = fmax(gmax, fabs(F(&d_r)[r * c->ld + j]));
+    for (int64_t j = 0; j < n; j++) gmax = fmax(gmax, fabs(t_f32(&d_r)[r * c->ld + j]));
   for (int64_t r = 0; r < rows; r++)
     for (int64_t j = 0; j < n; j++) {
-      float f = F(&d_f)[r * c->ld + j], h = F(&d_r)[r * c->ld + j];
+      float f = t_f32(&d_f)[r * c->ld + j], h = t_f32(&d_r)[r * c->ld + j];
       CHECK(fabs(f - h) <= 1e-5 * (1 + gmax), "%s: d_energy[%lld][%lld] fast %g ref %g", what,
             (long long)r, (long long)j, (double)f, (double)h);
       if (mask && c->mask_mode != 3) {
         int64_t bi = r / c->tq, ti = r % c->tq;
         int64_t mi = c->mask_mode == 2 ? j : (bi * c->tq + ti) * n + j;
-        if (F(&mb)[mi] == -INFINITY)
+        if (t_f32(&mb)[mi] == -INFINITY)
           CHECK(f == 0.0f && h == 0.0f, "%s: blocked position has gradient %g", what, (double)f);
       }
     }
@@ -290,7 +286,7 @@ static void mono_case(const mcase *c, t_rng *rng) {
   int64_t probes = quick ? 8 : 24;
   for (int64_t k = 0; k < probes; k++) {
     int64_t r = t_int(rng, 0, c->tq - 1), j = t_int(rng, 0, n - 1);
-    float *x = F(&e) + r * c->ld + j, x0 = *x, hs = 1e-3f;
+    float *x = t_f32(&e) + r * c->ld + j, x0 = *x, hs = 1e-3f;
     double lv[2];
     for (int sgn = 0; sgn < 2; sgn++) {
       *x = x0 + (sgn ? -hs : hs);
@@ -298,12 +294,12 @@ static void mono_case(const mcase *c, t_rng *rng) {
       double l = 0.0;
       for (int64_t i = 0; i < c->tq; i++)
         for (int64_t jj = 0; jj < n; jj++)
-          l += (double)F(&g)[i * c->ld + jj] * F(&tmp)[i * c->ld + jj];
+          l += (double)t_f32(&g)[i * c->ld + jj] * t_f32(&tmp)[i * c->ld + jj];
       lv[sgn] = l;
     }
     *x = x0;
     double num = (lv[0] - lv[1]) / ((double)(x0 + hs) - (double)(x0 - hs));
-    double ana = F(&d_r)[r * c->ld + j];
+    double ana = t_f32(&d_r)[r * c->ld + j];
     CHECK(fabs(num - ana) <= 1e-3 * (1 + gmax), "%s: d_energy[%lld][%lld] = %g, FD %g", what,
           (long long)r, (long long)j, ana, num);
   }
@@ -474,12 +470,35 @@ static void test_determinism(void) {
 
 /* ---- bad inputs ----------------------------------------------------------------------------- */
 
-static void expect_error(attn_status got, attn_status want, const char *needle, const char *what) {
-  CHECK(got == want, "%s: got %s, want %s (%s)", what, attn_status_str(got), attn_status_str(want),
-        attn_last_error());
-  if (needle)
-    CHECK(strstr(attn_last_error(), needle) != NULL, "%s: message '%s' does not name '%s'", what,
-          attn_last_error(), needle);
+/* Sizes near the limits: a (1, Tk) energy whose workspace or reference scratch size wraps
+ * around size_t must give OVERFLOW (the views are never read: validation comes first). Tk =
+ * ceil(2^64 / 264) makes 264 Tk bytes (the fast path's per-thread scratch) wrap to a few bytes;
+ * Tk = ceil(2^64 / 9) does that to the reference's count of 9 Tk doubles (Tq = 1). Both views'
+ * extents fit int64, so they pass the layout checks. */
+static void test_huge_sizes(void) {
+  const int64_t tks[2] = {(int64_t)(UINT64_MAX / 264 + 1), (int64_t)(UINT64_MAX / 9 + 1)};
+  for (int i = 0; i < 2; i++) {
+    const int64_t shape[2] = {1, tks[i]};
+    char *base = (char *)(uintptr_t)4096;
+    attn_tensor te = attn_tensor_make(base, ATTN_DTYPE_F32, 2, shape);
+    attn_tensor ta = attn_tensor_make(base + (size_t)tks[i] * 4 + 64, ATTN_DTYPE_F32, 2, shape);
+    attn_monotonic_params p = attn_monotonic_params_default();
+    size_t ws = 0;
+    char what[64];
+    snprintf(what, sizeof what, "Tk = %lld: workspace size", (long long)tks[i]);
+    t_expect_error(attn_monotonic_workspace_size(&ws, &te), ATTN_STATUS_OVERFLOW, "overflows",
+                   what);
+    snprintf(what, sizeof what, "Tk = %lld: fast forward", (long long)tks[i]);
+    t_expect_error(attn_monotonic_forward(&ta, &te, NULL, &p, NULL, 0), ATTN_STATUS_OVERFLOW,
+                   "overflows", what);
+    /* (The first Tk asks the reference for an honest ~5e18 bytes, which the sanitizers' allocator
+     * refuses by aborting: only the second goes there.) */
+    if (i == 1) {
+      snprintf(what, sizeof what, "Tk = %lld: reference forward", (long long)tks[i]);
+      t_expect_error(attn_monotonic_forward_ref(&ta, &te, NULL, &p), ATTN_STATUS_OVERFLOW,
+                     "overflows", what);
+    }
+  }
 }
 
 static void test_bad_inputs(void) {
@@ -496,54 +515,54 @@ static void test_bad_inputs(void) {
   attn_tensor tg = attn_tensor_make(g, ATTN_DTYPE_F32, 2, shape);
   attn_tensor td = attn_tensor_make(d, ATTN_DTYPE_F32, 2, shape);
   attn_monotonic_params p = attn_monotonic_params_default();
-  expect_error(attn_monotonic_forward(NULL, &te, NULL, &p, NULL, 0), ATTN_STATUS_NULL_POINTER,
-               "alpha", "NULL alpha");
-  expect_error(attn_monotonic_forward_ref(&ta, NULL, NULL, &p), ATTN_STATUS_NULL_POINTER, "energy",
-               "NULL energy");
-  expect_error(attn_monotonic_backward(&td, NULL, &ta, &te, NULL, &p, NULL, 0),
-               ATTN_STATUS_NULL_POINTER, "d_alpha", "NULL d_alpha");
-  expect_error(attn_monotonic_backward_ref(&td, &tg, NULL, &te, NULL, &p), ATTN_STATUS_NULL_POINTER,
-               "alpha", "NULL alpha (backward)");
+  t_expect_error(attn_monotonic_forward(NULL, &te, NULL, &p, NULL, 0), ATTN_STATUS_NULL_POINTER,
+                 "alpha", "NULL alpha");
+  t_expect_error(attn_monotonic_forward_ref(&ta, NULL, NULL, &p), ATTN_STATUS_NULL_POINTER,
+                 "energy", "NULL energy");
+  t_expect_error(attn_monotonic_backward(&td, NULL, &ta, &te, NULL, &p, NULL, 0),
+                 ATTN_STATUS_NULL_POINTER, "d_alpha", "NULL d_alpha");
+  t_expect_error(attn_monotonic_backward_ref(&td, &tg, NULL, &te, NULL, &p),
+                 ATTN_STATUS_NULL_POINTER, "alpha", "NULL alpha (backward)");
   p.noise_std = -1.0f;
-  expect_error(attn_monotonic_forward(&ta, &te, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "noise_std", "noise_std < 0");
+  t_expect_error(attn_monotonic_forward(&ta, &te, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
+                 "noise_std", "noise_std < 0");
   p.noise_std = NAN;
-  expect_error(attn_monotonic_forward_ref(&ta, &te, NULL, &p), ATTN_STATUS_INVALID_ARGUMENT,
-               "noise_std", "noise_std NaN");
+  t_expect_error(attn_monotonic_forward_ref(&ta, &te, NULL, &p), ATTN_STATUS_INVALID_ARGUMENT,
+                 "noise_std", "noise_std NaN");
   p = attn_monotonic_params_default();
   p.mode = (attn_monotonic_mode)7;
-  expect_error(attn_monotonic_forward(&ta, &te, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "mode", "bad mode");
+  t_expect_error(attn_monotonic_forward(&ta, &te, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
+                 "mode", "bad mode");
   p.mode = ATTN_MONOTONIC_HARD;
-  expect_error(attn_monotonic_backward(&td, &tg, &ta, &te, NULL, &p, NULL, 0),
-               ATTN_STATUS_INVALID_ARGUMENT, "HARD", "backward in hard mode");
+  t_expect_error(attn_monotonic_backward(&td, &tg, &ta, &te, NULL, &p, NULL, 0),
+                 ATTN_STATUS_INVALID_ARGUMENT, "HARD", "backward in hard mode");
   p = attn_monotonic_params_default();
   int64_t shape1[1] = {12};
   attn_tensor t1 = attn_tensor_make(e, ATTN_DTYPE_F32, 1, shape1);
   attn_tensor t1a = attn_tensor_make(a, ATTN_DTYPE_F32, 1, shape1);
-  expect_error(attn_monotonic_forward(&t1a, &t1, NULL, &p, NULL, 0), ATTN_STATUS_SHAPE_MISMATCH,
-               "energy", "1-d energy");
+  t_expect_error(attn_monotonic_forward(&t1a, &t1, NULL, &p, NULL, 0), ATTN_STATUS_SHAPE_MISMATCH,
+                 "energy", "1-d energy");
   int64_t shape_b[2] = {4, 3};
   attn_tensor tb = attn_tensor_make(a, ATTN_DTYPE_F32, 2, shape_b);
-  expect_error(attn_monotonic_forward(&tb, &te, NULL, &p, NULL, 0), ATTN_STATUS_SHAPE_MISMATCH,
-               "alpha", "alpha shape");
-  expect_error(attn_monotonic_backward(&td, &tb, &ta, &te, NULL, &p, NULL, 0),
-               ATTN_STATUS_SHAPE_MISMATCH, "d_alpha", "d_alpha shape");
+  t_expect_error(attn_monotonic_forward(&tb, &te, NULL, &p, NULL, 0), ATTN_STATUS_SHAPE_MISMATCH,
+                 "alpha", "alpha shape");
+  t_expect_error(attn_monotonic_backward(&td, &tb, &ta, &te, NULL, &p, NULL, 0),
+                 ATTN_STATUS_SHAPE_MISMATCH, "d_alpha", "d_alpha shape");
   int64_t shape_m[2] = {2, 4};
   attn_tensor tmb = attn_tensor_make(g, ATTN_DTYPE_F32, 2, shape_m);
-  expect_error(attn_monotonic_forward(&ta, &te, &tmb, &p, NULL, 0), ATTN_STATUS_SHAPE_MISMATCH,
-               "mask", "mask shape");
+  t_expect_error(attn_monotonic_forward(&ta, &te, &tmb, &p, NULL, 0), ATTN_STATUS_SHAPE_MISMATCH,
+                 "mask", "mask shape");
   int64_t shape0[2] = {3, 0};
   attn_tensor t0 = attn_tensor_make(e, ATTN_DTYPE_F32, 2, shape0);
   attn_tensor t0a = attn_tensor_make(a, ATTN_DTYPE_F32, 2, shape0);
-  expect_error(attn_monotonic_forward(&t0a, &t0, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
-               "energy", "Tk = 0");
-  expect_error(attn_monotonic_backward(&tg, &tg, &ta, &te, NULL, &p, NULL, 0), ATTN_STATUS_ALIASING,
-               "d_energy overlaps d_alpha", "d_energy aliases d_alpha");
+  t_expect_error(attn_monotonic_forward(&t0a, &t0, NULL, &p, NULL, 0), ATTN_STATUS_INVALID_ARGUMENT,
+                 "energy", "Tk = 0");
+  t_expect_error(attn_monotonic_backward(&tg, &tg, &ta, &te, NULL, &p, NULL, 0),
+                 ATTN_STATUS_ALIASING, "d_energy overlaps d_alpha", "d_energy aliases d_alpha");
   attn_tensor th = te;
   th.dtype = ATTN_DTYPE_F16;
-  expect_error(attn_monotonic_forward(&ta, &th, NULL, &p, NULL, 0), ATTN_STATUS_UNSUPPORTED_DTYPE,
-               "energy", "f16");
+  t_expect_error(attn_monotonic_forward(&ta, &th, NULL, &p, NULL, 0), ATTN_STATUS_UNSUPPORTED_DTYPE,
+                 "energy", "f16");
   bool untouched = true;
   for (int i = 0; i < 12; i++) untouched &= a[i] == 42.0f && d[i] == 42.0f;
   CHECK(untouched, "outputs written on error");
@@ -592,6 +611,7 @@ int main(void) {
   test_noise();
   test_fast_vs_ref();
   test_determinism();
+  test_huge_sizes();
   test_bad_inputs();
   test_failing_allocator();
   return t_finish("test_monotonic");

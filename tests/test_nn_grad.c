@@ -8,146 +8,25 @@
  * round-off divided by h dominates; a wrong backward misses by O(1)). Tensors with more than
  * 48 elements are checked on 48 random elements. The ReLU MLP uses h = 1e-3 (fewer steps across
  * a kink) and may accept up to two one-sided differences (see gradcheck). */
-#include "attn/nn.h"
-#include "common.h"
+#include "nn_gradcheck.h"
 
-#define H_STEP 1e-2
-#define ATOL 3e-3
-#define RTOL 3e-2
-#define MAX_IN 6
+#define MAX_IN 6 /* inputs per case when a layer's parameters are split over several */
 #define MAX_PROBE 48
-
-typedef struct gc_input {
-  attn_var *param; /* an existing parameter, or NULL for a host array */
-  int ndim;
-  int64_t shape[ATTN_NN_MAX_DIMS];
-  float *data;     /* host data (owned by the case) */
-  int64_t n;
-  bool wrt;        /* differentiate with respect to this input */
-} gc_input;
-
-typedef attn_var *(*build_fn)(attn_nn_ctx *ctx, attn_var **in, void *arg);
-
-typedef struct gc_case {
-  const char *name;
-  build_fn build;
-  void *arg;
-  int n_in;
-  gc_input in[MAX_IN];
-  bool allow_kinks; /* piecewise-linear inside (relu): see gradcheck */
-  float h;          /* finite-difference step; 0 = H_STEP */
-} gc_case;
 
 static t_rng rng;
 static attn_nn_ctx *ctx;
 
-static float *in_data(gc_input *g) { return g->param ? g->param->data : g->data; }
-static int64_t in_numel(gc_input *g) { return g->param ? g->param->numel : g->n; }
-
-static attn_var *run_forward(gc_case *c, attn_var **vars) {
-  attn_nn_ctx_reset(ctx);
-  for (int i = 0; i < c->n_in; i++) {
-    gc_input *g = &c->in[i];
-    vars[i] = g->param ? g->param : attn_nn_tensor(ctx, g->ndim, g->shape, g->data, g->wrt);
-  }
-  return c->build(ctx, vars, c->arg);
-}
-
-static double weighted(const attn_var *y, const float *r) {
-  double s = 0;
-  for (int64_t i = 0; i < y->numel; i++)
-    if (r[i] != 0.0f) s += (double)r[i] * y->data[i];
-  return s;
-}
-
 static void gradcheck(gc_case *c) {
-  attn_var *vars[MAX_IN];
-  attn_var *y = run_forward(c, vars);
-  CHECK(y != NULL, "%s: forward failed: %s", c->name, attn_nn_ctx_error(ctx));
-  if (!y) return;
-  float *r = malloc((size_t)(y->numel ? y->numel : 1) * sizeof(float));
-  for (int64_t i = 0; i < y->numel; i++) r[i] = t_uniform(&rng, -1.0f, 1.0f);
-  /* Outputs that are -inf (blocked log-softmax entries) are left out of L. */
-  for (int64_t i = 0; i < y->numel; i++)
-    if (!isfinite(y->data[i])) r[i] = 0.0f;
-  for (int i = 0; i < c->n_in; i++)
-    if (c->in[i].param) attn_nn_zero_grad(c->in[i].param);
-  CHECK_OK(attn_backward_from(y, r));
-  float *grads[MAX_IN] = {0};
-  for (int i = 0; i < c->n_in; i++) {
-    if (!c->in[i].wrt) continue;
-    int64_t n = in_numel(&c->in[i]);
-    grads[i] = calloc((size_t)(n ? n : 1), sizeof(float));
-    if (vars[i]->grad) memcpy(grads[i], vars[i]->grad, (size_t)n * sizeof(float));
-  }
-  double worst = 0;
-  int bad = 0, kinks = 0;
-  for (int i = 0; i < c->n_in; i++) {
-    if (!c->in[i].wrt) continue;
-    float *x = in_data(&c->in[i]);
-    const int64_t n = in_numel(&c->in[i]);
-    const int64_t probes = n > MAX_PROBE ? MAX_PROBE : n;
-    for (int64_t p = 0; p < probes; p++) {
-      const int64_t e = n > MAX_PROBE ? t_int(&rng, 0, n - 1) : p;
-      const float step = c->h > 0 ? c->h : (float)H_STEP;
-      const float x0 = x[e], xp = x0 + step, xm = x0 - step;
-      x[e] = xp;
-      attn_var *yp = run_forward(c, vars);
-      double lp = yp ? weighted(yp, r) : NAN;
-      x[e] = xm;
-      attn_var *ym = run_forward(c, vars);
-      double lm = ym ? weighted(ym, r) : NAN;
-      x[e] = x0;
-      const double num = (lp - lm) / ((double)xp - (double)xm), ana = grads[i][e];
-      const double err = fabs(ana - num), tol = ATOL + RTOL * fabs(num);
-      if (!(err <= tol) && c->allow_kinks && kinks < 2) {
-        /* A step across a kink (relu at 0) blurs the central difference: accept the analytic
-         * value if it matches one of the one-sided differences, at most twice per case. */
-        attn_var *y0 = run_forward(c, vars);
-        const double l0 = y0 ? weighted(y0, r) : NAN;
-        const double right = (lp - l0) / ((double)xp - x0), left = (l0 - lm) / (x0 - (double)xm);
-        if (fabs(ana - right) <= ATOL + RTOL * fabs(right) || fabs(ana - left) <= ATOL + RTOL * fabs(left)) {
-          kinks++;
-          continue;
-        }
-      }
-      if (err / tol > worst) worst = err / tol;
-      if (!(err <= tol) && bad++ < 5)
-        fprintf(stderr, "%s: input %d elem %lld: analytic %.6g numeric %.6g\n", c->name, i,
-                (long long)e, ana, num);
-    }
-  }
-  CHECK(bad == 0, "%s: %d gradient elements out of tolerance (worst err/tol %.3g)", c->name, bad, worst);
-  for (int i = 0; i < c->n_in; i++) free(grads[i]);
-  free(r);
+  gc_check(ctx, &rng, c, MAX_PROBE);
 }
 
 /* ---- helpers to declare inputs ---- */
 
 static void host_in(gc_case *c, int ndim, const int64_t *shape, float lo, float hi, bool wrt) {
-  gc_input *g = &c->in[c->n_in++];
-  memset(g, 0, sizeof *g);
-  g->ndim = ndim;
-  g->n = 1;
-  for (int d = 0; d < ndim; d++) {
-    g->shape[d] = shape[d];
-    g->n *= shape[d];
-  }
-  g->data = malloc((size_t)(g->n ? g->n : 1) * sizeof(float));
-  for (int64_t i = 0; i < g->n; i++) g->data[i] = t_uniform(&rng, lo, hi);
-  g->wrt = wrt;
+  gc_host_in(c, &rng, ndim, shape, lo, hi, wrt);
 }
-
-static void param_in(gc_case *c, attn_var *p) {
-  gc_input *g = &c->in[c->n_in++];
-  memset(g, 0, sizeof *g);
-  g->param = p;
-  g->wrt = true;
-}
-
-static void case_free(gc_case *c) {
-  for (int i = 0; i < c->n_in; i++) free(c->in[i].data);
-}
+#define param_in gc_param_in
+#define case_free gc_case_free
 
 /* Keeps every element at least `gap` away from each point in pts (kinks of relu, etc.). */
 static void push_away(gc_input *g, float gap) {

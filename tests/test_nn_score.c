@@ -347,10 +347,124 @@ static void test_attention_gradcheck(void) {
   attn_nn_ctx_free(ctx);
 }
 
+/* Keys at or past key_lens[b] are blocked: what their rows of k and v hold never reaches the
+ * output or a gradient (DESIGN.md: a NaN there stays out), on both routes. Batch 0 has 3 of its 4
+ * keys; its key 3 gets NaN in k and v, and everything must match the run with finite values there
+ * (within 1e-6 relative: only the blocked scores change). */
+static void test_nan_padding(void) {
+  attn_nn_ctx *ctx = attn_nn_ctx_new();
+  t_rng r = t_rng_make(51);
+  const int32_t lens[2] = {3, 4};
+  float rr[64];
+  for (int i = 0; i < 64; i++) rr[i] = t_normal(&r);
+  for (int kind = 0; kind <= ATTN_SCORE_MULTIDIM; kind++)
+    for (int fused = 0; fused < 2; fused++) {
+      const char *kn = attn_score_kind_name((attn_score_kind)kind);
+      gcase g;
+      case_make(&g, (attn_score_kind)kind, ATTN_SCORE_ACT_TANH, &r);
+      attn_var *v = mk(&r, 3, 2, 4, kind == ATTN_SCORE_MULTIDIM ? 2 : 3, "v");
+      attn_var *all[NP + 1];
+      int n = 0;
+      int64_t total = 0;
+      for (int i = 0; i < NP; i++)
+        if (g.v[i]) all[n++] = g.v[i];
+      all[n++] = v;
+      for (int i = 0; i < n; i++) total += all[i]->numel;
+      float *res[2] = {NULL, NULL};
+      int64_t nres = 0;
+      for (int poisoned = 0; poisoned < 2; poisoned++) {
+        if (poisoned) {
+          attn_var *kv[2] = {g.v[P_K], v};
+          for (int t = 0; t < 2; t++)
+            if (kv[t])
+              for (int64_t c = 0; c < kv[t]->shape[2]; c++)
+                kv[t]->data[3 * kv[t]->shape[2] + c] = NAN; /* batch 0, key 3 */
+        }
+        zero_all(&g, v);
+        attn_var *o = attend(ctx, &g, v, lens, fused);
+        CHECK(o != NULL, "%s fused %d: %s", kn, fused, attn_nn_ctx_error(ctx));
+        if (!o) break;
+        CHECK_OK(attn_backward_from(o, rr));
+        nres = o->numel + total;
+        res[poisoned] = malloc((size_t)nres * sizeof(float));
+        memcpy(res[poisoned], o->data, (size_t)o->numel * sizeof(float));
+        float *at = res[poisoned] + o->numel;
+        for (int i = 0; i < n; i++) {
+          memcpy(at, all[i]->grad, (size_t)all[i]->numel * sizeof(float));
+          at += all[i]->numel;
+        }
+      }
+      if (res[0] && res[1]) {
+        int64_t bad = 0, first = -1;
+        for (int64_t i = 0; i < nres; i++) {
+          const float a = res[0][i], b = res[1][i];
+          if (!(isfinite(b) && fabsf(a - b) <= 1e-6f * (1.0f + fabsf(a)))) {
+            if (first < 0) first = i;
+            bad++;
+          }
+        }
+        CHECK(bad == 0,
+              "%s fused %d: %lld values or gradients moved by NaN at a blocked key "
+              "(first at %lld: %g vs %g)",
+              kn, fused, (long long)bad, (long long)first, first >= 0 ? (double)res[0][first] : 0.0,
+              first >= 0 ? (double)res[1][first] : 0.0);
+      }
+      free(res[0]);
+      free(res[1]);
+      attn_nn_param_free(v);
+      case_free(&g);
+    }
+  attn_nn_ctx_free(ctx);
+}
+
+/* A failing allocator at every allocation of a forward (the score, and score -> softmax ->
+ * context with key lengths) and backward of each kind, both routes: OUT_OF_MEMORY or success,
+ * nothing left allocated. The parameters and their gradients are made before the sweep. */
+typedef struct alloc_case {
+  gcase *g;
+  attn_var *v;
+  int fused;
+} alloc_case;
+
+static attn_status alloc_run(void *arg) {
+  alloc_case *a = arg;
+  const int32_t lens[2] = {3, 4};
+  attn_nn_ctx *c = attn_nn_ctx_new();
+  if (!c) return ATTN_STATUS_OUT_OF_MEMORY;
+  attn_var *e = attn_nn_score(c, a->g->v[P_Q], a->g->v[P_K], &a->g->spec);
+  attn_var *o =
+      attn_nn_score_attention(c, a->g->v[P_Q], a->g->v[P_K], a->v, &a->g->spec, lens, a->fused);
+  attn_var *loss = attn_nn_add(c, attn_nn_sum_all(c, attn_nn_mul(c, e, e)), attn_nn_sum_all(c, o));
+  attn_status st = attn_nn_ctx_status(c);
+  if (st == ATTN_OK) st = attn_backward(loss);
+  attn_nn_ctx_free(c);
+  return st;
+}
+
+static void test_failing_allocator(void) {
+  t_rng r = t_rng_make(41);
+  for (int kind = 0; kind <= ATTN_SCORE_MULTIDIM; kind++)
+    for (int fused = 0; fused < 2; fused++) {
+      gcase g;
+      case_make(&g, (attn_score_kind)kind, ATTN_SCORE_ACT_TANH, &r);
+      attn_var *v = mk(&r, 3, 2, 4, kind == ATTN_SCORE_MULTIDIM ? 2 : 3, "v");
+      alloc_case a = {&g, v, fused};
+      CHECK_OK(alloc_run(&a)); /* makes the parameters' gradient buffers */
+      char what[64];
+      snprintf(what, sizeof what, "%s fused %d", attn_score_kind_name((attn_score_kind)kind),
+               fused);
+      t_alloc_sweep(what, alloc_run, &a, 2000);
+      attn_nn_param_free(v);
+      case_free(&g);
+    }
+}
+
 int main(void) {
   test_gradcheck();
   test_errors();
   test_routes_agree();
   test_attention_gradcheck();
+  test_nan_padding();
+  test_failing_allocator();
   return t_finish("test_nn_score");
 }

@@ -37,22 +37,6 @@ typedef struct inst {
   attn_tensor te, te2, tde;
 } inst;
 
-/* A view of nd dims over buf with the last dim's row stride ld (>= last dim). */
-static attn_tensor view(void *data, int nd, const int64_t *shape, int64_t ld) {
-  attn_tensor t;
-  memset(&t, 0, sizeof t);
-  t.data = data;
-  t.dtype = ATTN_DTYPE_F32;
-  t.ndim = nd;
-  int64_t st = 1;
-  for (int i = nd - 1; i >= 0; i--) {
-    t.shape[i] = shape[i];
-    t.stride[i] = st;
-    st *= i == nd - 1 ? ld : shape[i];
-  }
-  return t;
-}
-
 static void slot_make(slot *s, int nd, int64_t a, int64_t b, int64_t c, int64_t pad, t_rng *r) {
   int64_t shape[3] = {a, b, c}, last = shape[nd - 1], rows = 1;
   for (int i = 0; i < nd - 1; i++) rows *= shape[i];
@@ -64,8 +48,8 @@ static void slot_make(slot *s, int nd, int64_t a, int64_t b, int64_t c, int64_t 
   const int64_t gpad = nd >= 2 ? 1 : 0;
   s->grad = t_buf_new(ATTN_DTYPE_F32, rows * (last + gpad) + 1);
   t_buf_fill(&s->grad, 12345.0f);
-  s->v = view(s->val.data, nd, shape, last + pad);
-  s->g = view(s->grad.data, nd, shape, last + gpad);
+  s->v = t_view_ld(s->val.data, nd, shape, last + pad);
+  s->g = t_view_ld(s->grad.data, nd, shape, last + gpad);
 }
 
 /* Element x (row-major over the shape) of a slot's value. */
@@ -183,9 +167,9 @@ static void inst_make(inst *I, attn_score_kind kind, attn_score_act act, shape_c
   t_buf_fill(&I->e, 777.0f);
   t_buf_fill(&I->e2, 777.0f);
   t_buf_fill_normal(&I->de, r, 1.0f);
-  I->te = view(I->e.data, I->end, I->eshape, last + 2);
-  I->te2 = view(I->e2.data, I->end, I->eshape, last);
-  I->tde = view(I->de.data, I->end, I->eshape, last + 2);
+  I->te = t_view_ld(I->e.data, I->end, I->eshape, last + 2);
+  I->te2 = t_view_ld(I->e2.data, I->end, I->eshape, last);
+  I->tde = t_view_ld(I->de.data, I->end, I->eshape, last + 2);
 }
 
 static void inst_free(inst *I) {
@@ -500,6 +484,86 @@ static void test_finite_differences(void) {
 
 /* ---- bad inputs ------------------------------------------------------------------------------ */
 
+/* ADDITIVE with the most contexts the header allows, every gradient wanted: 38 outputs and 37
+ * inputs go through the aliasing checks (the validator once kept room for 32 outputs only). The
+ * fast and reference backward must succeed and agree. */
+static void test_max_contexts(void) {
+  enum { M = ATTN_SCORE_MAX_CONTEXTS, B = 2, TQ = 3, TK = 4, DQ = 3, DK = 2, D = 4 };
+  t_rng r = t_rng_make(77);
+  float q[B * TQ * DQ], k[B * TK * DK], W1[D * DQ], W2[D * DK], w[D], b[D], de[B * TQ * TK];
+  float *all[] = {q, k, W1, W2, w, b, de};
+  const int n_all[] = {B * TQ * DQ, B * TK * DK, D * DQ, D * DK, D, D, B * TQ * TK};
+  for (int i = 0; i < 7; i++)
+    for (int j = 0; j < n_all[i]; j++) all[i][j] = 0.5f * t_normal(&r);
+  float cv[M][B * 3], uv[M][D * 3], gbuf[2][2 * M + 6][B * TK * 4];
+  attn_tensor tc[M], tu[M], tdc[2][M], tdu[2][M];
+  const attn_tensor *pc[M], *pu[M], *pdc[2][M], *pdu[2][M];
+  for (int m = 0; m < M; m++) {
+    const int64_t dc = 1 + m % 3;
+    for (int j = 0; j < B * dc; j++) cv[m][j] = t_normal(&r);
+    for (int j = 0; j < D * dc; j++) uv[m][j] = 0.3f * t_normal(&r);
+    tc[m] = t_view_ld(cv[m], 2, (int64_t[2]){B, dc}, dc);
+    tu[m] = t_view_ld(uv[m], 2, (int64_t[2]){D, dc}, dc);
+    pc[m] = &tc[m];
+    pu[m] = &tu[m];
+    for (int f = 0; f < 2; f++) {
+      tdc[f][m] = t_view_ld(gbuf[f][2 * m], 2, (int64_t[2]){B, dc}, dc);
+      tdu[f][m] = t_view_ld(gbuf[f][2 * m + 1], 2, (int64_t[2]){D, dc}, dc);
+      pdc[f][m] = &tdc[f][m];
+      pdu[f][m] = &tdu[f][m];
+    }
+  }
+  attn_tensor tq = t_view_ld(q, 3, (int64_t[3]){B, TQ, DQ}, DQ);
+  attn_tensor tk = t_view_ld(k, 3, (int64_t[3]){B, TK, DK}, DK);
+  attn_tensor tW1 = t_view_ld(W1, 2, (int64_t[2]){D, DQ}, DQ);
+  attn_tensor tW2 = t_view_ld(W2, 2, (int64_t[2]){D, DK}, DK);
+  attn_tensor tw = t_vec(w, D), tb = t_vec(b, D);
+  attn_tensor tde = t_view_ld(de, 3, (int64_t[3]){B, TQ, TK}, TK);
+  attn_score_params p = attn_score_params_default();
+  p.kind = ATTN_SCORE_ADDITIVE;
+  p.W1 = &tW1;
+  p.W2 = &tW2;
+  p.w = &tw;
+  p.b = &tb;
+  p.n_contexts = M;
+  p.contexts = pc;
+  p.U = pu;
+  attn_tensor g[2][6];
+  for (int f = 0; f < 2; f++) {
+    float *const *base =
+        (float *const[6]){gbuf[f][2 * M],     gbuf[f][2 * M + 1], gbuf[f][2 * M + 2],
+                          gbuf[f][2 * M + 3], gbuf[f][2 * M + 4], gbuf[f][2 * M + 5]};
+    g[f][0] = t_view_ld(base[0], 3, (int64_t[3]){B, TQ, DQ}, DQ);
+    g[f][1] = t_view_ld(base[1], 3, (int64_t[3]){B, TK, DK}, DK);
+    g[f][2] = t_view_ld(base[2], 2, (int64_t[2]){D, DQ}, DQ);
+    g[f][3] = t_view_ld(base[3], 2, (int64_t[2]){D, DK}, DK);
+    g[f][4] = t_vec(base[4], D);
+    g[f][5] = t_vec(base[5], D);
+  }
+  memset(gbuf, 0, sizeof gbuf);
+  for (int f = 0; f < 2; f++) {
+    attn_score_grads gr = attn_score_grads_default();
+    gr.dW1 = &g[f][2];
+    gr.dW2 = &g[f][3];
+    gr.dw = &g[f][4];
+    gr.db = &g[f][5];
+    gr.dcontexts = pdc[f];
+    gr.dU = pdu[f];
+    if (f == 0)
+      CHECK_OK(attn_score_backward(&g[f][0], &g[f][1], &gr, &tde, &tq, &tk, &p, NULL, 0));
+    else
+      CHECK_OK(attn_score_backward_ref(&g[f][0], &g[f][1], &gr, &tde, &tq, &tk, &p));
+  }
+  double worst = 0, big = 0;
+  for (size_t i = 0; i < sizeof gbuf[0] / sizeof(float); i++) {
+    const float a = (&gbuf[0][0][0])[i], c = (&gbuf[1][0][0])[i];
+    worst = fmax(worst, fabs((double)a - c));
+    big = fmax(big, fabs((double)c));
+  }
+  CHECK(big > 0.1 && worst <= 1e-5 * (1 + big), "%d contexts: fast vs ref %g (max |ref| %g)", M,
+        worst, big);
+}
+
 static void test_bad_inputs(void) {
   t_rng r = t_rng_make(7);
   const shape_cfg c = {2, 3, 4, 3, 3, 5, 2};
@@ -662,6 +726,7 @@ int main(void) {
   test_known_values();
   test_fast_vs_ref();
   test_finite_differences();
+  test_max_contexts();
   test_bad_inputs();
   test_failing_allocator();
   return t_finish("test_score");

@@ -75,7 +75,8 @@ ATTN_API attn_status attn_additive_backward(const attn_tensor *dq1, const attn_t
 
 /* Workspace bytes for the forward (backward = 0) or the backward (backward = 1) of these shapes
  * at the current thread count and ISA (attn_get_isa()). Only q1, k2 and v are read (for B, Tq,
- * Tk, d, Dv). */
+ * Tk, d, Dv). Errors: NULL_POINTER, SHAPE_MISMATCH (not 3-d), INVALID_ARGUMENT (B, Tq or Dv
+ * negative, Tk or d below 1), OVERFLOW; *size is written only on success. */
 ATTN_API attn_status attn_additive_workspace_size(size_t *size, int backward,
                                                   const attn_tensor *q1, const attn_tensor *k2,
                                                   const attn_tensor *v);

@@ -10,7 +10,8 @@
  * Mask. Optional additive f32 mask with energy's ndim, each dim equal to energy's or 1
  * (broadcast). p_{i,j} = sigmoid(e_{i,j} + mask_{i,j} + noise); a -INFINITY entry blocks its
  * position (p = 0, also where e is NaN): attention passes over it, and it gets alpha = 0 and zero
- * gradient. NaN in an unblocked energy propagates.
+ * gradient. NaN in an unblocked energy propagates in the expected modes; HARD, which compares
+ * e + mask >= 0, passes over it like a position with p < 0.5.
  *
  * Modes:
  *   RECURSIVE  expected alignment by the recurrence of §3.11 (the default):

@@ -676,7 +676,8 @@ ATTN_API attn_status attn_nn_bahdanau_init(attn_nn_bahdanau *l, int64_t query_di
 ATTN_API void attn_nn_bahdanau_free(attn_nn_bahdanau *l);
 /* query: (B, Tq, query_dim); keys: (B, Tk, key_dim); values: (B, Tk, Dv), or NULL for the keys;
  * key_lens: NULL or int32[B] (copied into a mask), 0 <= len <= Tk, keys >= len blocked (a length
- * of 0 gives zero rows). Result (B, Tq, Dv); weights as attn_nn_additive_attention. */
+ * of 0 gives zero rows; their rows of keys and values never reach the result or a gradient).
+ * Result (B, Tq, Dv); weights as attn_nn_additive_attention. */
 ATTN_API attn_var *attn_nn_bahdanau_forward(attn_nn_ctx *ctx, const attn_nn_bahdanau *l,
                                             attn_var *query, attn_var *keys, attn_var *values,
                                             const int32_t *key_lens, attn_var **weights);
@@ -689,6 +690,7 @@ ATTN_API attn_var *attn_nn_bahdanau_forward(attn_nn_ctx *ctx, const attn_nn_bahd
  *          (key_lens[b], else S), a Gaussian factor exp(-(s - p_t)^2 / (2 (D/2)^2)) on the
  *          weights (no renormalisation) and gradients into W_p and v_p through p_t
  *   output c_t = sum_s a_ts hs_s, or with out_dim > 0, tanh(W_c [c_t; h_t])
+ * (rows of hs past key_lens never reach the result or a gradient: NaN there stays out)
  * Local-p needs cfg.align.window >= 1: p_t lies in (0, S_b), so the window around round(p_t)
  * always meets the sequence.
  * Parameters: wa.weight (key_dim, query_dim) for GENERAL; for local-p wp.weight (pred_dim,
@@ -756,7 +758,8 @@ ATTN_API attn_var *attn_nn_score(attn_nn_ctx *ctx, attn_var *q, attn_var *k,
  *   v: (B, Tk, Dv) (Tk = the score's key count: W's rows for LUONG_LOCATION);
  *   out: (B, Tq, Dv), (B, 1, Dv) for LOCATION; MULTIDIM needs F == Dv and takes one softmax per
  *   feature: out_if = sum_l softmax_l(e_ilf) v_lf.
- * key_lens: NULL or int32[B] (copied), 0 <= len <= Tk: keys >= len are blocked; a row with no
+ * key_lens: NULL or int32[B] (copied), 0 <= len <= Tk: keys >= len are blocked, and their rows
+ * of k and v are never read into the output or a gradient (NaN there stays out); a row with no
  * key gives 0. With allow_fused set, DOT, SCALED_DOT, GENERAL and BIASED_GENERAL run through the
  * fused exact kernel (attn_nn_sdpa; the general kinds project q first, q' = W q (+ b)), with no
  * Tq x Tk tensor; every other kind (or allow_fused = 0) is attn_nn_score -> attn_nn_softmax ->

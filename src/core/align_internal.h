@@ -46,6 +46,21 @@ static inline attn__range attn__align_rows_range(const void *p, int64_t rows, si
   return (attn__range){lo, lo + (uintptr_t)rows * size};
 }
 
+/* ---- the fast row driver (src/cpu/align.c, used by src/cpu/stochastic.c) -------------------- */
+
+/* Scratch of the fast row kernels: floats_per_elem * n floats per thread, rounded up to 64 bytes
+ * (*per_thread), times the pool size (*total). False when either overflows size_t. */
+bool attn__align_rows_bytes(int64_t n, size_t floats_per_elem, size_t *per_thread, size_t *total);
+
+/* Runs `task` on `job` over rows of n elements (rows > 0), about 16K elements per item
+ * (*rows_per_item rows each), with the scratch of attn__align_rows_bytes (*ws, *per_thread bytes
+ * per thread slot) from the caller's workspace or the allocator hook, freed at the end. The
+ * outputs are set before the task runs. Errors (OVERFLOW and those of attn__workspace_get) name
+ * fn. */
+attn_status attn__align_rows_run(const char *fn, int64_t rows, int64_t n, size_t floats_per_elem,
+                                 attn__task_fn task, void *job, char **ws, size_t *per_thread,
+                                 int64_t *rows_per_item, void *workspace, size_t workspace_size);
+
 /* ---- stochastic alignment (src/ref/stochastic_ref.c) ---------------------------------------- */
 
 /* Validation of the calls of attn/stochastic.h that take tensors: attn__align_check with a

@@ -41,3 +41,22 @@ void *attn__malloc(size_t size, size_t align) {
 void attn__free(void *ptr) {
   if (ptr) current.free(current.ctx, ptr);
 }
+
+attn_status attn__workspace_get(const char *fn, size_t need, void *workspace, size_t workspace_size,
+                                void **ws, void **own) {
+  *ws = NULL;
+  *own = NULL;
+  if (workspace) {
+    if (workspace_size < need)
+      return attn__fail(ATTN_STATUS_WORKSPACE_TOO_SMALL, "%s: workspace is %zu bytes, needs %zu",
+                        fn, workspace_size, need);
+    if ((uintptr_t)workspace % ATTN_ALIGN)
+      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: workspace is not 64-byte aligned", fn);
+    *ws = workspace;
+    return ATTN_OK;
+  }
+  *own = attn__malloc(need, ATTN_ALIGN);
+  if (!*own) return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "%s: %zu bytes of workspace", fn, need);
+  *ws = *own;
+  return ATTN_OK;
+}

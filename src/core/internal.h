@@ -29,6 +29,13 @@ void attn__assert_fail(const char *cond, const char *file, int line);
 
 /* ---- errors ---------------------------------------------------------------------------------- */
 
+/* Returns the status of `expr` from the calling function when it is not ATTN_OK. */
+#define ATTN__TRY(expr)             \
+  do {                              \
+    attn_status st_ = (expr);       \
+    if (st_ != ATTN_OK) return st_; \
+  } while (0)
+
 /* Record `fmt` as this thread's last error and return `status`. */
 attn_status attn__fail(attn_status status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -57,6 +64,14 @@ attn_status attn__check_view_layout(const char *fn, const char *name, const attn
  * that must still be freed). align is a power of two <= 4096. */
 void *attn__malloc(size_t size, size_t align);
 void attn__free(void *ptr);
+
+/* A kernel's scratch: the caller's `workspace` when it is not NULL (it must hold `need` bytes,
+ * WORKSPACE_TOO_SMALL otherwise, and be 64-byte aligned, INVALID_ARGUMENT otherwise), else `need`
+ * bytes allocated through the hook (OUT_OF_MEMORY when that fails). *ws receives the scratch;
+ * *own the allocation to attn__free when the call is done (NULL when the caller's is used). On
+ * error *ws and *own are NULL and the message names `fn`. */
+attn_status attn__workspace_get(const char *fn, size_t need, void *workspace, size_t workspace_size,
+                                void **ws, void **own);
 
 /* Checked arithmetic: return false on overflow of int64 / size_t. */
 static inline bool attn__mul_i64(int64_t a, int64_t b, int64_t *out) {
@@ -124,6 +139,41 @@ typedef void (*attn__task_fn)(void *ctx, int64_t item, int thread_id);
 void attn__parallel_for(int64_t n_items, attn__task_fn fn, void *ctx);
 /* Number of thread slots the next attn__parallel_for will use (>= 1). */
 int attn__pool_size(void);
+
+/* ATTN__ISA_TASKS(name, call) defines the task functions name##_base, name##_avx2 and
+ * name##_avx512, with the attn__task_fn parameters (ctx, item, tid), each of which runs `call`;
+ * the last two are compiled with GCC target attributes (x86 GCC/Clang only), so an always-inlined
+ * body called there is vectorised for that ISA. It also defines `static attn__task_fn
+ * name##_pick(void)`, the clone for attn_get_isa(). ATTN__TARGET_AVX2 / ATTN__TARGET_AVX512 are
+ * the attributes, for clones written by hand. */
+#if ATTN_X86 && defined(__GNUC__)
+#define ATTN__TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define ATTN__TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+#define ATTN__ISA_TASKS(name, call)                                                 \
+  static void name##_base(void *ctx, int64_t item, int tid) {                       \
+    call;                                                                           \
+  }                                                                                 \
+  ATTN__TARGET_AVX2 static void name##_avx2(void *ctx, int64_t item, int tid) {     \
+    call;                                                                           \
+  }                                                                                 \
+  ATTN__TARGET_AVX512 static void name##_avx512(void *ctx, int64_t item, int tid) { \
+    call;                                                                           \
+  }                                                                                 \
+  static attn__task_fn name##_pick(void) {                                          \
+    attn_isa isa_ = attn_get_isa();                                                 \
+    if (isa_ == ATTN_ISA_AVX512) return name##_avx512;                              \
+    if (isa_ == ATTN_ISA_AVX2) return name##_avx2;                                  \
+    return name##_base;                                                             \
+  }
+#else
+#define ATTN__ISA_TASKS(name, call)                           \
+  static void name##_base(void *ctx, int64_t item, int tid) { \
+    call;                                                     \
+  }                                                           \
+  static attn__task_fn name##_pick(void) {                    \
+    return name##_base;                                       \
+  }
+#endif
 
 /* ---- Philox 4x32-10 (src/core/rng.c) ------------------------------------------------------------ */
 

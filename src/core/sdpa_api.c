@@ -73,12 +73,6 @@ static attn_status check_dim(const char *fn, const char *name, const attn_tensor
   return ATTN_OK;
 }
 
-#define TRY(expr)                       \
-  do {                                  \
-    attn_status st_ = (expr);           \
-    if (st_ != ATTN_OK) return st_;     \
-  } while (0)
-
 typedef struct named_range {
   const char *name;
   attn__range r;
@@ -113,13 +107,13 @@ static attn_status validate(const char *fn, attn__sdpa_problem *pr, attn_sdpa_pa
   named_range in[8], outs[5];
   int n_in = 0, n_out = 0;
   attn__range r;
-  TRY(check_tensor(fn, "q", q, 4, false, &r));
+  ATTN__TRY(check_tensor(fn, "q", q, 4, false, &r));
   in[n_in++] = (named_range){"q", r};
-  TRY(check_tensor(fn, "k", k, 4, false, &r));
+  ATTN__TRY(check_tensor(fn, "k", k, 4, false, &r));
   in[n_in++] = (named_range){"k", r};
-  TRY(check_tensor(fn, "v", v, 4, false, &r));
+  ATTN__TRY(check_tensor(fn, "v", v, 4, false, &r));
   in[n_in++] = (named_range){"v", r};
-  TRY(check_tensor(fn, "out", out, 4, !backward, &r));
+  ATTN__TRY(check_tensor(fn, "out", out, 4, !backward, &r));
   if (backward)
     in[n_in++] = (named_range){"out", r};
   else
@@ -127,15 +121,15 @@ static attn_status validate(const char *fn, attn__sdpa_problem *pr, attn_sdpa_pa
 
   int64_t B = q->shape[0], Hq = q->shape[1], Nq = q->shape[2], Dk = q->shape[3];
   int64_t Hkv = k->shape[1], Nk = k->shape[2], Dv = v->shape[3];
-  TRY(check_dim(fn, "k", k, 0, "B", B, "q"));
-  TRY(check_dim(fn, "k", k, 3, "Dk", Dk, "q"));
-  TRY(check_dim(fn, "v", v, 0, "B", B, "q"));
-  TRY(check_dim(fn, "v", v, 1, "Hkv", Hkv, "k"));
-  TRY(check_dim(fn, "v", v, 2, "Nk", Nk, "k"));
-  TRY(check_dim(fn, "out", out, 0, "B", B, "q"));
-  TRY(check_dim(fn, "out", out, 1, "Hq", Hq, "q"));
-  TRY(check_dim(fn, "out", out, 2, "Nq", Nq, "q"));
-  TRY(check_dim(fn, "out", out, 3, "Dv", Dv, "v"));
+  ATTN__TRY(check_dim(fn, "k", k, 0, "B", B, "q"));
+  ATTN__TRY(check_dim(fn, "k", k, 3, "Dk", Dk, "q"));
+  ATTN__TRY(check_dim(fn, "v", v, 0, "B", B, "q"));
+  ATTN__TRY(check_dim(fn, "v", v, 1, "Hkv", Hkv, "k"));
+  ATTN__TRY(check_dim(fn, "v", v, 2, "Nk", Nk, "k"));
+  ATTN__TRY(check_dim(fn, "out", out, 0, "B", B, "q"));
+  ATTN__TRY(check_dim(fn, "out", out, 1, "Hq", Hq, "q"));
+  ATTN__TRY(check_dim(fn, "out", out, 2, "Nq", Nq, "q"));
+  ATTN__TRY(check_dim(fn, "out", out, 3, "Dv", Dv, "v"));
   if (Dk < 1 || Dv < 1)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: head dims must be >= 1 (Dk = %lld, Dv = %lld)",
                       fn, (long long)Dk, (long long)Dv);
@@ -148,12 +142,12 @@ static attn_status validate(const char *fn, attn__sdpa_problem *pr, attn_sdpa_pa
                       (long long)Hkv);
 
   if (lse) {
-    TRY(check_tensor(fn, "lse", lse, 3, !backward, &r));
+    ATTN__TRY(check_tensor(fn, "lse", lse, 3, !backward, &r));
     if (lse->dtype != ATTN_DTYPE_F32)
       return attn__fail(ATTN_STATUS_UNSUPPORTED_DTYPE, "%s: lse must be f32", fn);
-    TRY(check_dim(fn, "lse", lse, 0, "B", B, "q"));
-    TRY(check_dim(fn, "lse", lse, 1, "Hq", Hq, "q"));
-    TRY(check_dim(fn, "lse", lse, 2, "Nq", Nq, "q"));
+    ATTN__TRY(check_dim(fn, "lse", lse, 0, "B", B, "q"));
+    ATTN__TRY(check_dim(fn, "lse", lse, 1, "Hq", Hq, "q"));
+    ATTN__TRY(check_dim(fn, "lse", lse, 2, "Nq", Nq, "q"));
     if (backward)
       in[n_in++] = (named_range){"lse", r};
     else
@@ -162,16 +156,16 @@ static attn_status validate(const char *fn, attn__sdpa_problem *pr, attn_sdpa_pa
   if (weights) {
     if (backward) return attn__fail(ATTN_STATUS_INTERNAL, "%s: weights in backward", fn);
     if (p->weights_mode == ATTN_WEIGHTS_PER_HEAD) {
-      TRY(check_tensor(fn, "weights", weights, 4, true, &r));
-      TRY(check_dim(fn, "weights", weights, 0, "B", B, "q"));
-      TRY(check_dim(fn, "weights", weights, 1, "Hq", Hq, "q"));
-      TRY(check_dim(fn, "weights", weights, 2, "Nq", Nq, "q"));
-      TRY(check_dim(fn, "weights", weights, 3, "Nk", Nk, "k"));
+      ATTN__TRY(check_tensor(fn, "weights", weights, 4, true, &r));
+      ATTN__TRY(check_dim(fn, "weights", weights, 0, "B", B, "q"));
+      ATTN__TRY(check_dim(fn, "weights", weights, 1, "Hq", Hq, "q"));
+      ATTN__TRY(check_dim(fn, "weights", weights, 2, "Nq", Nq, "q"));
+      ATTN__TRY(check_dim(fn, "weights", weights, 3, "Nk", Nk, "k"));
     } else if (p->weights_mode == ATTN_WEIGHTS_HEAD_MEAN) {
-      TRY(check_tensor(fn, "weights", weights, 3, true, &r));
-      TRY(check_dim(fn, "weights", weights, 0, "B", B, "q"));
-      TRY(check_dim(fn, "weights", weights, 1, "Nq", Nq, "q"));
-      TRY(check_dim(fn, "weights", weights, 2, "Nk", Nk, "k"));
+      ATTN__TRY(check_tensor(fn, "weights", weights, 3, true, &r));
+      ATTN__TRY(check_dim(fn, "weights", weights, 0, "B", B, "q"));
+      ATTN__TRY(check_dim(fn, "weights", weights, 1, "Nq", Nq, "q"));
+      ATTN__TRY(check_dim(fn, "weights", weights, 2, "Nk", Nk, "k"));
     } else {
       return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: params->weights_mode = %d is unknown", fn,
                         (int)p->weights_mode);
@@ -179,17 +173,21 @@ static attn_status validate(const char *fn, attn__sdpa_problem *pr, attn_sdpa_pa
     outs[n_out++] = (named_range){"weights", r};
   }
   if (backward) {
-    TRY(check_tensor(fn, "dout", dout, 4, false, &r));
+    ATTN__TRY(check_tensor(fn, "dout", dout, 4, false, &r));
     in[n_in++] = (named_range){"dout", r};
     for (int d = 0; d < 4; d++)
-      TRY(check_dim(fn, "dout", dout, d, d == 3 ? "Dv" : d == 2 ? "Nq" : d == 1 ? "Hq" : "B",
-                    out->shape[d], "out"));
+      ATTN__TRY(check_dim(fn, "dout", dout, d,
+                          d == 3   ? "Dv"
+                          : d == 2 ? "Nq"
+                          : d == 1 ? "Hq"
+                                   : "B",
+                          out->shape[d], "out"));
     const attn_tensor *grads[3] = {dq, dk, dv}, *like[3] = {q, k, v};
     const char *gname[3] = {"dq", "dk", "dv"}, *lname[3] = {"q", "k", "v"};
     for (int g = 0; g < 3; g++) {
-      TRY(check_tensor(fn, gname[g], grads[g], 4, true, &r));
+      ATTN__TRY(check_tensor(fn, gname[g], grads[g], 4, true, &r));
       for (int d = 0; d < 4; d++)
-        TRY(check_dim(fn, gname[g], grads[g], d, "shape", like[g]->shape[d], lname[g]));
+        ATTN__TRY(check_dim(fn, gname[g], grads[g], d, "shape", like[g]->shape[d], lname[g]));
       outs[n_out++] = (named_range){gname[g], r};
     }
   }
@@ -273,7 +271,7 @@ static attn_status validate(const char *fn, attn__sdpa_problem *pr, attn_sdpa_pa
     /* The innermost dim may be broadcast with stride 0 (a per-query bias). */
     attn_tensor tmp = *bt;
     if (tmp.stride[3] == 0) tmp.stride[3] = 1, tmp.shape[3] = 1;
-    TRY(check_tensor(fn, "params->bias", &tmp, 4, false, &r));
+    ATTN__TRY(check_tensor(fn, "params->bias", &tmp, 4, false, &r));
     in[n_in++] = (named_range){"params->bias", r};
   }
   /* Aliasing: outputs must not overlap inputs or each other. */
@@ -322,8 +320,8 @@ attn_status attn_sdpa_forward_ref(const attn_tensor *out, const attn_tensor *lse
   attn__clear_error();
   attn__sdpa_problem pr;
   attn_sdpa_params defaults;
-  TRY(validate("attn_sdpa_forward_ref", &pr, &defaults, out, lse, weights, q, k, v, params, NULL,
-               NULL, NULL, NULL, false));
+  ATTN__TRY(validate("attn_sdpa_forward_ref", &pr, &defaults, out, lse, weights, q, k, v, params,
+                     NULL, NULL, NULL, NULL, false));
   return attn__sdpa_forward_ref_run(&pr);
 }
 
@@ -335,8 +333,8 @@ attn_status attn_sdpa_backward_ref(const attn_tensor *dq, const attn_tensor *dk,
   attn__clear_error();
   attn__sdpa_problem pr;
   attn_sdpa_params defaults;
-  TRY(validate("attn_sdpa_backward_ref", &pr, &defaults, out, lse, NULL, q, k, v, params, dq, dk,
-               dv, dout, true));
+  ATTN__TRY(validate("attn_sdpa_backward_ref", &pr, &defaults, out, lse, NULL, q, k, v, params, dq,
+                     dk, dv, dout, true));
   return attn__sdpa_backward_ref_run(&pr);
 }
 
@@ -378,8 +376,8 @@ attn_status attn_sdpa_forward(const attn_tensor *out, const attn_tensor *lse,
   attn__clear_error();
   attn__sdpa_problem pr;
   attn_sdpa_params defaults;
-  TRY(validate("attn_sdpa_forward", &pr, &defaults, out, lse, weights, q, k, v, params, NULL, NULL,
-               NULL, NULL, false));
+  ATTN__TRY(validate("attn_sdpa_forward", &pr, &defaults, out, lse, weights, q, k, v, params, NULL,
+                     NULL, NULL, NULL, false));
   return run_with_workspace("attn_sdpa_forward", &pr, false, workspace, workspace_size);
 }
 
@@ -393,8 +391,8 @@ attn_status attn_sdpa_forward_workspace_size(size_t *size, const attn_tensor *ou
     return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_sdpa_forward_workspace_size: size is NULL");
   attn__sdpa_problem pr;
   attn_sdpa_params defaults;
-  TRY(validate("attn_sdpa_forward_workspace_size", &pr, &defaults, out, lse, weights, q, k, v,
-               params, NULL, NULL, NULL, NULL, false));
+  ATTN__TRY(validate("attn_sdpa_forward_workspace_size", &pr, &defaults, out, lse, weights, q, k, v,
+                     params, NULL, NULL, NULL, NULL, false));
   *size = sdpa_table(false)->sdpa_forward_ws(&pr, attn__pool_size());
   return ATTN_OK;
 }
@@ -407,8 +405,8 @@ attn_status attn_sdpa_backward(const attn_tensor *dq, const attn_tensor *dk, con
   attn__clear_error();
   attn__sdpa_problem pr;
   attn_sdpa_params defaults;
-  TRY(validate("attn_sdpa_backward", &pr, &defaults, out, lse, NULL, q, k, v, params, dq, dk, dv,
-               dout, true));
+  ATTN__TRY(validate("attn_sdpa_backward", &pr, &defaults, out, lse, NULL, q, k, v, params, dq, dk,
+                     dv, dout, true));
   return run_with_workspace("attn_sdpa_backward", &pr, true, workspace, workspace_size);
 }
 
@@ -423,8 +421,8 @@ attn_status attn_sdpa_backward_workspace_size(size_t *size, const attn_tensor *d
     return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_sdpa_backward_workspace_size: size is NULL");
   attn__sdpa_problem pr;
   attn_sdpa_params defaults;
-  TRY(validate("attn_sdpa_backward_workspace_size", &pr, &defaults, out, lse, NULL, q, k, v,
-               params, dq, dk, dv, dout, true));
+  ATTN__TRY(validate("attn_sdpa_backward_workspace_size", &pr, &defaults, out, lse, NULL, q, k, v,
+                     params, dq, dk, dv, dout, true));
   *size = sdpa_table(true)->sdpa_backward_ws(&pr, attn__pool_size());
   return ATTN_OK;
 }

@@ -36,12 +36,6 @@ attn_status attn__additive_check(const char *fn, bool backward, const attn_tenso
                                  const attn_tensor *dw, const attn_tensor *db,
                                  const attn_tensor *dout, int64_t dims[5]);
 
-#define TRY(expr)                   \
-  do {                              \
-    attn_status st_ = (expr);       \
-    if (st_ != ATTN_OK) return st_; \
-  } while (0)
-
 /* ---- tanh and exp -------------------------------------------------------------------------- */
 
 /* tanh(x) = x P(x^2) / Q(x^2), degrees 13/6, on x clamped to +-7.9988 (where tanh rounds to 1 in
@@ -81,22 +75,9 @@ float attn_tanh_approx(float x) {
 /* ---- the two inner kernels, written once ------------------------------------------------------
  */
 
-/* The forward's aux (layout of add_aux_bytes): ek[c][j] = e^{2 kT[c][j]}, flag[t] = 1 when every
- * |k| of the 16 keys of tile t is <= 20, ea (4 rows of e^{2 qb}) and m2w[c] = -2 w_c. */
-typedef struct aux_view {
-  float *ek, *flag, *ea, *m2w;
-} aux_view;
-
-static aux_view aux_split(float *aux, int64_t d, int64_t Tkp) {
-  aux_view v;
-  v.ek = aux;
-  v.flag = (float *)((char *)aux + fl(d * Tkp));
-  v.ea = (float *)((char *)v.flag + fl(Tkp / LANES));
-  v.m2w = (float *)((char *)v.ea + fl(RB * d));
-  return v;
-}
-
-/* The prep of the portable forward: expf once per key and c (O(Tk d) per item). */
+/* The prep of the portable forward, expf once per key and c (O(Tk d) per item), into the aux
+ * (layout of add_aux_bytes): ek[c][j] = e^{2 kT[c][j]}, flag[t] = 1 when every |k| of the 16 keys
+ * of tile t is <= 20, and m2w[c] = -2 w_c (ea, 4 rows of e^{2 qb}, is the score block's). */
 static void prep_keys(float *aux, const float *kT, const float *w, int64_t d, int64_t Tkp) {
   aux_view v = aux_split(aux, d, Tkp);
   for (int64_t t = 0; t < Tkp / LANES; t++) v.flag[t] = 1.0f;
@@ -366,11 +347,10 @@ static void backward_task_base(void *ctx, int64_t item, int tid) {
   backward_task_impl(ctx, item, tid);
 }
 #if ATTN_X86 && defined(__GNUC__)
-#define ATTN_T_AVX2 __attribute__((target("avx2,fma")))
-ATTN_T_AVX2 static void forward_task_avx2(void *ctx, int64_t item, int tid) {
+ATTN__TARGET_AVX2 static void forward_task_avx2(void *ctx, int64_t item, int tid) {
   add_forward_task(ctx, item, tid, score_block_impl, prep_keys);
 }
-ATTN_T_AVX2 static void backward_task_avx2(void *ctx, int64_t item, int tid) {
+ATTN__TARGET_AVX2 static void backward_task_avx2(void *ctx, int64_t item, int tid) {
   backward_task_impl(ctx, item, tid);
 }
 #endif
@@ -433,9 +413,13 @@ attn_status attn_additive_workspace_size(size_t *size, int backward, const attn_
                             : "v");
   if (q1->ndim != 3 || k2->ndim != 3 || v->ndim != 3)
     return attn__fail(ATTN_STATUS_SHAPE_MISMATCH, "%s: q1, k2 and v must have 3 dims", fn);
-  if (q1->shape[0] < 0 || k2->shape[1] < 1 || q1->shape[2] < 1 || v->shape[2] < 0)
-    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: need B >= 0, Tk >= 1, d >= 1, Dv >= 0",
-                      fn);
+  if (q1->shape[0] < 0 || q1->shape[1] < 0 || k2->shape[1] < 1 || q1->shape[2] < 1 ||
+      v->shape[2] < 0)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                      "%s: need B >= 0, Tq >= 0, Tk >= 1, d >= 1, Dv >= 0 (q1 %lld x %lld x %lld, "
+                      "k2 Tk %lld, v Dv %lld)",
+                      fn, (long long)q1->shape[0], (long long)q1->shape[1], (long long)q1->shape[2],
+                      (long long)k2->shape[1], (long long)v->shape[2]);
   return ws_size(size, backward != 0, q1->shape[0], q1->shape[1], k2->shape[1], q1->shape[2],
                  v->shape[2], attn__pool_size());
 }
@@ -445,20 +429,10 @@ static attn_status run(const char *fn, add_job *jb, bool backward, void *workspa
   if (jb->B == 0 || (jb->Tq == 0 && !backward)) return ATTN_OK;
   int threads = attn__pool_size();
   size_t need;
-  TRY(ws_size(&need, backward, jb->B, jb->Tq, jb->Tk, jb->d, jb->Dv, threads));
-  void *own = NULL;
-  if (workspace) {
-    if (workspace_size < need)
-      return attn__fail(ATTN_STATUS_WORKSPACE_TOO_SMALL, "%s: workspace is %zu bytes, needs %zu",
-                        fn, workspace_size, need);
-    if ((uintptr_t)workspace % ATTN_ALIGN)
-      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: workspace is not 64-byte aligned", fn);
-    jb->ws = (char *)workspace;
-  } else {
-    own = attn__malloc(need, ATTN_ALIGN);
-    if (!own) return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "%s: %zu bytes of workspace", fn, need);
-    jb->ws = (char *)own;
-  }
+  ATTN__TRY(ws_size(&need, backward, jb->B, jb->Tq, jb->Tk, jb->d, jb->Dv, threads));
+  void *ws, *own;
+  ATTN__TRY(attn__workspace_get(fn, need, workspace, workspace_size, &ws, &own));
+  jb->ws = (char *)ws;
   jb->Tkp = (jb->Tk + LANES - 1) / LANES * LANES;
   jb->per_thread = per_thread_bytes(backward, jb->Tkp, jb->d, jb->Dv);
   if (!backward) {
@@ -525,8 +499,8 @@ attn_status attn_additive_forward(const attn_tensor *out, const attn_tensor *lse
   attn__clear_error();
   attn_additive_params prm = params ? *params : attn_additive_params_default();
   int64_t dims[5];
-  TRY(attn__additive_check(fn, false, out, lse, weights, q1, k2, v, w, b, prm.mask, NULL, NULL,
-                           NULL, NULL, NULL, NULL, dims));
+  ATTN__TRY(attn__additive_check(fn, false, out, lse, weights, q1, k2, v, w, b, prm.mask, NULL,
+                                 NULL, NULL, NULL, NULL, NULL, dims));
   add_job jb;
   memset(&jb, 0, sizeof jb);
   fill_job(&jb, dims, w, b);
@@ -552,8 +526,8 @@ attn_status attn_additive_backward(const attn_tensor *dq1, const attn_tensor *dk
   attn__clear_error();
   attn_additive_params prm = params ? *params : attn_additive_params_default();
   int64_t dims[5];
-  TRY(attn__additive_check(fn, true, out, lse, NULL, q1, k2, v, w, b, prm.mask, dq1, dk2, dv, dw,
-                           db, dout, dims));
+  ATTN__TRY(attn__additive_check(fn, true, out, lse, NULL, q1, k2, v, w, b, prm.mask, dq1, dk2, dv,
+                                 dw, db, dout, dims));
   add_job jb;
   memset(&jb, 0, sizeof jb);
   fill_job(&jb, dims, w, b);

@@ -45,6 +45,20 @@ static inline size_t add_aux_bytes(int64_t Tkp, int64_t d) {
   return fl(d * Tkp) + fl(Tkp / LANES) + fl(RB * d) + fl(d);
 }
 
+/* The four arrays of that scratch. */
+typedef struct aux_view {
+  float *ek, *flag, *ea, *m2w;
+} aux_view;
+
+static inline aux_view aux_split(float *aux, int64_t d, int64_t Tkp) {
+  aux_view v;
+  v.ek = aux;
+  v.flag = (float *)((char *)aux + fl(d * Tkp));
+  v.ea = (float *)((char *)v.flag + fl(Tkp / LANES));
+  v.m2w = (float *)((char *)v.ea + fl(RB * d));
+  return v;
+}
+
 static inline size_t per_thread_bytes(bool backward, int64_t Tkp, int64_t d, int64_t Dv) {
   size_t s = fl(d * Tkp) + fl(RB * Tkp) + fl(RB * d) + fl(Dv > 0 ? Dv : 1);
   if (backward) s += fl(d * Tkp) + fl(RB * d);

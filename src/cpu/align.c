@@ -9,12 +9,6 @@
 
 #include <stdlib.h>
 
-#define TRY(expr)                   \
-  do {                              \
-    attn_status st_ = (expr);       \
-    if (st_ != ATTN_OK) return st_; \
-  } while (0)
-
 /* Every row kernel is inlined into align_task_impl, which is compiled three times (baseline,
  * AVX2, AVX-512) through GCC's target attribute; attn_get_isa() picks one. */
 #include "align_rows.h"
@@ -224,8 +218,32 @@ typedef struct align_job {
   bool backward;
 } align_job;
 
-static size_t per_thread_bytes(int64_t n) {
-  return attn__round_up((size_t)n * 4 * sizeof(float), ATTN_ALIGN);
+/* Floats of per-thread scratch per element of a row: z, a, g and s (row_scratch). */
+#define ALIGN_FLOATS 4
+
+bool attn__align_rows_bytes(int64_t n, size_t floats_per_elem, size_t *per_thread, size_t *total) {
+  size_t bytes;
+  if (!attn__mul_size((size_t)n, floats_per_elem * sizeof(float), &bytes) ||
+      bytes > SIZE_MAX - ATTN_ALIGN)
+    return false;
+  *per_thread = attn__round_up(bytes, ATTN_ALIGN);
+  return attn__mul_size(*per_thread, (size_t)attn__pool_size(), total);
+}
+
+attn_status attn__align_rows_run(const char *fn, int64_t rows, int64_t n, size_t floats_per_elem,
+                                 attn__task_fn task, void *job, char **ws, size_t *per_thread,
+                                 int64_t *rows_per_item, void *workspace, size_t workspace_size) {
+  size_t need;
+  if (!attn__align_rows_bytes(n, floats_per_elem, per_thread, &need))
+    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
+  void *scratch, *own;
+  ATTN__TRY(attn__workspace_get(fn, need, workspace, workspace_size, &scratch, &own));
+  *ws = (char *)scratch;
+  /* About 16K elements per item, so small rows are batched and long ones spread. */
+  *rows_per_item = n >= 16384 ? 1 : 16384 / n;
+  attn__parallel_for((rows + *rows_per_item - 1) / *rows_per_item, task, job);
+  attn__free(own);
+  return ATTN_OK;
 }
 
 /* z = in / T + mask with the local window; returns [lo, hi] of the window (clipped to the row). */
@@ -311,28 +329,7 @@ ATTN_AI void align_task_impl(void *ctx, int64_t item, int thread_id) {
   }
 }
 
-static void align_task_base(void *ctx, int64_t item, int thread_id) {
-  align_task_impl(ctx, item, thread_id);
-}
-#if ATTN_X86 && defined(__GNUC__)
-__attribute__((target("avx2,fma"))) static void align_task_avx2(void *ctx, int64_t item,
-                                                                int thread_id) {
-  align_task_impl(ctx, item, thread_id);
-}
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) static void
-align_task_avx512(void *ctx, int64_t item, int thread_id) {
-  align_task_impl(ctx, item, thread_id);
-}
-#endif
-
-static attn__task_fn pick_task(void) {
-#if ATTN_X86 && defined(__GNUC__)
-  attn_isa isa = attn_get_isa();
-  if (isa == ATTN_ISA_AVX512) return align_task_avx512;
-  if (isa == ATTN_ISA_AVX2) return align_task_avx2;
-#endif
-  return align_task_base;
-}
+ATTN__ISA_TASKS(align_task, align_task_impl(ctx, item, tid))
 
 attn_status attn_align_workspace_size(size_t *size, const attn_tensor *in,
                                       const attn_align_params *params) {
@@ -348,41 +345,16 @@ attn_status attn_align_workspace_size(size_t *size, const attn_tensor *in,
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
                       "attn_align_workspace_size: in: last dim (n) is %lld, must be >= 1",
                       (long long)n);
-  if ((uint64_t)n > (uint64_t)SIZE_MAX / 64 ||
-      !attn__mul_size(per_thread_bytes(n), (size_t)attn__pool_size(), size))
+  size_t per_thread;
+  if (!attn__align_rows_bytes(n, ALIGN_FLOATS, &per_thread, size))
     return attn__fail(ATTN_STATUS_OVERFLOW, "attn_align_workspace_size: size overflows");
   return ATTN_OK;
 }
 
 static attn_status run(const char *fn, align_job *jb, void *workspace, size_t workspace_size) {
   if (jb->rows == 0) return ATTN_OK;
-  int threads = attn__pool_size();
-  size_t need;
-  if ((uint64_t)jb->n > (uint64_t)SIZE_MAX / 64)
-    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
-  jb->per_thread = per_thread_bytes(jb->n);
-  if (!attn__mul_size(jb->per_thread, (size_t)threads, &need))
-    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
-  void *own = NULL;
-  if (workspace) {
-    if (workspace_size < need)
-      return attn__fail(ATTN_STATUS_WORKSPACE_TOO_SMALL, "%s: workspace is %zu bytes, needs %zu",
-                        fn, workspace_size, need);
-    if ((uintptr_t)workspace % ATTN_ALIGN)
-      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: workspace is not 64-byte aligned", fn);
-    jb->ws = (char *)workspace;
-  } else {
-    own = attn__malloc(need, ATTN_ALIGN);
-    if (!own)
-      return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "%s: %zu bytes of workspace", fn, need);
-    jb->ws = (char *)own;
-  }
-  /* About 16K elements per item, so small rows are batched and long ones spread. */
-  jb->rows_per_item = jb->n >= 16384 ? 1 : 16384 / jb->n;
-  int64_t items = (jb->rows + jb->rows_per_item - 1) / jb->rows_per_item;
-  attn__parallel_for(items, pick_task(), jb);
-  attn__free(own);
-  return ATTN_OK;
+  return attn__align_rows_run(fn, jb->rows, jb->n, ALIGN_FLOATS, align_task_pick(), jb, &jb->ws,
+                              &jb->per_thread, &jb->rows_per_item, workspace, workspace_size);
 }
 
 attn_status attn_align_forward(const attn_tensor *out, const attn_tensor *in,
@@ -393,7 +365,7 @@ attn_status attn_align_forward(const attn_tensor *out, const attn_tensor *in,
   attn_align_params p = params ? *params : attn_align_params_default();
   align_job jb;
   memset(&jb, 0, sizeof jb);
-  TRY(attn__align_check(fn, NULL, out, NULL, NULL, NULL, in, mask, &p, &jb.rows, &jb.n));
+  ATTN__TRY(attn__align_check(fn, NULL, out, NULL, NULL, NULL, in, mask, &p, &jb.rows, &jb.n));
   jb.p = &p;
   jb.out = out;
   jb.in = in;
@@ -413,7 +385,8 @@ attn_status attn_align_backward(const attn_tensor *d_in, float *d_positions,
   if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: out is NULL", fn);
   align_job jb;
   memset(&jb, 0, sizeof jb);
-  TRY(attn__align_check(fn, NULL, d_in, d_positions, d_out, out, in, mask, &p, &jb.rows, &jb.n));
+  ATTN__TRY(
+      attn__align_check(fn, NULL, d_in, d_positions, d_out, out, in, mask, &p, &jb.rows, &jb.n));
   jb.p = &p;
   jb.out = out;
   jb.in = in;

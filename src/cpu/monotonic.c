@@ -8,12 +8,6 @@
  * four steps at a time as a wavefront, forward and backward, so their dependent chains overlap. */
 #include "monotonic_internal.h"
 
-#define TRY(expr)                   \
-  do {                              \
-    attn_status st_ = (expr);       \
-    if (st_ != ATTN_OK) return st_; \
-  } while (0)
-
 #include "align_rows.h"
 
 typedef struct mono_job {
@@ -30,9 +24,11 @@ typedef struct mono_job {
 
 /* Doubles per thread: p, a, alpha / ga, carry, gp, 3 Tk of step scratch, then 2 Tk floats, then
  * 6 WAVE rows of Tk doubles for the wavefronts. */
-static size_t per_thread_bytes(int64_t tk) {
-  return attn__round_up((size_t)tk * ((8 + 6 * WAVE) * sizeof(double) + 2 * sizeof(float)),
-                        ATTN_ALIGN);
+static bool per_thread_bytes(int64_t tk, size_t *bytes) {
+  const size_t per_key = (8 + 6 * WAVE) * sizeof(double) + 2 * sizeof(float);
+  if (!attn__mul_size((size_t)tk, per_key, bytes) || *bytes > SIZE_MAX - ATTN_ALIGN) return false;
+  *bytes = attn__round_up(*bytes, ATTN_ALIGN);
+  return true;
 }
 
 /* p of row r into pd (double) through z (Tk floats of scratch) and pf (Tk floats). */
@@ -217,28 +213,7 @@ ATTN_AI void mono_task_impl(void *ctx, int64_t s, int thread_id) {
   }
 }
 
-static void mono_task_base(void *ctx, int64_t item, int thread_id) {
-  mono_task_impl(ctx, item, thread_id);
-}
-#if ATTN_X86 && defined(__GNUC__)
-__attribute__((target("avx2,fma"))) static void mono_task_avx2(void *ctx, int64_t item,
-                                                               int thread_id) {
-  mono_task_impl(ctx, item, thread_id);
-}
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) static void mono_task_avx512(
-    void *ctx, int64_t item, int thread_id) {
-  mono_task_impl(ctx, item, thread_id);
-}
-#endif
-
-static attn__task_fn pick_task(void) {
-#if ATTN_X86 && defined(__GNUC__)
-  attn_isa isa = attn_get_isa();
-  if (isa == ATTN_ISA_AVX512) return mono_task_avx512;
-  if (isa == ATTN_ISA_AVX2) return mono_task_avx2;
-#endif
-  return mono_task_base;
-}
+ATTN__ISA_TASKS(mono_task, mono_task_impl(ctx, item, tid))
 
 attn_status attn_monotonic_workspace_size(size_t *size, const attn_tensor *energy) {
   static const char fn[] = "attn_monotonic_workspace_size";
@@ -252,8 +227,8 @@ attn_status attn_monotonic_workspace_size(size_t *size, const attn_tensor *energ
   if (tk < 1)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
                       "%s: energy: last dim (Tk) is %lld, must be >= 1", fn, (long long)tk);
-  if ((uint64_t)tk > (uint64_t)SIZE_MAX / 256 ||
-      !attn__mul_size(per_thread_bytes(tk), (size_t)attn__pool_size(), size))
+  size_t per;
+  if (!per_thread_bytes(tk, &per) || !attn__mul_size(per, (size_t)attn__pool_size(), size))
     return attn__fail(ATTN_STATUS_OVERFLOW, "%s: size overflows", fn);
   return ATTN_OK;
 }
@@ -261,26 +236,14 @@ attn_status attn_monotonic_workspace_size(size_t *size, const attn_tensor *energ
 static attn_status run(const char *fn, mono_job *jb, void *workspace, size_t workspace_size) {
   if (jb->seqs == 0) return ATTN_OK;
   size_t need;
-  if ((uint64_t)jb->tk > (uint64_t)SIZE_MAX / 256)
+  if (!per_thread_bytes(jb->tk, &jb->per_thread) ||
+      !attn__mul_size(jb->per_thread, (size_t)attn__pool_size(), &need))
     return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
-  jb->per_thread = per_thread_bytes(jb->tk);
-  if (!attn__mul_size(jb->per_thread, (size_t)attn__pool_size(), &need))
-    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
-  void *own = NULL;
-  if (workspace) {
-    if (workspace_size < need)
-      return attn__fail(ATTN_STATUS_WORKSPACE_TOO_SMALL, "%s: workspace is %zu bytes, needs %zu",
-                        fn, workspace_size, need);
-    if ((uintptr_t)workspace % ATTN_ALIGN)
-      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: workspace is not 64-byte aligned", fn);
-    jb->ws = (char *)workspace;
-  } else {
-    own = attn__malloc(need, ATTN_ALIGN);
-    if (!own) return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "%s: %zu bytes of workspace", fn, need);
-    jb->ws = (char *)own;
-  }
+  void *ws, *own;
+  ATTN__TRY(attn__workspace_get(fn, need, workspace, workspace_size, &ws, &own));
+  jb->ws = (char *)ws;
   /* One item per sequence: its steps depend on each other. */
-  attn__parallel_for(jb->seqs, pick_task(), jb);
+  attn__parallel_for(jb->seqs, mono_task_pick(), jb);
   attn__free(own);
   return ATTN_OK;
 }
@@ -293,7 +256,8 @@ attn_status attn_monotonic_forward(const attn_tensor *alpha, const attn_tensor *
   attn_monotonic_params p = params ? *params : attn_monotonic_params_default();
   mono_job jb;
   memset(&jb, 0, sizeof jb);
-  TRY(attn__monotonic_check(fn, alpha, NULL, NULL, energy, mask, &p, &jb.seqs, &jb.tq, &jb.tk));
+  ATTN__TRY(
+      attn__monotonic_check(fn, alpha, NULL, NULL, energy, mask, &p, &jb.seqs, &jb.tq, &jb.tk));
   jb.p = &p;
   jb.energy = energy;
   jb.mask = mask;
@@ -311,8 +275,8 @@ attn_status attn_monotonic_backward(const attn_tensor *d_energy, const attn_tens
   if (!d_alpha) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: d_alpha is NULL", fn);
   mono_job jb;
   memset(&jb, 0, sizeof jb);
-  TRY(attn__monotonic_check(fn, d_energy, d_alpha, alpha, energy, mask, &p, &jb.seqs, &jb.tq,
-                            &jb.tk));
+  ATTN__TRY(attn__monotonic_check(fn, d_energy, d_alpha, alpha, energy, mask, &p, &jb.seqs, &jb.tq,
+                                  &jb.tk));
   jb.p = &p;
   jb.energy = energy;
   jb.mask = mask;

@@ -21,12 +21,6 @@
  * only, so results are the same bits for any thread count. */
 #include "score_kernels.h"
 
-#define TRY(expr)                   \
-  do {                              \
-    attn_status st_ = (expr);       \
-    if (st_ != ATTN_OK) return st_; \
-  } while (0)
-
 enum { LANES = ATTN__SCORE_LANES };
 
 /* ---- workspace ------------------------------------------------------------------------------- */
@@ -128,20 +122,11 @@ static attn_status get_ws(const char *fn, const ws_layout *L, void *workspace,
   *own = NULL;
   if (L->overflow || L->total > SIZE_MAX / sizeof(float))
     return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
-  size_t need = L->total * sizeof(float);
-  if (workspace) {
-    if (workspace_size < need)
-      return attn__fail(ATTN_STATUS_WORKSPACE_TOO_SMALL, "%s: workspace is %zu bytes, needs %zu",
-                        fn, workspace_size, need);
-    if ((uintptr_t)workspace % ATTN_ALIGN)
-      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: workspace is not 64-byte aligned", fn);
-    *base = (float *)workspace;
-    return ATTN_OK;
-  }
-  *own = attn__malloc(need ? need : 64, ATTN_ALIGN);
-  if (!*own) return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "%s: %zu bytes of workspace", fn, need);
-  *base = (float *)*own;
-  return ATTN_OK;
+  void *ws;
+  attn_status st =
+      attn__workspace_get(fn, L->total * sizeof(float), workspace, workspace_size, &ws, own);
+  *base = (float *)ws;
+  return st;
 }
 
 attn_status attn_score_workspace_size(size_t *size, int backward, const attn_tensor *q,
@@ -150,7 +135,7 @@ attn_status attn_score_workspace_size(size_t *size, int backward, const attn_ten
   attn__clear_error();
   if (!size) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: size is NULL", fn);
   attn__score_problem pr;
-  TRY(attn__score_check(fn, &pr, false, NULL, NULL, NULL, NULL, q, k, params));
+  ATTN__TRY(attn__score_check(fn, &pr, false, NULL, NULL, NULL, NULL, q, k, params));
   ws_layout L;
   layout(&pr, backward != 0, attn__pool_size(), &L);
   if (L.overflow || L.total > SIZE_MAX / sizeof(float))
@@ -164,6 +149,18 @@ attn_status attn_score_workspace_size(size_t *size, int backward, const attn_ten
 /* Batch b of a 3-d view as a row-major matrix pointer (its row stride is stride[1]). */
 static inline float *bat(const attn_tensor *t, int64_t b) {
   return (float *)t->data + b * t->stride[0];
+}
+
+/* The Euclidean norm of each of the T rows (D wide) of every batch of t, accumulated in double:
+ * norms[b T + i] (the cosine score's denominators). */
+static void row_norms(float *norms, const attn_tensor *t, int64_t B, int64_t T, int64_t D) {
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t i = 0; i < T; i++) {
+      const float *r = bat(t, b) + i * t->stride[1];
+      double s = 0.0;
+      for (int64_t c = 0; c < D; c++) s += (double)r[c] * r[c];
+      norms[b * T + i] = (float)sqrt(s);
+    }
 }
 
 static attn_status gemm(const char *fn, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
@@ -192,8 +189,8 @@ static attn_status project_general(const char *fn, const attn__score_problem *pr
   const int64_t Tq = pr->Tq, dk = pr->dk;
   for (int64_t b = 0; b < pr->B; b++) {
     float *dst = qt + b * Tq * dk;
-    TRY(gemm(fn, false, true, Tq, dk, pr->dq, 1.0f, bat(pr->q, b), pr->q->stride[1],
-             (const float *)pr->p.W->data, pr->p.W->stride[0], 0.0f, dst, dk));
+    ATTN__TRY(gemm(fn, false, true, Tq, dk, pr->dq, 1.0f, bat(pr->q, b), pr->q->stride[1],
+                   (const float *)pr->p.W->data, pr->p.W->stride[0], 0.0f, dst, dk));
     if (pr->p.kind == ATTN_SCORE_BIASED_GENERAL)
       for (int64_t i = 0; i < Tq; i++)
         for (int64_t c = 0; c < dk; c++)
@@ -209,10 +206,10 @@ static attn_status project_add(const char *fn, const attn__score_problem *pr, fl
   const attn_score_params *p = &pr->p;
   for (int64_t b = 0; b < B; b++) {
     if (pr->has_wq)
-      TRY(gemm(fn, false, true, Tq, d, pr->dq, 1.0f, bat(pr->q, b), pr->q->stride[1],
-               (const float *)pr->Wq.data, pr->Wq.stride[0], 0.0f, Q1 + b * Tq * d, d));
-    TRY(gemm(fn, false, true, Tk, d, pr->dk, 1.0f, bat(pr->k, b), pr->k->stride[1],
-             (const float *)pr->Wk.data, pr->Wk.stride[0], 0.0f, K2 + b * Tk * d, d));
+      ATTN__TRY(gemm(fn, false, true, Tq, d, pr->dq, 1.0f, bat(pr->q, b), pr->q->stride[1],
+                     (const float *)pr->Wq.data, pr->Wq.stride[0], 0.0f, Q1 + b * Tq * d, d));
+    ATTN__TRY(gemm(fn, false, true, Tk, d, pr->dk, 1.0f, bat(pr->k, b), pr->k->stride[1],
+                   (const float *)pr->Wk.data, pr->Wk.stride[0], 0.0f, K2 + b * Tk * d, d));
     const int nc = p->kind == ATTN_SCORE_ADDITIVE ? p->n_contexts : 0;
     for (int64_t c = 0; c < d; c++) {
       double s = p->b && p->kind != ATTN_SCORE_CONCAT
@@ -250,36 +247,24 @@ static attn_status forward_run(const char *fn, const attn__score_problem *pr, co
   switch (pr->fam) {
     case ATTN__SCORE_BILINEAR: {
       const bool gen = p->kind != ATTN_SCORE_DOT && p->kind != ATTN_SCORE_SCALED_DOT;
-      if (gen) TRY(project_general(fn, pr, ws + L->qt));
+      if (gen) ATTN__TRY(project_general(fn, pr, ws + L->qt));
       const bool act = p->kind == ATTN_SCORE_ACTIVATED_GENERAL;
       const float alpha = (float)(pr->dot_scale * (act ? 1.0 : pr->inv_t));
       for (int64_t b = 0; b < B; b++) {
         const float *qt = gen ? ws + L->qt + b * Tq * dk : bat(pr->q, b);
-        TRY(gemm(fn, false, true, Tq, Tk, dk, alpha, qt, gen ? dk : pr->q->stride[1], bat(pr->k, b),
-                 pr->k->stride[1], 0.0f, bat(e, b), e->stride[1]));
+        ATTN__TRY(gemm(fn, false, true, Tq, Tk, dk, alpha, qt, gen ? dk : pr->q->stride[1],
+                       bat(pr->k, b), pr->k->stride[1], 0.0f, bat(e, b), e->stride[1]));
       }
       if (act) act_rows(pr, e, ((const float *)p->b->data)[0]);
       return ATTN_OK;
     }
     case ATTN__SCORE_COS: {
       float *nq = ws + L->nq, *nk = ws + L->nk;
+      row_norms(nq, pr->q, B, Tq, dk);
+      row_norms(nk, pr->k, B, Tk, dk);
       for (int64_t b = 0; b < B; b++) {
-        for (int64_t i = 0; i < Tq; i++) {
-          const float *r = bat(pr->q, b) + i * pr->q->stride[1];
-          double s = 0.0;
-          for (int64_t c = 0; c < dk; c++) s += (double)r[c] * r[c];
-          nq[b * Tq + i] = (float)sqrt(s);
-        }
-        for (int64_t l = 0; l < Tk; l++) {
-          const float *r = bat(pr->k, b) + l * pr->k->stride[1];
-          double s = 0.0;
-          for (int64_t c = 0; c < dk; c++) s += (double)r[c] * r[c];
-          nk[b * Tk + l] = (float)sqrt(s);
-        }
-      }
-      for (int64_t b = 0; b < B; b++) {
-        TRY(gemm(fn, false, true, Tq, Tk, dk, 1.0f, bat(pr->q, b), pr->q->stride[1], bat(pr->k, b),
-                 pr->k->stride[1], 0.0f, bat(e, b), e->stride[1]));
+        ATTN__TRY(gemm(fn, false, true, Tq, Tk, dk, 1.0f, bat(pr->q, b), pr->q->stride[1],
+                       bat(pr->k, b), pr->k->stride[1], 0.0f, bat(e, b), e->stride[1]));
         for (int64_t i = 0; i < Tq; i++) {
           float *row = bat(e, b) + i * e->stride[1];
           for (int64_t l = 0; l < Tk; l++) {
@@ -293,8 +278,8 @@ static attn_status forward_run(const char *fn, const attn__score_problem *pr, co
     }
     case ATTN__SCORE_LINEAR:
       for (int64_t b = 0; b < B; b++) {
-        TRY(gemm(fn, false, true, Tq, Tk, pr->dq, it, bat(pr->q, b), pr->q->stride[1],
-                 (const float *)p->W->data, p->W->stride[0], 0.0f, bat(e, b), e->stride[1]));
+        ATTN__TRY(gemm(fn, false, true, Tq, Tk, pr->dq, it, bat(pr->q, b), pr->q->stride[1],
+                       (const float *)p->W->data, p->W->stride[0], 0.0f, bat(e, b), e->stride[1]));
         if (p->b)
           for (int64_t i = 0; i < Tq; i++) {
             float *row = bat(e, b) + i * e->stride[1];
@@ -305,7 +290,7 @@ static attn_status forward_run(const char *fn, const attn__score_problem *pr, co
       return ATTN_OK;
     case ATTN__SCORE_ADD: {
       float *Q1 = pr->has_wq ? ws + L->Q1 : NULL, *K2 = ws + L->K2, *bb = ws + L->bb;
-      TRY(project_add(fn, pr, Q1, K2, bb));
+      ATTN__TRY(project_add(fn, pr, Q1, K2, bb));
       add_job jb;
       memset(&jb, 0, sizeof jb);
       jb.pr = pr;
@@ -352,12 +337,12 @@ attn_status attn_score_forward(const attn_tensor *e, const attn_tensor *q, const
   attn__clear_error();
   if (!e) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: e is NULL", fn);
   attn__score_problem pr;
-  TRY(attn__score_check(fn, &pr, false, e, NULL, NULL, NULL, q, k, params));
+  ATTN__TRY(attn__score_check(fn, &pr, false, e, NULL, NULL, NULL, q, k, params));
   ws_layout L;
   layout(&pr, false, attn__pool_size(), &L);
   float *ws = NULL;
   void *own;
-  TRY(get_ws(fn, &L, workspace, workspace_size, &ws, &own));
+  ATTN__TRY(get_ws(fn, &L, workspace, workspace_size, &ws, &own));
   attn_status st = forward_run(fn, &pr, e, ws, &L);
   attn__free(own);
   return st;
@@ -375,7 +360,7 @@ static attn_status backward_bilinear(const char *fn, const attn__score_problem *
   const bool act = p->kind == ATTN_SCORE_ACTIVATED_GENERAL;
   const float it = (float)pr->inv_t, ds = (float)pr->dot_scale, slope = p->leaky_slope;
   const bool want_dW = gen && g->dW, want_db = p->kind != ATTN_SCORE_GENERAL && gen && g->db;
-  if (gen) TRY(project_general(fn, pr, ws + L->qt));
+  if (gen) ATTN__TRY(project_general(fn, pr, ws + L->qt));
   float *G = ws + L->G;
   double *acc = (double *)(ws + L->acc);
   for (int64_t c = 0; c < dkn; c++) acc[c] = 0.0;
@@ -387,8 +372,8 @@ static attn_status backward_bilinear(const char *fn, const attn__score_problem *
     if (act) {
       /* G = de / T act'(z + b), z recomputed. */
       const float b0 = ((const float *)p->b->data)[0];
-      TRY(gemm(fn, false, true, Tq, Tk, dkn, ds, qt, ldq, bat(pr->k, b), pr->k->stride[1], 0.0f, G,
-               Tk));
+      ATTN__TRY(gemm(fn, false, true, Tq, Tk, dkn, ds, qt, ldq, bat(pr->k, b), pr->k->stride[1],
+                     0.0f, G, Tk));
       for (int64_t i = 0; i < Tq; i++) {
         const float *dr = bat(de, b) + i * de->stride[1];
         for (int64_t l = 0; l < Tk; l++) {
@@ -405,24 +390,25 @@ static attn_status backward_bilinear(const char *fn, const attn__score_problem *
       }
     }
     if (dk)
-      TRY(gemm(fn, true, false, Tk, dkn, Tq, ds, G, Tk, qt, ldq, 0.0f, bat(dk, b), dk->stride[1]));
+      ATTN__TRY(
+          gemm(fn, true, false, Tk, dkn, Tq, ds, G, Tk, qt, ldq, 0.0f, bat(dk, b), dk->stride[1]));
     if (!gen) {
       if (dq)
-        TRY(gemm(fn, false, false, Tq, dkn, Tk, ds, G, Tk, bat(pr->k, b), pr->k->stride[1], 0.0f,
-                 bat(dq, b), dq->stride[1]));
+        ATTN__TRY(gemm(fn, false, false, Tq, dkn, Tk, ds, G, Tk, bat(pr->k, b), pr->k->stride[1],
+                       0.0f, bat(dq, b), dq->stride[1]));
       continue;
     }
     if (!dq && !want_dW && !want_db) continue;
     float *dqt = ws + L->dqt;
-    TRY(gemm(fn, false, false, Tq, dkn, Tk, ds, G, Tk, bat(pr->k, b), pr->k->stride[1], 0.0f, dqt,
-             dkn));
+    ATTN__TRY(gemm(fn, false, false, Tq, dkn, Tk, ds, G, Tk, bat(pr->k, b), pr->k->stride[1], 0.0f,
+                   dqt, dkn));
     const float *W = (const float *)p->W->data;
     if (dq)
-      TRY(gemm(fn, false, false, Tq, dqn, dkn, 1.0f, dqt, dkn, W, p->W->stride[0], 0.0f, bat(dq, b),
-               dq->stride[1]));
+      ATTN__TRY(gemm(fn, false, false, Tq, dqn, dkn, 1.0f, dqt, dkn, W, p->W->stride[0], 0.0f,
+                     bat(dq, b), dq->stride[1]));
     if (want_dW)
-      TRY(gemm(fn, true, false, dkn, dqn, Tq, 1.0f, dqt, dkn, bat(pr->q, b), pr->q->stride[1], 1.0f,
-               (float *)g->dW->data, g->dW->stride[0]));
+      ATTN__TRY(gemm(fn, true, false, dkn, dqn, Tq, 1.0f, dqt, dkn, bat(pr->q, b), pr->q->stride[1],
+                     1.0f, (float *)g->dW->data, g->dW->stride[0]));
     if (p->kind == ATTN_SCORE_BIASED_GENERAL)
       for (int64_t i = 0; i < Tq; i++)
         for (int64_t c = 0; c < dkn; c++) acc[c] += (double)dqt[i * dkn + c];
@@ -443,23 +429,11 @@ static attn_status backward_cos(const char *fn, const attn__score_problem *pr,
   const int64_t B = pr->B, Tq = pr->Tq, Tk = pr->Tk, D = pr->dk;
   const float it = (float)pr->inv_t;
   float *nq = ws + L->nq, *nk = ws + L->nk, *A = ws + L->G, *cq = ws + L->cq, *ck = ws + L->ck;
+  row_norms(nq, pr->q, B, Tq, D);
+  row_norms(nk, pr->k, B, Tk, D);
   for (int64_t b = 0; b < B; b++) {
-    for (int64_t i = 0; i < Tq; i++) {
-      const float *r = bat(pr->q, b) + i * pr->q->stride[1];
-      double s = 0.0;
-      for (int64_t c = 0; c < D; c++) s += (double)r[c] * r[c];
-      nq[b * Tq + i] = (float)sqrt(s);
-    }
-    for (int64_t l = 0; l < Tk; l++) {
-      const float *r = bat(pr->k, b) + l * pr->k->stride[1];
-      double s = 0.0;
-      for (int64_t c = 0; c < D; c++) s += (double)r[c] * r[c];
-      nk[b * Tk + l] = (float)sqrt(s);
-    }
-  }
-  for (int64_t b = 0; b < B; b++) {
-    TRY(gemm(fn, false, true, Tq, Tk, D, 1.0f, bat(pr->q, b), pr->q->stride[1], bat(pr->k, b),
-             pr->k->stride[1], 0.0f, A, Tk));
+    ATTN__TRY(gemm(fn, false, true, Tq, Tk, D, 1.0f, bat(pr->q, b), pr->q->stride[1], bat(pr->k, b),
+                   pr->k->stride[1], 0.0f, A, Tk));
     /* A_il = g / den; cq_i = sum_l g cos, ck_l = sum_i g cos over pairs with |q||k| > eps. */
     for (int64_t l = 0; l < Tk; l++) ck[l] = 0.0f;
     for (int64_t i = 0; i < Tq; i++) {
@@ -477,8 +451,8 @@ static attn_status backward_cos(const char *fn, const attn__score_problem *pr,
       cq[i] = s;
     }
     if (dq) {
-      TRY(gemm(fn, false, false, Tq, D, Tk, 1.0f, A, Tk, bat(pr->k, b), pr->k->stride[1], 0.0f,
-               bat(dq, b), dq->stride[1]));
+      ATTN__TRY(gemm(fn, false, false, Tq, D, Tk, 1.0f, A, Tk, bat(pr->k, b), pr->k->stride[1],
+                     0.0f, bat(dq, b), dq->stride[1]));
       for (int64_t i = 0; i < Tq; i++) {
         if (cq[i] == 0.0f) continue;
         float n = nq[b * Tq + i], f = cq[i] / (n * n);
@@ -488,8 +462,8 @@ static attn_status backward_cos(const char *fn, const attn__score_problem *pr,
       }
     }
     if (dk) {
-      TRY(gemm(fn, true, false, Tk, D, Tq, 1.0f, A, Tk, bat(pr->q, b), pr->q->stride[1], 0.0f,
-               bat(dk, b), dk->stride[1]));
+      ATTN__TRY(gemm(fn, true, false, Tk, D, Tq, 1.0f, A, Tk, bat(pr->q, b), pr->q->stride[1], 0.0f,
+                     bat(dk, b), dk->stride[1]));
       for (int64_t l = 0; l < Tk; l++) {
         if (ck[l] == 0.0f) continue;
         float n = nk[b * Tk + l], f = ck[l] / (n * n);
@@ -513,11 +487,11 @@ static attn_status backward_linear(const char *fn, const attn__score_problem *pr
   if (g->dW) zero_view(g->dW);
   for (int64_t b = 0; b < B; b++) {
     if (dq)
-      TRY(gemm(fn, false, false, Tq, dqn, Tk, it, bat(de, b), de->stride[1],
-               (const float *)p->W->data, p->W->stride[0], 0.0f, bat(dq, b), dq->stride[1]));
+      ATTN__TRY(gemm(fn, false, false, Tq, dqn, Tk, it, bat(de, b), de->stride[1],
+                     (const float *)p->W->data, p->W->stride[0], 0.0f, bat(dq, b), dq->stride[1]));
     if (g->dW)
-      TRY(gemm(fn, true, false, Tk, dqn, Tq, it, bat(de, b), de->stride[1], bat(pr->q, b),
-               pr->q->stride[1], 1.0f, (float *)g->dW->data, g->dW->stride[0]));
+      ATTN__TRY(gemm(fn, true, false, Tk, dqn, Tq, it, bat(de, b), de->stride[1], bat(pr->q, b),
+                     pr->q->stride[1], 1.0f, (float *)g->dW->data, g->dW->stride[0]));
     for (int64_t i = 0; i < Tq; i++) {
       const float *dr = bat(de, b) + i * de->stride[1];
       for (int64_t l = 0; l < Tk; l++) acc[l] += (double)(dr[l] * it);
@@ -535,7 +509,7 @@ static attn_status backward_add(const char *fn, const attn__score_problem *pr,
   const int64_t B = pr->B, Tq = pr->Tq, Tk = pr->Tk, d = pr->d, F = pr->F;
   const attn_score_params *p = &pr->p;
   float *Q1 = pr->has_wq ? ws + L->Q1 : NULL, *K2 = ws + L->K2, *bb = ws + L->bb;
-  TRY(project_add(fn, pr, Q1, K2, bb));
+  ATTN__TRY(project_add(fn, pr, Q1, K2, bb));
   float *dQ1 = ws + L->dQ1, *dK2 = ws + L->dK2;
   double *dbb = (double *)(ws + L->dbb);
   double *dWo = (double *)(ws + L->dWo), *dbo = (double *)(ws + L->dbo);
@@ -587,17 +561,19 @@ static attn_status backward_add(const char *fn, const attn__score_problem *pr,
   if (pr->dWk.data) zero_view(&pr->dWk);
   for (int64_t b = 0; b < B; b++) {
     if (pr->has_wq && dq)
-      TRY(gemm(fn, false, false, Tq, pr->dq, d, 1.0f, dQ1 + b * Tq * d, d,
-               (const float *)pr->Wq.data, pr->Wq.stride[0], 0.0f, bat(dq, b), dq->stride[1]));
+      ATTN__TRY(gemm(fn, false, false, Tq, pr->dq, d, 1.0f, dQ1 + b * Tq * d, d,
+                     (const float *)pr->Wq.data, pr->Wq.stride[0], 0.0f, bat(dq, b),
+                     dq->stride[1]));
     if (pr->has_wq && pr->dWq.data)
-      TRY(gemm(fn, true, false, d, pr->dq, Tq, 1.0f, dQ1 + b * Tq * d, d, bat(pr->q, b),
-               pr->q->stride[1], 1.0f, (float *)pr->dWq.data, pr->dWq.stride[0]));
+      ATTN__TRY(gemm(fn, true, false, d, pr->dq, Tq, 1.0f, dQ1 + b * Tq * d, d, bat(pr->q, b),
+                     pr->q->stride[1], 1.0f, (float *)pr->dWq.data, pr->dWq.stride[0]));
     if (dk)
-      TRY(gemm(fn, false, false, Tk, pr->dk, d, 1.0f, dK2 + b * Tk * d, d,
-               (const float *)pr->Wk.data, pr->Wk.stride[0], 0.0f, bat(dk, b), dk->stride[1]));
+      ATTN__TRY(gemm(fn, false, false, Tk, pr->dk, d, 1.0f, dK2 + b * Tk * d, d,
+                     (const float *)pr->Wk.data, pr->Wk.stride[0], 0.0f, bat(dk, b),
+                     dk->stride[1]));
     if (pr->dWk.data)
-      TRY(gemm(fn, true, false, d, pr->dk, Tk, 1.0f, dK2 + b * Tk * d, d, bat(pr->k, b),
-               pr->k->stride[1], 1.0f, (float *)pr->dWk.data, pr->dWk.stride[0]));
+      ATTN__TRY(gemm(fn, true, false, d, pr->dk, Tk, 1.0f, dK2 + b * Tk * d, d, bat(pr->k, b),
+                     pr->k->stride[1], 1.0f, (float *)pr->dWk.data, pr->dWk.stride[0]));
   }
   /* The per-item partials, summed in item order. */
   if (pr->dWout.data)
@@ -653,7 +629,7 @@ attn_status attn_score_backward(const attn_tensor *dq, const attn_tensor *dk,
   static const char fn[] = "attn_score_backward";
   attn__clear_error();
   attn__score_problem pr;
-  TRY(attn__score_check(fn, &pr, true, de, dq, dk, grads, q, k, params));
+  ATTN__TRY(attn__score_check(fn, &pr, true, de, dq, dk, grads, q, k, params));
   const attn_score_grads g = grads ? *grads : attn_score_grads_default();
   if (!pr.q) dq = NULL;
   if (!pr.k) dk = NULL;
@@ -661,7 +637,7 @@ attn_status attn_score_backward(const attn_tensor *dq, const attn_tensor *dk,
   layout(&pr, true, attn__pool_size(), &L);
   float *ws = NULL;
   void *own;
-  TRY(get_ws(fn, &L, workspace, workspace_size, &ws, &own));
+  ATTN__TRY(get_ws(fn, &L, workspace, workspace_size, &ws, &own));
   attn_status st = ATTN_OK;
   switch (pr.fam) {
     case ATTN__SCORE_BILINEAR:

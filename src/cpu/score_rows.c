@@ -186,34 +186,9 @@ ATTN_AI void add_task_impl(void *ctx, int64_t item, int tid, bool bw) {
 #undef BWD
 }
 
-static void add_fwd_base(void *ctx, int64_t item, int tid) {
-  add_task_impl(ctx, item, tid, false);
-}
-static void add_bwd_base(void *ctx, int64_t item, int tid) {
-  add_task_impl(ctx, item, tid, true);
-}
-#if ATTN_X86 && defined(__GNUC__)
-__attribute__((target("avx2,fma"))) static void add_fwd_avx2(void *ctx, int64_t item, int tid) {
-  add_task_impl(ctx, item, tid, false);
-}
-__attribute__((target("avx2,fma"))) static void add_bwd_avx2(void *ctx, int64_t item, int tid) {
-  add_task_impl(ctx, item, tid, true);
-}
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) static void add_fwd_avx512(
-    void *ctx, int64_t item, int tid) {
-  add_task_impl(ctx, item, tid, false);
-}
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) static void add_bwd_avx512(
-    void *ctx, int64_t item, int tid) {
-  add_task_impl(ctx, item, tid, true);
-}
-#endif
+ATTN__ISA_TASKS(add_fwd, add_task_impl(ctx, item, tid, false))
+ATTN__ISA_TASKS(add_bwd, add_task_impl(ctx, item, tid, true))
 
 attn__task_fn attn__score_add_task(bool bw) {
-#if ATTN_X86 && defined(__GNUC__)
-  attn_isa isa = attn_get_isa();
-  if (isa == ATTN_ISA_AVX512) return bw ? add_bwd_avx512 : add_fwd_avx512;
-  if (isa == ATTN_ISA_AVX2) return bw ? add_bwd_avx2 : add_fwd_avx2;
-#endif
-  return bw ? add_bwd_base : add_fwd_base;
+  return bw ? add_bwd_pick() : add_fwd_pick();
 }

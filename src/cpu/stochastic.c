@@ -7,12 +7,6 @@
 #include "align_internal.h"
 #include "stream_internal.h"
 
-#define TRY(expr)                   \
-  do {                              \
-    attn_status st_ = (expr);       \
-    if (st_ != ATTN_OK) return st_; \
-  } while (0)
-
 /* Every row kernel is inlined into stoch_task_impl, compiled three times (baseline, AVX2,
  * AVX-512) through GCC's target attribute; attn_get_isa() picks one. */
 #include "align_rows.h"
@@ -32,9 +26,8 @@ typedef struct stoch_job {
   size_t per_thread;
 } stoch_job;
 
-static size_t per_thread_bytes(int64_t n) {
-  return attn__round_up((size_t)n * 3 * sizeof(float), ATTN_ALIGN);
-}
+/* Floats of per-thread scratch per element of a row: z, e and g. */
+#define STOCH_FLOATS 3
 
 /* Sampler statistics of one row: e_j = exp(z_j - m) in f32 into e, S = sum e, lse = m + log S
  * and H = log S - sum_j e_j (z_j - m) / S (no cancellation against lse for large scores). The sums
@@ -192,28 +185,7 @@ ATTN_AI void stoch_task_impl(void *ctx, int64_t item, int thread_id) {
   }
 }
 
-static void stoch_task_base(void *ctx, int64_t item, int thread_id) {
-  stoch_task_impl(ctx, item, thread_id);
-}
-#if ATTN_X86 && defined(__GNUC__)
-__attribute__((target("avx2,fma"))) static void stoch_task_avx2(void *ctx, int64_t item,
-                                                                int thread_id) {
-  stoch_task_impl(ctx, item, thread_id);
-}
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) static void
-stoch_task_avx512(void *ctx, int64_t item, int thread_id) {
-  stoch_task_impl(ctx, item, thread_id);
-}
-#endif
-
-static attn__task_fn pick_task(void) {
-#if ATTN_X86 && defined(__GNUC__)
-  attn_isa isa = attn_get_isa();
-  if (isa == ATTN_ISA_AVX512) return stoch_task_avx512;
-  if (isa == ATTN_ISA_AVX2) return stoch_task_avx2;
-#endif
-  return stoch_task_base;
-}
+ATTN__ISA_TASKS(stoch_task, stoch_task_impl(ctx, item, tid))
 
 attn_status attn_stochastic_workspace_size(size_t *size, const attn_tensor *in) {
   static const char fn[] = "attn_stochastic_workspace_size";
@@ -227,39 +199,16 @@ attn_status attn_stochastic_workspace_size(size_t *size, const attn_tensor *in) 
   if (n < 1)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: in: last dim (n) is %lld, must be >= 1",
                       fn, (long long)n);
-  if ((uint64_t)n > (uint64_t)SIZE_MAX / 64 ||
-      !attn__mul_size(per_thread_bytes(n), (size_t)attn__pool_size(), size))
+  size_t per_thread;
+  if (!attn__align_rows_bytes(n, STOCH_FLOATS, &per_thread, size))
     return attn__fail(ATTN_STATUS_OVERFLOW, "%s: size overflows", fn);
   return ATTN_OK;
 }
 
 static attn_status run(const char *fn, stoch_job *jb, void *workspace, size_t workspace_size) {
   if (jb->rows == 0) return ATTN_OK;
-  size_t need;
-  if ((uint64_t)jb->n > (uint64_t)SIZE_MAX / 64)
-    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
-  jb->per_thread = per_thread_bytes(jb->n);
-  if (!attn__mul_size(jb->per_thread, (size_t)attn__pool_size(), &need))
-    return attn__fail(ATTN_STATUS_OVERFLOW, "%s: workspace size overflows", fn);
-  void *own = NULL;
-  if (workspace) {
-    if (workspace_size < need)
-      return attn__fail(ATTN_STATUS_WORKSPACE_TOO_SMALL, "%s: workspace is %zu bytes, needs %zu",
-                        fn, workspace_size, need);
-    if ((uintptr_t)workspace % ATTN_ALIGN)
-      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: workspace is not 64-byte aligned", fn);
-    jb->ws = (char *)workspace;
-  } else {
-    own = attn__malloc(need, ATTN_ALIGN);
-    if (!own) return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "%s: %zu bytes of workspace", fn, need);
-    jb->ws = (char *)own;
-  }
-  /* About 16K elements per item, so small rows are batched and long ones spread. */
-  jb->rows_per_item = jb->n >= 16384 ? 1 : 16384 / jb->n;
-  int64_t items = (jb->rows + jb->rows_per_item - 1) / jb->rows_per_item;
-  attn__parallel_for(items, pick_task(), jb);
-  attn__free(own);
-  return ATTN_OK;
+  return attn__align_rows_run(fn, jb->rows, jb->n, STOCH_FLOATS, stoch_task_pick(), jb, &jb->ws,
+                              &jb->per_thread, &jb->rows_per_item, workspace, workspace_size);
 }
 
 attn_status attn_hard_sample_forward(const attn_tensor *weights, int32_t *index, float *log_prob,
@@ -273,8 +222,8 @@ attn_status attn_hard_sample_forward(const attn_tensor *weights, int32_t *index,
   memset(&jb, 0, sizeof jb);
   void *outs[3] = {index, log_prob, entropy};
   static const char *const names[3] = {"index", "log_prob", "entropy"};
-  TRY(attn__stochastic_check(fn, "weights", weights, NULL, NULL, in, mask, &p, 3, outs, names, 0,
-                             NULL, NULL, &jb.rows, &jb.n));
+  ATTN__TRY(attn__stochastic_check(fn, "weights", weights, NULL, NULL, in, mask, &p, 3, outs, names,
+                                   0, NULL, NULL, &jb.rows, &jb.n));
   if (jb.rows > 0 && !index) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: index is NULL", fn);
   if (jb.n > INT32_MAX)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
@@ -303,9 +252,9 @@ attn_status attn_hard_sample_backward(const attn_tensor *d_in, const float *coef
   memset(&jb, 0, sizeof jb);
   const void *ins[3] = {coef, lambda, index};
   static const char *const names[3] = {"coef", "lambda", "index"};
-  TRY(attn__stochastic_check(fn, "d_in", d_in, NULL, NULL, in, mask, &p, 0, NULL, NULL, 3, ins,
-                             names, &jb.rows, &jb.n));
-  TRY(attn__hard_index_check(fn, index, jb.rows, jb.n));
+  ATTN__TRY(attn__stochastic_check(fn, "d_in", d_in, NULL, NULL, in, mask, &p, 0, NULL, NULL, 3,
+                                   ins, names, &jb.rows, &jb.n));
+  ATTN__TRY(attn__hard_index_check(fn, index, jb.rows, jb.n));
   jb.op = SAMPLE_BWD;
   jb.p = &p;
   jb.in = in;
@@ -363,8 +312,8 @@ attn_status attn_gumbel_softmax_forward(const attn_tensor *out, const attn_tenso
   if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: out is NULL", fn);
   stoch_job jb;
   memset(&jb, 0, sizeof jb);
-  TRY(attn__stochastic_check(fn, "out", out, NULL, NULL, in, mask, &p, 0, NULL, NULL, 0, NULL, NULL,
-                             &jb.rows, &jb.n));
+  ATTN__TRY(attn__stochastic_check(fn, "out", out, NULL, NULL, in, mask, &p, 0, NULL, NULL, 0, NULL,
+                                   NULL, &jb.rows, &jb.n));
   jb.op = GUMBEL_FWD;
   jb.p = &p;
   jb.in = in;
@@ -386,8 +335,8 @@ attn_status attn_gumbel_softmax_backward(const attn_tensor *d_in, const attn_ten
   if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: out is NULL", fn);
   stoch_job jb;
   memset(&jb, 0, sizeof jb);
-  TRY(attn__stochastic_check(fn, "d_in", d_in, d_out, out, in, mask, &p, 0, NULL, NULL, 0, NULL,
-                             NULL, &jb.rows, &jb.n));
+  ATTN__TRY(attn__stochastic_check(fn, "d_in", d_in, d_out, out, in, mask, &p, 0, NULL, NULL, 0,
+                                   NULL, NULL, &jb.rows, &jb.n));
   jb.op = GUMBEL_BWD;
   jb.p = &p;
   jb.in = in;

@@ -93,8 +93,12 @@ attn_var *attn_nn_bahdanau_forward(attn_nn_ctx *ctx, const attn_nn_bahdanau *l, 
   attn_var *mask = NULL;
   if (key_lens && !(mask = lens_mask(ctx, op, key_lens, keys->shape[0], keys->shape[1])))
     return NULL;
+  /* The kernel never reads a blocked key's k2 or v, but the projection's backward would read its
+   * row of keys (dW2 = dk2^T keys, 0 * NaN): project keys with those rows zeroed. */
+  attn_var *k_in = keys;
+  if (key_lens && !(k_in = attn__nn_zero_blocked_rows(ctx, op, keys, key_lens))) return NULL;
   attn_var *q1 = attn_nn_linear(ctx, query, l->w1.w, NULL);
-  attn_var *k2 = attn_nn_linear(ctx, keys, l->w2.w, NULL);
+  attn_var *k2 = attn_nn_linear(ctx, k_in, l->w2.w, NULL);
   return attn_nn_additive_attention(ctx, q1, k2, values ? values : keys, l->w, l->b, mask, weights);
 }
 
@@ -183,6 +187,8 @@ attn_var *attn_nn_luong_forward(attn_nn_ctx *ctx, const attn_nn_luong *l, attn_v
   const int64_t B = h->shape[0], S = hs->shape[1];
   attn_var *mask = NULL;
   if (key_lens && !(mask = lens_mask(ctx, op, key_lens, B, S))) return NULL;
+  /* A blocked key's row of hs is never read into the result (0 weight times NaN is NaN). */
+  if (key_lens && !(hs = attn__nn_zero_blocked_rows(ctx, op, hs, key_lens))) return NULL;
   /* e = (h W_a^T) hs^T: (B, T, S). */
   attn_var *hq = c->score == ATTN_NN_LUONG_GENERAL ? attn_nn_linear(ctx, h, l->wa.w, NULL) : h;
   attn_var *e = attn_nn_matmul(ctx, hq, hs, 0, 1);

@@ -97,4 +97,19 @@ void attn__nn_parallel_range(int64_t n, int64_t grain, attn__nn_range_fn fn, voi
 /* "(2, 3, 4)" into buf. */
 const char *attn__nn_shape_str(const attn_var *v, char *buf, size_t size);
 
+/* The kernel's view of a constant additive mask (src/nn/ops_align.c): `mask` (at most nd dims)
+ * aligned at the last dim of a target of nd (<= 4) dims of `target`, numpy style, with leading
+ * dims of size 1 added. Every dim must equal the target's or be 1 (broadcast); otherwise records
+ * SHAPE_MISMATCH naming the mask and `target_name` and returns false. */
+bool attn__nn_mask_view(attn_nn_ctx *ctx, const char *op, const attn_var *mask, int nd,
+                        const int64_t *target, const char *target_name, attn_tensor *out);
+
+/* x (B, T, D) with the rows t >= key_lens[b] replaced by zeros (src/nn/ops_score.c), for the
+ * composed attentions that take key lengths: a blocked key's rows are then never read into a
+ * result, where a NaN would otherwise pass through a 0 weight times v or through the backward of
+ * a score or projection (0 * NaN). A gather of the rows of [x as (B T, D); a zero row], so the
+ * blocked rows get no gradient. Records INVALID_ARGUMENT unless 0 <= key_lens[b] <= T. */
+attn_var *attn__nn_zero_blocked_rows(attn_nn_ctx *ctx, const char *op, attn_var *x,
+                                     const int32_t *key_lens);
+
 #endif

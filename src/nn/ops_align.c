@@ -5,25 +5,22 @@
 #include "attn/align.h"
 #include "nn_internal.h"
 
-/* The kernel's view of a constant additive mask: `mask` (at most nd dims) aligned at the last dim
- * of `target` (nd dims), with leading dims of size 1 added. Every dim must equal the target's or
- * be 1 (broadcast). Records SHAPE_MISMATCH naming the mask and returns false otherwise. */
-static bool mask_view(attn_nn_ctx *ctx, const char *op, const attn_var *mask, int nd,
-                      const int64_t *target, attn_tensor *out) {
+bool attn__nn_mask_view(attn_nn_ctx *ctx, const char *op, const attn_var *mask, int nd,
+                        const int64_t *target, const char *target_name, attn_tensor *out) {
   char buf[96];
   if (mask->ndim > nd) {
     attn__nn_fail(ctx, ATTN_STATUS_SHAPE_MISMATCH, "%s: mask %s has more than %d dims", op,
                   attn__nn_shape_str(mask, buf, sizeof buf), nd);
     return false;
   }
-  int64_t shape[4];
+  int64_t shape[ATTN_MAX_DIMS];
   const int lead = nd - mask->ndim;
   for (int d = 0; d < nd; d++) {
     shape[d] = d < lead ? 1 : mask->shape[d - lead];
     if (shape[d] != 1 && shape[d] != target[d]) {
       attn__nn_fail(ctx, ATTN_STATUS_SHAPE_MISMATCH,
-                    "%s: mask %s does not broadcast to the scores (dim %d: %lld vs %lld)", op,
-                    attn__nn_shape_str(mask, buf, sizeof buf), d, (long long)shape[d],
+                    "%s: mask %s does not broadcast to the %s (dim %d: %lld vs %lld)", op,
+                    attn__nn_shape_str(mask, buf, sizeof buf), target_name, d, (long long)shape[d],
                     (long long)target[d]);
       return false;
     }
@@ -100,7 +97,7 @@ attn_var *attn_nn_align(attn_nn_ctx *ctx, attn_var *x, attn_var *mask,
                          "%s: positions must be NULL unless params->local is LOCAL_P", op);
   }
   if (mask) {
-    if (!mask_view(ctx, op, mask, x->ndim, x->shape, &s->mask)) return NULL;
+    if (!attn__nn_mask_view(ctx, op, mask, x->ndim, x->shape, "scores", &s->mask)) return NULL;
     s->has_mask = true;
   }
   attn_var *y = attn__nn_new(ctx, op, x->ndim, x->shape);
@@ -183,7 +180,7 @@ attn_var *attn_nn_additive_attention(attn_nn_ctx *ctx, attn_var *q1, attn_var *k
   s->params = attn_additive_params_default();
   if (mask) {
     const int64_t scores[3] = {B, Tq, Tk};
-    if (!mask_view(ctx, op, mask, 3, scores, &s->mask)) return NULL;
+    if (!attn__nn_mask_view(ctx, op, mask, 3, scores, "scores", &s->mask)) return NULL;
     s->params.mask = &s->mask;
   }
   attn_var *out = attn__nn_new(ctx, op, 3, (const int64_t[]){B, Tq, Dv});

@@ -210,6 +210,28 @@ static bool check_v(attn_nn_ctx *ctx, const char *op, const attn_var *v, int64_t
   return false;
 }
 
+attn_var *attn__nn_zero_blocked_rows(attn_nn_ctx *ctx, const char *op, attn_var *x,
+                                     const int32_t *key_lens) {
+  const int64_t B = x->shape[0], T = x->shape[1], D = x->shape[2];
+  if (B * T >= INT32_MAX)
+    return attn__nn_fail(ctx, ATTN_STATUS_OVERFLOW, "%s: %lld key rows do not fit an int32 index",
+                         op, (long long)(B * T));
+  int32_t *ids = attn__nn_alloc(ctx, (size_t)(B * T + 1) * sizeof(int32_t));
+  if (!ids) return attn__nn_fail(ctx, ATTN_STATUS_OUT_OF_MEMORY, "%s: out of memory", op);
+  for (int64_t b = 0; b < B; b++) {
+    if (key_lens[b] < 0 || key_lens[b] > T)
+      return attn__nn_fail(ctx, ATTN_STATUS_INVALID_ARGUMENT,
+                           "%s: key_lens[%lld] is %d, must be in [0, %lld]", op, (long long)b,
+                           (int)key_lens[b], (long long)T);
+    for (int64_t t = 0; t < T; t++) ids[b * T + t] = (int32_t)(t < key_lens[b] ? b * T + t : B * T);
+  }
+  const int64_t flat[2] = {B * T, D}, zero_row[2] = {1, D};
+  attn_var *rows[2] = {attn_nn_reshape(ctx, x, 2, flat), attn_nn_full(ctx, 2, zero_row, 0.0f)};
+  attn_var *all = rows[0] && rows[1] ? attn_nn_concat(ctx, rows, 2, 0) : NULL;
+  attn_var *kept = all ? attn_nn_index_select(ctx, all, 0, ids, B * T) : NULL;
+  return kept ? attn_nn_reshape(ctx, kept, 3, x->shape) : NULL;
+}
+
 attn_var *attn_nn_score_attention(attn_nn_ctx *ctx, attn_var *q, attn_var *k, attn_var *v,
                                   const attn_nn_score_spec *spec, const int32_t *key_lens,
                                   int allow_fused) {
@@ -252,11 +274,15 @@ attn_var *attn_nn_score_attention(attn_nn_ctx *ctx, attn_var *q, attn_var *k, at
     const int64_t s3[3] = {B, Tq, v->shape[2]};
     return attn_nn_reshape(ctx, o, 3, s3);
   }
+  /* k as the score reads it (its ndim is the score's to check). */
+  if (key_lens && k && k->ndim == 3 && !(k = attn__nn_zero_blocked_rows(ctx, op, k, key_lens)))
+    return NULL;
   attn_var *e = attn_nn_score(ctx, q, k, spec);
   if (!e) return NULL;
   const bool md = spec->kind == ATTN_SCORE_MULTIDIM;
   const int64_t B = e->shape[0], Tk = e->shape[2];
   if (!check_v(ctx, op, v, B, Tk, md ? e->shape[3] : -1)) return NULL;
+  if (key_lens && !(v = attn__nn_zero_blocked_rows(ctx, op, v, key_lens))) return NULL;
   attn_var *mask = NULL;
   if (key_lens) {
     const int64_t m3[3] = {B, 1, Tk}, m4[4] = {B, 1, 1, Tk};

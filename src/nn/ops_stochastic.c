@@ -11,31 +11,6 @@ static attn_tensor view_of(const attn_var *v, float *data) {
   return attn_tensor_make(data, ATTN_DTYPE_F32, v->ndim, v->shape);
 }
 
-/* The mask as a kernel view of x's ndim: numpy-style missing leading dims become dims of 1.
- * Checks that it broadcasts to x (each dim equal or 1). */
-static bool mask_view(attn_nn_ctx *ctx, const char *op, const attn_var *mask, const attn_var *x,
-                      attn_tensor *t) {
-  if (!mask) return true;
-  if (mask->ndim > x->ndim) {
-    attn__nn_fail(ctx, ATTN_STATUS_SHAPE_MISMATCH, "%s: mask has %d dims, more than the %d of x",
-                  op, (int)mask->ndim, (int)x->ndim);
-    return false;
-  }
-  int64_t shape[ATTN_MAX_DIMS];
-  const int pad = x->ndim - mask->ndim;
-  for (int d = 0; d < x->ndim; d++) {
-    shape[d] = d < pad ? 1 : mask->shape[d - pad];
-    if (shape[d] != 1 && shape[d] != x->shape[d]) {
-      attn__nn_fail(ctx, ATTN_STATUS_SHAPE_MISMATCH,
-                    "%s: mask dim %d (%lld) does not broadcast to x dim %d (%lld)", op, d - pad,
-                    (long long)shape[d], d, (long long)x->shape[d]);
-      return false;
-    }
-  }
-  *t = attn_tensor_make(mask->data, ATTN_DTYPE_F32, x->ndim, shape);
-  return true;
-}
-
 static bool check_x(attn_nn_ctx *ctx, const char *op, const char *name, const attn_var *x,
                     int min_dims) {
   if (x->ndim >= min_dims && x->ndim <= ATTN_MAX_DIMS && x->shape[x->ndim - 1] >= 1) return true;
@@ -100,7 +75,9 @@ attn_var *attn_nn_hard_sample(attn_nn_ctx *ctx, attn_var *scores, attn_var *mask
   if (entropy) *entropy = NULL;
   if (!attn__nn_check(ctx, op, 2, ins, 2u)) return NULL;
   attn_tensor tm;
-  if (!check_x(ctx, op, "scores", scores, 1) || !mask_view(ctx, op, mask, scores, &tm)) return NULL;
+  if (!check_x(ctx, op, "scores", scores, 1)) return NULL;
+  if (mask && !attn__nn_mask_view(ctx, op, mask, scores->ndim, scores->shape, "scores", &tm))
+    return NULL;
   const int64_t n = scores->shape[scores->ndim - 1], rows = scores->numel / n;
   attn_var *w = attn__nn_new(ctx, op, scores->ndim, scores->shape);
   attn_var *lp = w ? attn__nn_new(ctx, op, scores->ndim - 1, scores->shape) : NULL;
@@ -152,7 +129,9 @@ attn_var *attn_nn_gumbel_softmax(attn_nn_ctx *ctx, attn_var *scores, attn_var *m
   attn_var *ins[2] = {scores, mask};
   if (!attn__nn_check(ctx, op, 2, ins, 2u)) return NULL;
   attn_tensor tm;
-  if (!check_x(ctx, op, "scores", scores, 1) || !mask_view(ctx, op, mask, scores, &tm)) return NULL;
+  if (!check_x(ctx, op, "scores", scores, 1)) return NULL;
+  if (mask && !attn__nn_mask_view(ctx, op, mask, scores->ndim, scores->shape, "scores", &tm))
+    return NULL;
   attn_var *y = attn__nn_new(ctx, op, scores->ndim, scores->shape);
   attn_stochastic_params *p = y ? attn__nn_alloc(ctx, sizeof *p) : NULL;
   if (!p) return y ? attn__nn_fail(ctx, ATTN_STATUS_OUT_OF_MEMORY, "%s: out of memory", op) : NULL;
@@ -188,7 +167,9 @@ attn_var *attn_nn_monotonic(attn_nn_ctx *ctx, attn_var *energy, attn_var *mask,
   attn_var *ins[2] = {energy, mask};
   if (!attn__nn_check(ctx, op, 2, ins, 2u)) return NULL;
   attn_tensor tm;
-  if (!check_x(ctx, op, "energy", energy, 2) || !mask_view(ctx, op, mask, energy, &tm)) return NULL;
+  if (!check_x(ctx, op, "energy", energy, 2)) return NULL;
+  if (mask && !attn__nn_mask_view(ctx, op, mask, energy->ndim, energy->shape, "energy", &tm))
+    return NULL;
   attn_var *a = attn__nn_new(ctx, op, energy->ndim, energy->shape);
   attn_monotonic_params *p = a ? attn__nn_alloc(ctx, sizeof *p) : NULL;
   if (!p) return a ? attn__nn_fail(ctx, ATTN_STATUS_OUT_OF_MEMORY, "%s: out of memory", op) : NULL;

@@ -20,13 +20,6 @@ attn_additive_params attn_additive_params_default(void) {
   return p;
 }
 
-#define TRY(expr)                   \
-  do {                              \
-    attn_status st_ = (expr);       \
-    if (st_ != ATTN_OK) return st_; \
-  } while (0)
-
-
 /* An f32 operand of `nd` dims: the shared layout rules, then its shape against `want` (a dim of
  * size 1 passes against anything when broadcast is set; want[d] < 0 accepts any size). */
 static attn_status check_op(const char *fn, const char *name, const attn_tensor *t, int nd,
@@ -71,25 +64,25 @@ attn_status attn__additive_check(const char *fn, bool backward, const attn_tenso
     if (req[i].required && !req[i].t)
       return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, req[i].name);
   attn__range rq, rk, rv, rw, rb = {0, 0}, rm = {0, 0}, ro, rl = {0, 0}, ra = {0, 0};
-  TRY(check_op(fn, "q1", q1, 3, NULL, n_q, false, false, &rq));
+  ATTN__TRY(check_op(fn, "q1", q1, 3, NULL, n_q, false, false, &rq));
   int64_t B = q1->shape[0], Tq = q1->shape[1], d = q1->shape[2];
   int64_t wk[3] = {B, -1, d};
-  TRY(check_op(fn, "k2", k2, 3, wk, n_k, false, false, &rk));
+  ATTN__TRY(check_op(fn, "k2", k2, 3, wk, n_k, false, false, &rk));
   int64_t Tk = k2->shape[1];
   int64_t wv[3] = {B, Tk, -1};
-  TRY(check_op(fn, "v", v, 3, wv, n_v, false, false, &rv));
+  ATTN__TRY(check_op(fn, "v", v, 3, wv, n_v, false, false, &rv));
   int64_t Dv = v->shape[2];
   if (Tk == 0)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: k2: Tk is 0: there are no keys to attend",
                       fn);
   if (d == 0) return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: q1: d is 0", fn);
   int64_t wd[1] = {d}, wo[3] = {B, Tq, Dv}, wl[2] = {B, Tq}, wa[3] = {B, Tq, Tk};
-  TRY(check_op(fn, "w", w, 1, wd, n_w, false, false, &rw));
-  if (b) TRY(check_op(fn, "b", b, 1, wd, n_w, false, false, &rb));
-  if (mask) TRY(check_op(fn, "params->mask", mask, 3, wa, n_a, true, false, &rm));
-  TRY(check_op(fn, "out", out, 3, wo, n_o, false, !backward, &ro));
-  if (lse) TRY(check_op(fn, "lse", lse, 2, wl, n_l, false, !backward, &rl));
-  if (weights) TRY(check_op(fn, "weights", weights, 3, wa, n_a, false, true, &ra));
+  ATTN__TRY(check_op(fn, "w", w, 1, wd, n_w, false, false, &rw));
+  if (b) ATTN__TRY(check_op(fn, "b", b, 1, wd, n_w, false, false, &rb));
+  if (mask) ATTN__TRY(check_op(fn, "params->mask", mask, 3, wa, n_a, true, false, &rm));
+  ATTN__TRY(check_op(fn, "out", out, 3, wo, n_o, false, !backward, &ro));
+  if (lse) ATTN__TRY(check_op(fn, "lse", lse, 2, wl, n_l, false, !backward, &rl));
+  if (weights) ATTN__TRY(check_op(fn, "weights", weights, 3, wa, n_a, false, true, &ra));
   struct {
     const char *name;
     attn__range r;
@@ -108,12 +101,12 @@ attn_status attn__additive_check(const char *fn, bool backward, const attn_tenso
     ADD(outs, n_out, "weights", ra);
   } else {
     attn__range rdq, rdk, rdv, rdw, rdb = {0, 0}, rdo;
-    TRY(check_op(fn, "dout", dout, 3, wo, n_o, false, false, &rdo));
-    TRY(check_op(fn, "dq1", dq1, 3, (int64_t[3]){B, Tq, d}, n_q, false, true, &rdq));
-    TRY(check_op(fn, "dk2", dk2, 3, (int64_t[3]){B, Tk, d}, n_k, false, true, &rdk));
-    TRY(check_op(fn, "dv", dv, 3, (int64_t[3]){B, Tk, Dv}, n_v, false, true, &rdv));
-    TRY(check_op(fn, "dw", dw, 1, wd, n_w, false, true, &rdw));
-    if (db) TRY(check_op(fn, "db", db, 1, wd, n_w, false, true, &rdb));
+    ATTN__TRY(check_op(fn, "dout", dout, 3, wo, n_o, false, false, &rdo));
+    ATTN__TRY(check_op(fn, "dq1", dq1, 3, (int64_t[3]){B, Tq, d}, n_q, false, true, &rdq));
+    ATTN__TRY(check_op(fn, "dk2", dk2, 3, (int64_t[3]){B, Tk, d}, n_k, false, true, &rdk));
+    ATTN__TRY(check_op(fn, "dv", dv, 3, (int64_t[3]){B, Tk, Dv}, n_v, false, true, &rdv));
+    ATTN__TRY(check_op(fn, "dw", dw, 1, wd, n_w, false, true, &rdw));
+    if (db) ATTN__TRY(check_op(fn, "db", db, 1, wd, n_w, false, true, &rdb));
     ADD(ins, n_in, "out", ro);
     ADD(ins, n_in, "lse", rl);
     ADD(ins, n_in, "dout", rdo);
@@ -202,8 +195,8 @@ attn_status attn_additive_forward_ref(const attn_tensor *out, const attn_tensor 
   attn__clear_error();
   attn_additive_params prm = params ? *params : attn_additive_params_default();
   int64_t dims[5];
-  TRY(attn__additive_check(fn, false, out, lse, weights, q1, k2, v, w, b, prm.mask, NULL, NULL,
-                           NULL, NULL, NULL, NULL, dims));
+  ATTN__TRY(attn__additive_check(fn, false, out, lse, weights, q1, k2, v, w, b, prm.mask, NULL,
+                                 NULL, NULL, NULL, NULL, NULL, dims));
   int64_t B = dims[0], Tq = dims[1], Tk = dims[2], d = dims[3], Dv = dims[4];
   double *s = (double *)attn__malloc(sizeof(double) * (size_t)(2 * Tk + Dv), ATTN_ALIGN);
   if (!s) return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "%s: scratch", fn);
@@ -235,8 +228,8 @@ attn_status attn_additive_backward_ref(const attn_tensor *dq1, const attn_tensor
   attn__clear_error();
   attn_additive_params prm = params ? *params : attn_additive_params_default();
   int64_t dims[5];
-  TRY(attn__additive_check(fn, true, out, lse, NULL, q1, k2, v, w, b, prm.mask, dq1, dk2, dv, dw,
-                           db, dout, dims));
+  ATTN__TRY(attn__additive_check(fn, true, out, lse, NULL, q1, k2, v, w, b, prm.mask, dq1, dk2, dv,
+                                 dw, db, dout, dims));
   int64_t B = dims[0], Tq = dims[1], Tk = dims[2], d = dims[3], Dv = dims[4];
   /* Double accumulators for every gradient, then one rounding each. */
   size_t n_acc = (size_t)(B * Tq * d + B * Tk * d + B * Tk * Dv + 2 * d + 3 * Tk + Dv), bytes;

@@ -23,13 +23,6 @@ attn_align_params attn_align_params_default(void) {
 
 /* ---- validation ------------------------------------------------------------------------------ */
 
-
-#define TRY(expr)                   \
-  do {                              \
-    attn_status st_ = (expr);       \
-    if (st_ != ATTN_OK) return st_; \
-  } while (0)
-
 /* One f32 operand of 1..4 dims: the shared layout rules, then its shape against `ref` (when not
  * NULL); `broadcast` allows dims of size 1 against ref. */
 static attn_status check_tensor(const char *fn, const char *name, const attn_tensor *t,
@@ -137,9 +130,9 @@ attn_status attn__align_check(const char *fn, const char *const *names, const at
   if (!in) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, in_name);
   if (!dst && !no_dst) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, dst_name);
   attn__range r_in, r_dst = {0, 0}, r_mask = {0, 0}, r_dout = {0, 0}, r_out = {0, 0}, r_pos;
-  TRY(check_tensor(fn, in_name, in, NULL, NULL, false, false, &r_in));
-  if (!no_dst) TRY(check_tensor(fn, dst_name, dst, in, in_name, false, true, &r_dst));
-  if (mask) TRY(check_tensor(fn, "mask", mask, in, in_name, true, false, &r_mask));
+  ATTN__TRY(check_tensor(fn, in_name, in, NULL, NULL, false, false, &r_in));
+  if (!no_dst) ATTN__TRY(check_tensor(fn, dst_name, dst, in, in_name, false, true, &r_dst));
+  if (mask) ATTN__TRY(check_tensor(fn, "mask", mask, in, in_name, true, false, &r_mask));
   int64_t n = in->shape[in->ndim - 1], rows = 1;
   if (n == 0)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
@@ -147,12 +140,12 @@ attn_status attn__align_check(const char *fn, const char *const *names, const at
                       in_name);
   /* No overflow: the element count, a multiple of this product, was checked above. */
   for (int d = 0; d < in->ndim - 1; d++) rows *= in->shape[d];
-  TRY(check_params(fn, in, rows, n, p, &r_pos));
+  ATTN__TRY(check_params(fn, in, rows, n, p, &r_pos));
   if (backward) {
     if (!d_out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, dout_name);
     if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: %s is NULL", fn, out_name);
-    TRY(check_tensor(fn, dout_name, d_out, in, in_name, false, false, &r_dout));
-    TRY(check_tensor(fn, out_name, out, in, in_name, false, false, &r_out));
+    ATTN__TRY(check_tensor(fn, dout_name, d_out, in, in_name, false, false, &r_dout));
+    ATTN__TRY(check_tensor(fn, out_name, out, in, in_name, false, false, &r_out));
     const struct {
       const char *name;
       attn__range r;
@@ -426,11 +419,11 @@ attn_status attn_align_forward_ref(const attn_tensor *out, const attn_tensor *in
   attn__clear_error();
   attn_align_params p = params ? *params : attn_align_params_default();
   int64_t rows, n;
-  TRY(attn__align_check(fn, NULL, out, NULL, NULL, NULL, in, mask, &p, &rows, &n));
+  ATTN__TRY(attn__align_check(fn, NULL, out, NULL, NULL, NULL, in, mask, &p, &rows, &n));
   if (rows == 0) return ATTN_OK;
   ref_row w;
   void *block = NULL;
-  TRY(ref_alloc(&w, n, &block));
+  ATTN__TRY(ref_alloc(&w, n, &block));
   for (int64_t r = 0; r < rows; r++) {
     ref_row_prepare(&p, in, mask, r, n, &w, true);
     float *o = (float *)out->data + row_offset(out, in, r, NULL);
@@ -450,11 +443,11 @@ attn_status attn_align_backward_ref(const attn_tensor *d_in, float *d_positions,
   int64_t rows, n;
   if (!d_out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: d_out is NULL", fn);
   if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: out is NULL", fn);
-  TRY(attn__align_check(fn, NULL, d_in, d_positions, d_out, out, in, mask, &p, &rows, &n));
+  ATTN__TRY(attn__align_check(fn, NULL, d_in, d_positions, d_out, out, in, mask, &p, &rows, &n));
   if (rows == 0) return ATTN_OK;
   ref_row w;
   void *block = NULL;
-  TRY(ref_alloc(&w, n, &block));
+  ATTN__TRY(ref_alloc(&w, n, &block));
   double inv_t = 1.0 / (double)p.temperature;
   for (int64_t r = 0; r < rows; r++) {
     ref_row_prepare(&p, in, mask, r, n, &w, false); /* w.a = ã, before the local-p factor */

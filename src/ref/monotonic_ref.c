@@ -6,12 +6,6 @@
  * on the reference's own double forward. Contract: include/attn/monotonic.h. */
 #include "monotonic_internal.h"
 
-#define TRY(expr)                   \
-  do {                              \
-    attn_status st_ = (expr);       \
-    if (st_ != ATTN_OK) return st_; \
-  } while (0)
-
 attn_monotonic_params attn_monotonic_params_default(void) {
   attn_monotonic_params p;
   memset(&p, 0, sizeof p);
@@ -49,7 +43,7 @@ attn_status attn__monotonic_check(const char *fn, const attn_tensor *dst,
                       fn);
   attn_align_params ap = attn_align_params_default();
   int64_t rows, n;
-  TRY(attn__align_check(fn, names, dst, NULL, d_alpha, alpha, energy, mask, &ap, &rows, &n));
+  ATTN__TRY(attn__align_check(fn, names, dst, NULL, d_alpha, alpha, energy, mask, &ap, &rows, &n));
   if (energy->ndim < 2)
     return attn__fail(ATTN_STATUS_SHAPE_MISMATCH,
                       "%s: energy has %d dim, expected 2 to 4 (..., Tq, Tk)", fn,
@@ -87,9 +81,11 @@ typedef struct ref_seq {
 } ref_seq;
 
 static attn_status ref_alloc(ref_seq *w, int64_t tq, int64_t tk) {
-  size_t cells, bytes;
-  if (!attn__mul_size((size_t)tq, (size_t)tk, &cells) ||
-      !attn__mul_size(cells * 2 + (size_t)tk * 7, sizeof(double), &bytes) || cells > SIZE_MAX / 4)
+  /* 2 Tq Tk + 7 Tk doubles; each step checked (Tk up to 2^61 passes the view checks). */
+  size_t cells, rows_x7, count, bytes;
+  if (!attn__mul_size((size_t)tq, (size_t)tk, &cells) || !attn__mul_size(cells, 2, &count) ||
+      !attn__mul_size((size_t)tk, 7, &rows_x7) || __builtin_add_overflow(count, rows_x7, &count) ||
+      !attn__mul_size(count, sizeof(double), &bytes))
     return attn__fail(ATTN_STATUS_OVERFLOW, "monotonic ref: scratch size overflows");
   w->block = attn__malloc(bytes, ATTN_ALIGN);
   if (!w->block)
@@ -157,10 +153,10 @@ attn_status attn_monotonic_forward_ref(const attn_tensor *alpha, const attn_tens
   attn__clear_error();
   attn_monotonic_params p = params ? *params : attn_monotonic_params_default();
   int64_t seqs, tq, tk;
-  TRY(attn__monotonic_check(fn, alpha, NULL, NULL, energy, mask, &p, &seqs, &tq, &tk));
+  ATTN__TRY(attn__monotonic_check(fn, alpha, NULL, NULL, energy, mask, &p, &seqs, &tq, &tk));
   if (seqs == 0) return ATTN_OK;
   ref_seq w;
-  TRY(ref_alloc(&w, tq, tk));
+  ATTN__TRY(ref_alloc(&w, tq, tk));
   for (int64_t s = 0; s < seqs; s++) {
     ref_seq_forward(&w, energy, mask, &p, s, tq, tk);
     for (int64_t i = 0; i < tq; i++) {
@@ -181,10 +177,10 @@ attn_status attn_monotonic_backward_ref(const attn_tensor *d_energy, const attn_
   attn_monotonic_params p = params ? *params : attn_monotonic_params_default();
   int64_t seqs, tq, tk;
   if (!d_alpha) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: d_alpha is NULL", fn);
-  TRY(attn__monotonic_check(fn, d_energy, d_alpha, alpha, energy, mask, &p, &seqs, &tq, &tk));
+  ATTN__TRY(attn__monotonic_check(fn, d_energy, d_alpha, alpha, energy, mask, &p, &seqs, &tq, &tk));
   if (seqs == 0) return ATTN_OK;
   ref_seq w;
-  TRY(ref_alloc(&w, tq, tk));
+  ATTN__TRY(ref_alloc(&w, tq, tk));
   bool parallel = p.mode == ATTN_MONOTONIC_PARALLEL;
   for (int64_t s = 0; s < seqs; s++) {
     ref_seq_forward(&w, energy, mask, &p, s, tq, tk);

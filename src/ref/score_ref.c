@@ -4,12 +4,6 @@
 
 #include <stdio.h>
 
-#define TRY(expr)                   \
-  do {                              \
-    attn_status st_ = (expr);       \
-    if (st_ != ATTN_OK) return st_; \
-  } while (0)
-
 attn_score_params attn_score_params_default(void) {
   attn_score_params p;
   memset(&p, 0, sizeof p);
@@ -36,10 +30,12 @@ const char *attn_score_kind_name(attn_score_kind kind) {
 
 /* ---- validation ------------------------------------------------------------------------------ */
 
-/* Inputs and outputs seen so far, for the aliasing checks. */
+/* Inputs and outputs seen so far, for the aliasing checks. At most q, k, e or de, 7 parameters
+ * (or their gradients) and a context and its U_m (or their gradients) per context on each side. */
+#define RANGES_MAX (10 + 2 * ATTN_SCORE_MAX_CONTEXTS)
 typedef struct ranges {
-  const char *in_name[48], *out_name[32];
-  attn__range in[48], out[32];
+  const char *in_name[RANGES_MAX], *out_name[RANGES_MAX];
+  attn__range in[RANGES_MAX], out[RANGES_MAX];
   int n_in, n_out;
 } ranges;
 
@@ -54,11 +50,12 @@ static attn_status check_op(const char *fn, const char *name, const attn_tensor 
     return attn__fail(ATTN_STATUS_UNSUPPORTED_DTYPE, "%s: %s has dtype %d, only f32 is supported",
                       fn, name, (int)t->dtype);
   attn__range r;
-  TRY(attn__check_view_layout(fn, name, t, is_output, &r));
+  ATTN__TRY(attn__check_view_layout(fn, name, t, is_output, &r));
   for (int i = 0; want && i < nd; i++)
     if (want[i] >= 0 && t->shape[i] != want[i])
       return attn__fail(ATTN_STATUS_SHAPE_MISMATCH, "%s: %s: dim %d is %lld, expected %lld", fn,
                         name, i, (long long)t->shape[i], (long long)want[i]);
+  ATTN_ASSERT(rg->n_out < RANGES_MAX && rg->n_in < RANGES_MAX);
   if (is_output) {
     rg->out_name[rg->n_out] = name;
     rg->out[rg->n_out++] = r;
@@ -701,7 +698,7 @@ attn_status attn_score_forward_ref(const attn_tensor *e, const attn_tensor *q, c
   attn__clear_error();
   attn__score_problem pr;
   if (!e) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: e is NULL", fn);
-  TRY(attn__score_check(fn, &pr, false, e, NULL, NULL, NULL, q, k, params));
+  ATTN__TRY(attn__score_check(fn, &pr, false, e, NULL, NULL, NULL, q, k, params));
   return ref_run(fn, &pr, e, NULL, NULL, NULL, NULL);
 }
 
@@ -712,6 +709,6 @@ attn_status attn_score_backward_ref(const attn_tensor *dq, const attn_tensor *dk
   static const char fn[] = "attn_score_backward_ref";
   attn__clear_error();
   attn__score_problem pr;
-  TRY(attn__score_check(fn, &pr, true, de, dq, dk, grads, q, k, params));
+  ATTN__TRY(attn__score_check(fn, &pr, true, de, dq, dk, grads, q, k, params));
   return ref_run(fn, &pr, NULL, de, dq, dk, grads);
 }

@@ -6,12 +6,6 @@
 #include "align_internal.h"
 #include "stream_internal.h"
 
-#define TRY(expr)                   \
-  do {                              \
-    attn_status st_ = (expr);       \
-    if (st_ != ATTN_OK) return st_; \
-  } while (0)
-
 attn_stochastic_params attn_stochastic_params_default(void) {
   attn_stochastic_params p;
   memset(&p, 0, sizeof p);
@@ -48,7 +42,7 @@ attn_status attn__stochastic_check(const char *fn, const char *dst_name, const a
   attn_align_params ap = attn_align_params_default();
   ap.temperature = p->temperature;
   const char *const names[4] = {dst ? dst_name : NULL, "in", "out", "d_out"};
-  TRY(attn__align_check(fn, names, dst, NULL, d_out, out, in, mask, &ap, rows, n));
+  ATTN__TRY(attn__align_check(fn, names, dst, NULL, d_out, out, in, mask, &ap, rows, n));
   const attn__range tensors[4] = {dst ? view_range(dst) : (attn__range){0, 0}, view_range(in),
                                   view_range(mask), view_range(out)};
   static const char *const tnames[4] = {NULL, "in", "mask", "out"};
@@ -170,15 +164,15 @@ attn_status attn_hard_sample_forward_ref(const attn_tensor *weights, int32_t *in
   int64_t rows, n;
   void *outs[3] = {index, log_prob, entropy};
   static const char *const names[3] = {"index", "log_prob", "entropy"};
-  TRY(attn__stochastic_check(fn, "weights", weights, NULL, NULL, in, mask, &p, 3, outs, names, 0,
-                             NULL, NULL, &rows, &n));
+  ATTN__TRY(attn__stochastic_check(fn, "weights", weights, NULL, NULL, in, mask, &p, 3, outs, names,
+                                   0, NULL, NULL, &rows, &n));
   if (rows > 0 && !index) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: index is NULL", fn);
   if (n > INT32_MAX)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
                       "%s: in: n = %lld positions do not fit an int32 index", fn, (long long)n);
   if (rows == 0) return ATTN_OK;
   ref_scratch w = {NULL, NULL, NULL, NULL};
-  TRY(ref_alloc(&w, n));
+  ATTN__TRY(ref_alloc(&w, n));
   for (int64_t r = 0; r < rows; r++) {
     ref_build_z(w.z, in, mask, r, n, p.temperature, NULL);
     double lse = 0.0, h = 0.0;
@@ -219,12 +213,12 @@ attn_status attn_hard_sample_backward_ref(const attn_tensor *d_in, const float *
   if (!d_in) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: d_in is NULL", fn);
   const void *ins[3] = {coef, lambda, index};
   static const char *const names[3] = {"coef", "lambda", "index"};
-  TRY(attn__stochastic_check(fn, "d_in", d_in, NULL, NULL, in, mask, &p, 0, NULL, NULL, 3, ins,
-                             names, &rows, &n));
-  TRY(attn__hard_index_check(fn, index, rows, n));
+  ATTN__TRY(attn__stochastic_check(fn, "d_in", d_in, NULL, NULL, in, mask, &p, 0, NULL, NULL, 3,
+                                   ins, names, &rows, &n));
+  ATTN__TRY(attn__hard_index_check(fn, index, rows, n));
   if (rows == 0) return ATTN_OK;
   ref_scratch w = {NULL, NULL, NULL, NULL};
-  TRY(ref_alloc(&w, n));
+  ATTN__TRY(ref_alloc(&w, n));
   double inv_t = 1.0 / (double)p.temperature;
   for (int64_t r = 0; r < rows; r++) {
     ref_build_z(w.z, in, mask, r, n, p.temperature, NULL);
@@ -257,11 +251,11 @@ attn_status attn_gumbel_softmax_forward_ref(const attn_tensor *out, const attn_t
   attn_stochastic_params p = params ? *params : attn_stochastic_params_default();
   int64_t rows, n;
   if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: out is NULL", fn);
-  TRY(attn__stochastic_check(fn, "out", out, NULL, NULL, in, mask, &p, 0, NULL, NULL, 0, NULL, NULL,
-                             &rows, &n));
+  ATTN__TRY(attn__stochastic_check(fn, "out", out, NULL, NULL, in, mask, &p, 0, NULL, NULL, 0, NULL,
+                                   NULL, &rows, &n));
   if (rows == 0) return ATTN_OK;
   ref_scratch w = {NULL, NULL, NULL, NULL};
-  TRY(ref_alloc(&w, n));
+  ATTN__TRY(ref_alloc(&w, n));
   for (int64_t r = 0; r < rows; r++) {
     attn__gumbel_row(w.noise, p.seed, r, n);
     ref_build_z(w.z, in, mask, r, n, p.temperature, w.noise);
@@ -293,11 +287,11 @@ attn_status attn_gumbel_softmax_backward_ref(const attn_tensor *d_in, const attn
   if (!d_in) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: d_in is NULL", fn);
   if (!d_out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: d_out is NULL", fn);
   if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: out is NULL", fn);
-  TRY(attn__stochastic_check(fn, "d_in", d_in, d_out, out, in, mask, &p, 0, NULL, NULL, 0, NULL,
-                             NULL, &rows, &n));
+  ATTN__TRY(attn__stochastic_check(fn, "d_in", d_in, d_out, out, in, mask, &p, 0, NULL, NULL, 0,
+                                   NULL, NULL, &rows, &n));
   if (rows == 0) return ATTN_OK;
   ref_scratch w = {NULL, NULL, NULL, NULL};
-  TRY(ref_alloc(&w, n));
+  ATTN__TRY(ref_alloc(&w, n));
   double inv_t = 1.0 / (double)p.temperature;
   for (int64_t r = 0; r < rows; r++) {
     attn__gumbel_row(w.noise, p.seed, r, n);

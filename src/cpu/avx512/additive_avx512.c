@@ -117,19 +117,6 @@ void attn__additive_tanh_sum16_avx512(const float *a, const float *b, float *y) 
  * by tile so the loop over c streams 64-byte lines (in kT's layout, rows Tkp floats apart, a
  * power of two map to one L1 set and thrash it), flag[t] = 1 when every |k| of tile t is <= 20
  * (else 0), m2w[c] = -2 w_c. */
-typedef struct aux_view {
-  float *ek, *flag, *ea, *m2w;
-} aux_view;
-
-static aux_view aux_split(float *aux, int64_t d, int64_t Tkp) {
-  aux_view v;
-  v.ek = aux;
-  v.flag = (float *)((char *)aux + fl(d * Tkp));
-  v.ea = (float *)((char *)v.flag + fl(Tkp / LANES));
-  v.m2w = (float *)((char *)v.ea + fl(RB * d));
-  return v;
-}
-
 static void prep_keys(float *aux, const float *kT, const float *w, int64_t d, int64_t Tkp) {
   aux_view v = aux_split(aux, d, Tkp);
   const __m512 two = _mm512_set1_ps(2.0f);
