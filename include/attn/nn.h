@@ -298,7 +298,9 @@ ATTN_API attn_var *attn_nn_t5_bias(attn_nn_ctx *ctx, attn_var *table, int64_t nq
  *   rel_k, rel_v: NULL or Shaw et al. relative embeddings (Nq, Nk, Dk) / (Nq, Nk, Dv), e.g. from
  *   attn_nn_embedding of a (2K + 1, D) table with ids clip(j - i, -K, K) + K (attn_nn_shaw_ids):
  *   scores += scale q_i . rel_k[i, j], out_i += sum_j a_ij rel_v[i, j].
- * O(B H Nq Nk) memory; scale 0 = 1/sqrt(Dk). */
+ * O(B H Nq Nk) memory; scale 0 = 1/sqrt(Dk). Unlike the fused kernel, a blocked key's k and v
+ * are still read: a NaN or inf there reaches the rows it is blocked for (0 * NaN in the matmul),
+ * so give finite values in padding. */
 ATTN_API attn_var *attn_nn_attention_unfused(attn_nn_ctx *ctx, attn_var *q, attn_var *k,
                                              attn_var *v, attn_var *bias, attn_var *mask,
                                              attn_var *rel_k, attn_var *rel_v, float scale);
