@@ -210,6 +210,24 @@ static pool *pool_create(int n_workers) {
   return p;
 }
 
+/* The caller's wait: while items of the job are unfinished (leaving = false) or while workers are
+ * inside it (leaving = true). Spin briefly, then sleep on `done` (workers signal both events). */
+static bool still(pool *p, int64_t n_items, bool leaving) {
+  return leaving ? atomic_load(&p->inside) > 0 : atomic_load(&p->finished) < n_items;
+}
+
+static void wait_while(pool *p, int64_t n_items, bool leaving) {
+  for (int spin = 0; spin < 200000 && still(p, n_items, leaving); spin++) {
+#if ATTN_X86
+    __builtin_ia32_pause();
+#endif
+  }
+  if (!still(p, n_items, leaving)) return;
+  pthread_mutex_lock(&p->mu);
+  while (still(p, n_items, leaving)) pthread_cond_wait(&p->done, &p->mu);
+  pthread_mutex_unlock(&p->mu);
+}
+
 void attn__parallel_for(int64_t n_items, attn__task_fn fn, void *ctx) {
   if (n_items <= 0) return;
   int threads = attn__pool_size();
@@ -247,29 +265,11 @@ void attn__parallel_for(int64_t n_items, attn__task_fn fn, void *ctx) {
   inside_pool_job = false;
   atomic_fetch_add(&p->finished, mine);
 
-  /* Wait until every item has finished (spin briefly, then sleep), close the job, then wait for
-   * the workers that joined it to leave (they have no items left, so this is short). */
-  for (int spin = 0; spin < 200000 && atomic_load(&p->finished) < n_items; spin++) {
-#if ATTN_X86
-    __builtin_ia32_pause();
-#endif
-  }
-  if (atomic_load(&p->finished) < n_items) {
-    pthread_mutex_lock(&p->mu);
-    while (atomic_load(&p->finished) < n_items) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
-  }
+  /* Wait until every item has finished, close the job, then wait for the workers that joined it
+   * to leave (they have no items left, so this is short). */
+  wait_while(p, n_items, false);
   atomic_store(&p->open, 0);
-  for (int spin = 0; spin < 200000 && atomic_load(&p->inside) > 0; spin++) {
-#if ATTN_X86
-    __builtin_ia32_pause();
-#endif
-  }
-  if (atomic_load(&p->inside) > 0) {
-    pthread_mutex_lock(&p->mu);
-    while (atomic_load(&p->inside) > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
-  }
+  wait_while(p, n_items, true);
   pthread_mutex_unlock(&pool_lock);
 }
 

@@ -81,6 +81,14 @@ float *attn__nn_in_grad(attn_nn_node *n, int i, bool *oom);
 bool attn__nn_set_shape(attn_var *v, int ndim, const int64_t *shape);
 
 /* Normalises a possibly negative axis against ndim; false when out of range. */
+/* True when a and b have the same dims. */
+static inline bool attn__nn_same_shape(const attn_var *a, const attn_var *b) {
+  if (a->ndim != b->ndim) return false;
+  for (int d = 0; d < a->ndim; d++)
+    if (a->shape[d] != b->shape[d]) return false;
+  return true;
+}
+
 static inline bool attn__nn_axis(int axis, int ndim, int *out) {
   if (axis < 0) axis += ndim;
   if (axis < 0 || axis >= ndim) return false;

@@ -108,13 +108,6 @@ static void bin_bwd_range(void *arg, int64_t i0, int64_t i1) {
   }
 }
 
-static bool same_shape(const attn_var *a, const attn_var *b) {
-  if (a->ndim != b->ndim) return false;
-  for (int d = 0; d < a->ndim; d++)
-    if (a->shape[d] != b->shape[d]) return false;
-  return true;
-}
-
 static attn_status binary_backward(attn_nn_node *n) {
   attn_var *a = n->in[0], *b = n->in[1];
   bool oom = false;
@@ -122,7 +115,7 @@ static attn_status binary_backward(attn_nn_node *n) {
   if (oom) return ATTN_STATUS_OUT_OF_MEMORY;
   const float *dy = n->out->grad, *xa = a->data, *xb = b->data;
   const int64_t numel = n->out->numel;
-  if (same_shape(a, b)) { /* a op a: ga = gb, both updates of element i stay in one chunk */
+  if (attn__nn_same_shape(a, b)) { /* a op a: ga = gb, both updates of element i stay in one chunk */
     bin_job j = {(int)n->iarg[0], xa, xb, dy, NULL, ga, gb};
     attn__nn_parallel_range(numel, ELEM_GRAIN, bin_bwd_range, &j);
     return ATTN_OK;
@@ -173,7 +166,7 @@ static attn_var *binary(attn_nn_ctx *ctx, int kind, attn_var *a, attn_var *b) {
   if (!y) return NULL;
   const float *xa = a->data, *xb = b->data;
   float *out = y->data;
-  if (same_shape(a, b)) {
+  if (attn__nn_same_shape(a, b)) {
     bin_job j = {kind, xa, xb, NULL, out, NULL, NULL};
     attn__nn_parallel_range(y->numel, ELEM_GRAIN, bin_fwd_range, &j);
   } else {

@@ -160,9 +160,7 @@ attn_var *attn_nn_mse(attn_nn_ctx *ctx, attn_var *a, attn_var *b) {
   static const char *op = "attn_nn_mse";
   attn_var *ins[2] = {a, b};
   if (!attn__nn_check(ctx, op, 2, ins, 0)) return NULL;
-  bool same = a->ndim == b->ndim;
-  for (int d = 0; same && d < a->ndim; d++) same = a->shape[d] == b->shape[d];
-  if (!same || a->numel == 0)
+  if (!attn__nn_same_shape(a, b) || a->numel == 0)
     return attn__nn_fail(ctx, ATTN_STATUS_SHAPE_MISMATCH, "%s: a and b need the same non-empty shape", op);
   attn_var *y = attn__nn_new(ctx, op, 0, NULL);
   if (!y) return NULL;
@@ -197,9 +195,7 @@ attn_var *attn_nn_bce_with_logits(attn_nn_ctx *ctx, attn_var *logits, attn_var *
   static const char *op = "attn_nn_bce_with_logits";
   attn_var *ins[2] = {logits, targets};
   if (!attn__nn_check(ctx, op, 2, ins, 0)) return NULL;
-  bool same = logits->ndim == targets->ndim;
-  for (int d = 0; same && d < logits->ndim; d++) same = logits->shape[d] == targets->shape[d];
-  if (!same || logits->numel == 0)
+  if (!attn__nn_same_shape(logits, targets) || logits->numel == 0)
     return attn__nn_fail(ctx, ATTN_STATUS_SHAPE_MISMATCH, "%s: logits and targets need the same non-empty shape", op);
   attn_var *y = attn__nn_new(ctx, op, 0, NULL);
   if (!y) return NULL;
