@@ -387,6 +387,52 @@ ATTN_API attn_status attn_gemm_ref(attn_layout layout, attn_trans trans_a, attn_
                                    int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                                    int64_t ldc);
 
+/* ---- pre-packed right-hand operand (weights) --------------------------------------------------
+ * attn_gemm repacks op(B) into the micro-kernel's panel layout on every call. When the same B is
+ * multiplied many times (a layer's weights), pack it once with attn_gemm_pack_b and run
+ * attn_gemm_packed: no B packing per call, the rows of C are spread over the threads in small
+ * tiles (dynamic load balance at no packing cost), and an optional epilogue adds a bias and applies
+ * an activation to each tile of C while it is still in cache.
+ *
+ * Row-major only. The packed operand keeps the micro-kernel of the ISA in force when it was
+ * packed (attn_get_isa(); later attn_set_isa calls do not change it) and uses it on every run, so
+ * attn_gemm_packed's C is bitwise identical to attn_gemm's under that ISA, for any thread count,
+ * followed by the epilogue applied to the final C. Memory: K x round_up(N, 32) floats for AVX-512
+ * (attn_gemm_packed_bytes tells), from the allocator hook. A packed operand is read-only once made:
+ * any number of threads may run products with it at once. */
+typedef struct attn_gemm_packed_b attn_gemm_packed_b;
+
+typedef enum attn_epilogue {
+  ATTN_EPILOGUE_NONE = 0,      /* C = alpha op(A) B + beta C */
+  ATTN_EPILOGUE_BIAS = 1,      /* then C[i][j] += bias[j] */
+  ATTN_EPILOGUE_BIAS_GELU = 2, /* then C[i][j] = gelu(C[i][j] + bias[j]), GELU in its erf form
+                                  x Phi(x) (a few ulp, the kernel of the nn GELU op) */
+  ATTN_EPILOGUE_BIAS_RELU = 3, /* then C[i][j] = max(C[i][j] + bias[j], 0); NaN stays NaN */
+} attn_epilogue;
+
+/* Pack op(B), K x N (B stored K x N with ldb >= N, or N x K with ldb >= K when trans_b), into a
+ * new operand in *out. K, N >= 1. Errors: NULL_POINTER (out, B), INVALID_ARGUMENT (K or N < 1,
+ * ldb too small, unknown trans_b), OVERFLOW, OUT_OF_MEMORY (*out is then NULL). */
+ATTN_API attn_status attn_gemm_pack_b(attn_gemm_packed_b **out, attn_trans trans_b, int64_t K,
+                                      int64_t N, const float *B, int64_t ldb);
+
+/* Bytes held by a packed operand (0 for NULL). */
+ATTN_API size_t attn_gemm_packed_bytes(const attn_gemm_packed_b *b);
+
+/* Frees a packed operand; NULL is a no-op. */
+ATTN_API void attn_gemm_packed_free(attn_gemm_packed_b *b);
+
+/* Row-major C = epilogue(alpha op(A) B + beta C) with B packed by attn_gemm_pack_b (its K and N):
+ * op(A) is M x K (A stored M x K with lda >= K, or K x M with lda >= M when trans_a), C is M x N
+ * with ldc >= N; beta == 0 means C is not read. bias (N floats) is read by the BIAS epilogues and
+ * ignored (may be NULL) by ATTN_EPILOGUE_NONE. M >= 0 (M == 0 does nothing). Errors: NULL_POINTER
+ * (b, A when M > 0, C when M > 0, bias when the epilogue reads it), INVALID_ARGUMENT (M < 0, lda
+ * or ldc too small, unknown trans_a or epilogue), OVERFLOW, ALIASING (C overlaps A or bias),
+ * OUT_OF_MEMORY (A-packing buffers; C is then untouched). */
+ATTN_API attn_status attn_gemm_packed(attn_trans trans_a, int64_t M, float alpha, const float *A,
+                                      int64_t lda, const attn_gemm_packed_b *b, float beta, float *C,
+                                      int64_t ldc, attn_epilogue epilogue, const float *bias);
+
 #ifdef __cplusplus
 }
 #endif

@@ -127,6 +127,16 @@ GELU_AI void fwd_body(float *restrict y, const float *restrict x, int64_t n) {
 GELU_AI void bias_body(float *restrict y, const float *restrict b, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] = gelu_one(y[i] + b[i]);
 }
+GELU_AI void add_body(float *restrict y, const float *restrict b, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] += b[i];
+}
+/* v < 0 ? 0 : v keeps NaN (the compare is false); as an integer select so it vectorises. */
+GELU_AI void relu_body(float *restrict y, const float *restrict b, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float v = y[i] + b[i];
+    y[i] = sel(mask_if(v < 0.0f), 0.0f, v);
+  }
+}
 GELU_AI void bwd_body(float *restrict gx, const float *restrict dy, const float *restrict x,
                       int64_t n, int acc) {
   if (acc)
@@ -154,6 +164,18 @@ GELU_AVX512 static void bias_avx512(float *restrict y, const float *restrict b, 
 }
 GELU_AVX2 static void bias_avx2(float *restrict y, const float *restrict b, int64_t n) {
   bias_body(y, b, n);
+}
+GELU_AVX512 static void add_avx512(float *restrict y, const float *restrict b, int64_t n) {
+  add_body(y, b, n);
+}
+GELU_AVX2 static void add_avx2(float *restrict y, const float *restrict b, int64_t n) {
+  add_body(y, b, n);
+}
+GELU_AVX512 static void relu_avx512(float *restrict y, const float *restrict b, int64_t n) {
+  relu_body(y, b, n);
+}
+GELU_AVX2 static void relu_avx2(float *restrict y, const float *restrict b, int64_t n) {
+  relu_body(y, b, n);
 }
 GELU_AVX512 static void bwd_avx512(float *restrict gx, const float *restrict dy,
                                    const float *restrict x, int64_t n, int acc) {
@@ -209,4 +231,25 @@ void attn__gelu_erf_backward(float *gx, const float *dy, const float *x, int64_t
   }
 #endif
   bwd_body(gx, dy, x, n, accumulate);
+}
+
+void attn__bias_epilogue(attn_epilogue kind, float *y, const float *b, int64_t n) {
+  if (kind == ATTN_EPILOGUE_BIAS_GELU) {
+    attn__gelu_erf_bias_inplace(y, b, n);
+    return;
+  }
+  if (kind != ATTN_EPILOGUE_BIAS && kind != ATTN_EPILOGUE_BIAS_RELU) return;
+  const bool relu = kind == ATTN_EPILOGUE_BIAS_RELU;
+#if ATTN_X86
+  const attn_isa isa = attn_get_isa();
+  if (isa == ATTN_ISA_AVX512) {
+    relu ? relu_avx512(y, b, n) : add_avx512(y, b, n);
+    return;
+  }
+  if (isa == ATTN_ISA_AVX2) {
+    relu ? relu_avx2(y, b, n) : add_avx2(y, b, n);
+    return;
+  }
+#endif
+  relu ? relu_body(y, b, n) : add_body(y, b, n);
 }

@@ -14,6 +14,8 @@
 
 #include <stdint.h>
 
+#include "attn.h"
+
 /* y[i] = gelu(x[i]) for i < n. y and x must not overlap. */
 void attn__gelu_erf_forward(float *y, const float *x, int64_t n);
 
@@ -24,5 +26,10 @@ void attn__gelu_erf_bias_inplace(float *y, const float *b, int64_t n);
  * (accumulate == 0: gx's old contents are not read); gelu'(x) = Phi(x) + x phi(x). gx must not
  * overlap dy or x. */
 void attn__gelu_erf_backward(float *gx, const float *dy, const float *x, int64_t n, int accumulate);
+
+/* The epilogues of attn_gemm_packed on one row of n: y[i] += b[i] (ATTN_EPILOGUE_BIAS), then GELU
+ * (BIAS_GELU, as attn__gelu_erf_bias_inplace) or max(., 0) keeping NaN (BIAS_RELU); NONE does
+ * nothing. y and b must not overlap. */
+void attn__bias_epilogue(attn_epilogue kind, float *y, const float *b, int64_t n);
 
 #endif

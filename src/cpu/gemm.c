@@ -17,6 +17,8 @@
 
 #include <stdatomic.h>
 
+#include "gelu.h"
+
 /* ---- validation ------------------------------------------------------------------------------ */
 
 /* Extent in elements of a stored matrix of `rows` x `cols` in its own layout with leading
@@ -256,6 +258,12 @@ typedef struct gemm_job {
   int64_t tile_rows;   /* rows of C per tile, a multiple of MR */
   int64_t tile_cols;   /* columns of C per tile, a multiple of NR */
   int64_t n_col_tiles; /* tiles along N */
+  int64_t n_row_tiles; /* tiles along M */
+  bool rows_fastest;   /* item -> (row tile, column tile) with the row tile varying fastest */
+  const float *packed; /* pre-packed op(B) (attn_gemm_packed), or NULL: pack per tile */
+  int64_t n_pad;       /* packed: N rounded up to NR (a K block starts at k0 * n_pad) */
+  attn_epilogue epilogue;
+  const float *bias;
   gemm_slot *slots;
   int n_slots;
 } gemm_job;
@@ -274,8 +282,9 @@ static void gemm_tile(void *ctx, int64_t item, int thread_id) {
   const gemm_job *job = ctx;
   const attn__sgemm_arch *arch = job->arch;
   const int mr = arch->mr, nr = arch->nr;
-  int64_t r0 = (item / job->n_col_tiles) * job->tile_rows;
-  int64_t c0 = (item % job->n_col_tiles) * job->tile_cols;
+  int64_t rt = job->rows_fastest ? item % job->n_row_tiles : item / job->n_col_tiles;
+  int64_t ct = job->rows_fastest ? item / job->n_row_tiles : item % job->n_col_tiles;
+  int64_t r0 = rt * job->tile_rows, c0 = ct * job->tile_cols;
   int64_t r1 = r0 + job->tile_rows < job->M ? r0 + job->tile_rows : job->M;
   int64_t c1 = c0 + job->tile_cols < job->N ? c0 + job->tile_cols : job->N;
   /* At most min(threads, items) items run at once and there are that many slots. */
@@ -289,7 +298,11 @@ static void gemm_tile(void *ctx, int64_t item, int thread_id) {
     /* The first K block applies beta (and reads C only if beta != 0); later ones accumulate. */
     float beta = first ? job->beta : 1.0f;
     bool load_c = !first || job->beta != 0.0f;
-    if (arch->pack_b)
+    bool last = k0 + kb >= job->K;
+    const float *bb = b_block;
+    if (job->packed) /* panel c0 / NR of this K block, each panel kb x NR */
+      bb = job->packed + k0 * job->n_pad + c0 * kb;
+    else if (arch->pack_b)
       arch->pack_b(job->tb, job->B, job->ldb, k0, kb, c0, c1 - c0, b_block);
     else
       pack_b_generic(nr, job->tb, job->B, job->ldb, k0, kb, c0, c1 - c0, b_block);
@@ -302,9 +315,13 @@ static void gemm_tile(void *ctx, int64_t item, int thread_id) {
       float *c_row = job->C + i * job->ldc;
       for (int64_t j = c0; j < c1; j += nr) {
         int64_t n = c1 - j < nr ? c1 - j : nr;
-        arch->ukernel(kb, a_panel, b_block + (j - c0) * kb, c_row + j, job->ldc, m, n, job->alpha,
+        arch->ukernel(kb, a_panel, bb + (j - c0) * kb, c_row + j, job->ldc, m, n, job->alpha,
                       beta, load_c);
       }
+      /* These m rows of the tile are final: the epilogue runs on them while they are in cache. */
+      if (last && job->epilogue != ATTN_EPILOGUE_NONE)
+        for (int64_t r = 0; r < m; r++)
+          attn__bias_epilogue(job->epilogue, c_row + r * job->ldc + c0, job->bias + c0, c1 - c0);
     }
   }
   atomic_store(&slot->busy, 0);
@@ -329,6 +346,47 @@ static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
   }
 }
 
+/* Allocate one slot of packing buffers per item that can run at once (every buffer before C is
+ * written), then run the job's items over the pool. b_block is sized only when B is packed per
+ * tile. */
+static attn_status run_job(gemm_job *job, int threads) {
+  const int mr = job->arch->mr;
+  int64_t n_items = job->n_col_tiles * job->n_row_tiles;
+  int n_slots = n_items < threads ? (int)n_items : threads;
+  size_t a_bytes = attn__round_up((size_t)mr * (size_t)job->kc * sizeof(float), ATTN_ALIGN);
+  size_t b_bytes = job->packed ? 0 : (size_t)job->tile_cols * (size_t)job->kc * sizeof(float);
+  gemm_slot *slots = attn__malloc((size_t)n_slots * sizeof *slots, ATTN_ALIGN);
+  if (!slots)
+    return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_gemm: packing slots (%zu bytes)",
+                      (size_t)n_slots * sizeof *slots);
+  attn_status st = ATTN_OK;
+  int made = 0;
+  for (; made < n_slots; made++) {
+    gemm_slot *s = &slots[made];
+    s->a_panel = attn__malloc(a_bytes + b_bytes, ATTN_ALIGN);
+    if (!s->a_panel) {
+      st = attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_gemm: packing buffer (%zu bytes)",
+                      a_bytes + b_bytes);
+      break;
+    }
+    s->b_block = (float *)((char *)s->a_panel + a_bytes);
+    atomic_init(&s->busy, 0);
+  }
+  if (st == ATTN_OK) {
+    job->slots = slots;
+    job->n_slots = n_slots;
+    attn__parallel_for(n_items, gemm_tile, job);
+  }
+  for (int s = 0; s < made; s++) attn__free(slots[s].a_panel);
+  attn__free(slots);
+  return st;
+}
+
+/* K blocks of equal length, a function of K and the arch alone (see the determinism note). */
+static int64_t k_block(const attn__sgemm_arch *arch, int64_t K) {
+  return ceil_div(K, ceil_div(K, arch->kc));
+}
+
 attn_status attn__sgemm_run(const attn__sgemm_arch *arch, bool trans_a, bool trans_b, int64_t M,
                             int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                             const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
@@ -351,11 +409,9 @@ attn_status attn__sgemm_run(const attn__sgemm_arch *arch, bool trans_a, bool tra
                   .lda = lda,
                   .ldb = ldb,
                   .ldc = ldc,
-                  .C = C};
-
-  /* K blocks of equal length (a function of K alone: see the determinism note above). */
-  int64_t n_kb = ceil_div(K, arch->kc);
-  job.kc = ceil_div(K, n_kb);
+                  .C = C,
+                  .kc = k_block(arch, K),
+                  .epilogue = ATTN_EPILOGUE_NONE};
 
   /* Tiles. Small problems stay on one thread. Otherwise aim for a multiple of the thread count
    * of equal tiles, cutting N first (each tile packs its own B block, so cutting M repeats that
@@ -378,35 +434,165 @@ attn_status attn__sgemm_run(const attn__sgemm_arch *arch, bool trans_a, bool tra
   job.tile_cols = round_up_i64(ceil_div(N, col_tiles), nr);
   job.n_col_tiles = ceil_div(N, job.tile_cols);
   job.tile_rows = round_up_i64(ceil_div(M, row_tiles), mr);
-  int64_t n_items = job.n_col_tiles * ceil_div(M, job.tile_rows);
+  job.n_row_tiles = ceil_div(M, job.tile_rows);
+  return run_job(&job, threads);
+}
 
-  /* Every buffer before C is written: one slot per item that can run at once. */
-  int n_slots = n_items < threads ? (int)n_items : threads;
-  size_t a_bytes = attn__round_up((size_t)mr * (size_t)job.kc * sizeof(float), ATTN_ALIGN);
-  size_t b_bytes = (size_t)job.tile_cols * (size_t)job.kc * sizeof(float);
-  gemm_slot *slots = attn__malloc((size_t)n_slots * sizeof *slots, ATTN_ALIGN);
-  if (!slots)
-    return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_gemm: packing slots (%zu bytes)",
-                      (size_t)n_slots * sizeof *slots);
-  attn_status st = ATTN_OK;
-  int made = 0;
-  for (; made < n_slots; made++) {
-    gemm_slot *s = &slots[made];
-    s->a_panel = attn__malloc(a_bytes + b_bytes, ATTN_ALIGN);
-    if (!s->a_panel) {
-      st = attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_gemm: packing buffer (%zu bytes)",
-                      a_bytes + b_bytes);
+const attn__sgemm_arch *attn__sgemm_arch_get(void) {
+#if ATTN_X86
+  switch (attn__kernels_get()->isa) {
+    case ATTN_ISA_AVX512:
+      return &attn__sgemm_arch_avx512;
+    case ATTN_ISA_AVX2:
+      return &attn__sgemm_arch_avx2;
+    default:
       break;
-    }
-    s->b_block = (float *)((char *)s->a_panel + a_bytes);
-    atomic_init(&s->busy, 0);
   }
-  if (st == ATTN_OK) {
-    job.slots = slots;
-    job.n_slots = n_slots;
-    attn__parallel_for(n_items, gemm_tile, &job);
+#endif
+  return &attn__sgemm_arch_scalar;
+}
+
+/* ---- pre-packed B ---------------------------------------------------------------------------- */
+
+struct attn_gemm_packed_b {
+  const attn__sgemm_arch *arch; /* the ISA in force when packed */
+  int64_t K, N, n_pad, kc;
+  size_t bytes; /* of data */
+  float *data;  /* K block at k0: n_pad / NR panels of kb x NR, at data + k0 * n_pad */
+};
+
+/* A packed K block's columns are read from L2 by every row panel of a tile: keep kc x tile_cols
+ * within this many bytes (L2 is 1-2 MB per core on the CPUs the kernels are tuned for). */
+#define PACKED_L2_BYTES ((size_t)1280 * 1024)
+
+attn_status attn_gemm_pack_b(attn_gemm_packed_b **out, attn_trans trans_b, int64_t K, int64_t N,
+                             const float *B, int64_t ldb) {
+  attn__clear_error();
+  if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_gemm_pack_b: out is NULL");
+  *out = NULL;
+  if (trans_b != ATTN_NO_TRANS && trans_b != ATTN_TRANS)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "attn_gemm_pack_b: trans_b = %d is not an attn_trans",
+                      (int)trans_b);
+  if (K < 1 || N < 1)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "attn_gemm_pack_b: K = %lld and N = %lld must be >= 1",
+                      (long long)K, (long long)N);
+  const bool tb = trans_b == ATTN_TRANS;
+  int64_t extent;
+  attn_status st = check_operand("attn_gemm_pack_b", "B", "ldb", B, true, tb ? N : K, tb ? K : N, ldb,
+                                 &extent);
+  if (st != ATTN_OK) return st;
+  const attn__sgemm_arch *arch = attn__sgemm_arch_get();
+  const int64_t nr = arch->nr;
+  int64_t n_pad, elems;
+  size_t bytes;
+  if (!attn__add_i64(N, nr - 1, &n_pad) || !attn__mul_i64(n_pad / nr * nr, K, &elems) ||
+      !attn__mul_size((size_t)elems, sizeof(float), &bytes))
+    return attn__fail(ATTN_STATUS_OVERFLOW, "attn_gemm_pack_b: K x N = %lld x %lld is too large",
+                      (long long)K, (long long)N);
+  n_pad = n_pad / nr * nr;
+  attn_gemm_packed_b *p = attn__malloc(sizeof *p, ATTN_ALIGN);
+  float *data = p ? attn__malloc(bytes, ATTN_ALIGN) : NULL;
+  if (!data) {
+    attn__free(p);
+    return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_gemm_pack_b: out of memory (%zu bytes)", bytes);
   }
-  for (int s = 0; s < made; s++) attn__free(slots[s].a_panel);
-  attn__free(slots);
-  return st;
+  p->arch = arch;
+  p->K = K;
+  p->N = N;
+  p->n_pad = n_pad;
+  p->kc = k_block(arch, K);
+  p->bytes = bytes;
+  p->data = data;
+  for (int64_t k0 = 0; k0 < K; k0 += p->kc) {
+    int64_t kb = K - k0 < p->kc ? K - k0 : p->kc;
+    if (arch->pack_b)
+      arch->pack_b(tb, B, ldb, k0, kb, 0, N, data + k0 * n_pad);
+    else
+      pack_b_generic((int)nr, tb, B, ldb, k0, kb, 0, N, data + k0 * n_pad);
+  }
+  *out = p;
+  return ATTN_OK;
+}
+
+size_t attn_gemm_packed_bytes(const attn_gemm_packed_b *b) {
+  return b ? b->bytes + sizeof *b : 0;
+}
+
+void attn_gemm_packed_free(attn_gemm_packed_b *b) {
+  if (!b) return;
+  attn__free(b->data);
+  attn__free(b);
+}
+
+attn_status attn_gemm_packed(attn_trans trans_a, int64_t M, float alpha, const float *A,
+                             int64_t lda, const attn_gemm_packed_b *b, float beta, float *C,
+                             int64_t ldc, attn_epilogue epilogue, const float *bias) {
+  static const char fn[] = "attn_gemm_packed";
+  attn__clear_error();
+  if (!b) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: b is NULL", fn);
+  if (trans_a != ATTN_NO_TRANS && trans_a != ATTN_TRANS)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: trans_a = %d is not an attn_trans", fn,
+                      (int)trans_a);
+  if (epilogue < ATTN_EPILOGUE_NONE || epilogue > ATTN_EPILOGUE_BIAS_RELU)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: epilogue = %d is not an attn_epilogue", fn,
+                      (int)epilogue);
+  if (M < 0) return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: M = %lld is negative", fn, (long long)M);
+  const int64_t K = b->K, N = b->N;
+  const bool ta = trans_a == ATTN_TRANS, uses_bias = epilogue != ATTN_EPILOGUE_NONE;
+  int64_t ea, ec;
+  attn_status st;
+  if ((st = check_operand(fn, "A", "lda", A, M > 0, ta ? K : M, ta ? M : K, lda, &ea)) != ATTN_OK)
+    return st;
+  if ((st = check_operand(fn, "C", "ldc", C, M > 0, M, N, ldc, &ec)) != ATTN_OK) return st;
+  if (uses_bias && !bias) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: bias is NULL", fn);
+  if (M == 0) return ATTN_OK;
+  if (ranges_overlap(C, ec, A, ea)) return attn__fail(ATTN_STATUS_ALIASING, "%s: C overlaps A", fn);
+  if (uses_bias && ranges_overlap(C, ec, bias, N))
+    return attn__fail(ATTN_STATUS_ALIASING, "%s: C overlaps bias", fn);
+
+  const attn__sgemm_arch *arch = b->arch;
+  const int64_t mr = arch->mr, nr = arch->nr;
+  gemm_job job = {.arch = arch,
+                  .ta = ta,
+                  .M = M,
+                  .N = N,
+                  .K = K,
+                  .alpha = alpha,
+                  .beta = beta,
+                  .A = A,
+                  .lda = lda,
+                  .ldc = ldc,
+                  .C = C,
+                  .kc = b->kc,
+                  .packed = b->data,
+                  .n_pad = b->n_pad,
+                  .rows_fastest = true,
+                  .epilogue = epilogue,
+                  .bias = bias};
+  if (alpha == 0.0f) {
+    /* C = beta C, then the epilogue (no A or B read, as attn_gemm). */
+    scale_c(M, N, beta, C, ldc);
+    if (uses_bias)
+      for (int64_t i = 0; i < M; i++) attn__bias_epilogue(epilogue, C + i * ldc, bias, N);
+    return ATTN_OK;
+  }
+  /* Columns: all of N when a K block of it fits the L2 budget, else the widest multiple of NR
+   * that does. Rows: B is never repacked, so small row tiles cost nothing and balance the load
+   * dynamically: about 8 tiles per thread, whole MR panels. */
+  int threads = attn__pool_size();
+  double work = (double)M * (double)N * (double)K;
+  if (work < 64.0 * 64.0 * 64.0) threads = 1;
+  int64_t most_cols = (int64_t)(PACKED_L2_BYTES / ((size_t)job.kc * sizeof(float))) / nr * nr;
+  if (most_cols < nr) most_cols = nr;
+  int64_t col_tiles = ceil_div(b->n_pad, most_cols);
+  job.tile_cols = round_up_i64(ceil_div(N, col_tiles), nr);
+  job.n_col_tiles = ceil_div(N, job.tile_cols);
+  int64_t panels = ceil_div(M, mr), row_tiles = 1;
+  if (threads > 1) {
+    row_tiles = 8 * (int64_t)threads;
+    if (row_tiles > panels) row_tiles = panels;
+  }
+  job.tile_rows = ceil_div(panels, row_tiles) * mr;
+  job.n_row_tiles = ceil_div(M, job.tile_rows);
+  return run_job(&job, threads);
 }

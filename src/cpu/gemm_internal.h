@@ -58,4 +58,13 @@ attn_status attn__sgemm_run(const attn__sgemm_arch *arch, bool trans_a, bool tra
                             int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                             const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* Each ISA's arch (src/cpu/gemm_scalar.c, avx2/gemm_avx2.c, avx512/gemm_avx512.c), and the one of
+ * the ISA in force (attn_get_isa()), which is what attn_gemm uses. */
+extern const attn__sgemm_arch attn__sgemm_arch_scalar;
+#if ATTN_X86
+extern const attn__sgemm_arch attn__sgemm_arch_avx2;
+extern const attn__sgemm_arch attn__sgemm_arch_avx512;
+#endif
+const attn__sgemm_arch *attn__sgemm_arch_get(void);
+
 #endif /* ATTN_GEMM_INTERNAL_H */

@@ -30,12 +30,12 @@ static void ukernel_6x8(int64_t kc, const float *restrict a, const float *restri
   }
 }
 
-static const attn__sgemm_arch scalar_arch = {
+const attn__sgemm_arch attn__sgemm_arch_scalar = {
     .mr = MR, .nr = NR, .kc = 256, .nc = 512, .ukernel = ukernel_6x8};
 
 attn_status attn__sgemm_scalar(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                                float alpha, const float *A, int64_t lda, const float *B,
                                int64_t ldb, float beta, float *C, int64_t ldc) {
-  return attn__sgemm_run(&scalar_arch, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+  return attn__sgemm_run(&attn__sgemm_arch_scalar, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
                          ldc);
 }

@@ -27,10 +27,12 @@
 #define FFN_ROWS 2048
 
 typedef struct bert_layer {
-  float *wqkv;  /* (3 hidden, hidden): query, key, value weights stacked (owned copy) */
-  float *bqkv;  /* (3 hidden) (owned) */
-  const float *wo, *bo, *ln1_g, *ln1_b; /* attention output projection, its LayerNorm */
-  const float *w1, *b1, *w2, *b2, *ln2_g, *ln2_b; /* feed-forward, its LayerNorm */
+  /* The four projections' weights, packed once at load for attn_gemm_packed (owned): query, key
+   * and value stacked (3 hidden x hidden, one GEMM), attention output, FFN in and out. */
+  attn_gemm_packed_b *wqkv, *wo, *w1, *w2;
+  float *bqkv; /* (3 hidden) (owned) */
+  const float *bo, *ln1_g, *ln1_b;         /* attention output bias, its LayerNorm */
+  const float *b1, *b2, *ln2_g, *ln2_b;    /* feed-forward biases, its LayerNorm */
 } bert_layer;
 
 struct attn_bert {
@@ -182,7 +184,10 @@ void attn_bert_free(attn_bert *m) {
   if (!m) return;
   if (m->layers)
     for (int64_t l = 0; l < m->cfg.n_layers; l++) {
-      attn__free(m->layers[l].wqkv);
+      attn_gemm_packed_free(m->layers[l].wqkv);
+      attn_gemm_packed_free(m->layers[l].wo);
+      attn_gemm_packed_free(m->layers[l].w1);
+      attn_gemm_packed_free(m->layers[l].w2);
       attn__free(m->layers[l].bqkv);
     }
   attn__free(m->layers);
@@ -198,37 +203,48 @@ static attn_status load_layer(attn_bert *m, int64_t l) {
   bert_layer *L = &m->layers[l];
   char name[256];
   attn_status st = ATTN_OK;
+  const float *wo = NULL, *w1 = NULL, *w2 = NULL;
 #define W(field, suffix, d0, d1)                                                                   \
   do {                                                                                             \
     snprintf(name, sizeof name, "encoder.layer.%lld.%s", (long long)l, suffix);                    \
-    if (st == ATTN_OK) st = weight(m, name, d0, d1, &L->field);                                    \
+    if (st == ATTN_OK) st = weight(m, name, d0, d1, &field);                                       \
   } while (0)
   W(wo, "attention.output.dense.weight", H, H);
-  W(bo, "attention.output.dense.bias", H, 0);
-  W(ln1_g, "attention.output.LayerNorm.weight", H, 0);
-  W(ln1_b, "attention.output.LayerNorm.bias", H, 0);
+  W(L->bo, "attention.output.dense.bias", H, 0);
+  W(L->ln1_g, "attention.output.LayerNorm.weight", H, 0);
+  W(L->ln1_b, "attention.output.LayerNorm.bias", H, 0);
   W(w1, "intermediate.dense.weight", I, H);
-  W(b1, "intermediate.dense.bias", I, 0);
+  W(L->b1, "intermediate.dense.bias", I, 0);
   W(w2, "output.dense.weight", H, I);
-  W(b2, "output.dense.bias", H, 0);
-  W(ln2_g, "output.LayerNorm.weight", H, 0);
-  W(ln2_b, "output.LayerNorm.bias", H, 0);
+  W(L->b2, "output.dense.bias", H, 0);
+  W(L->ln2_g, "output.LayerNorm.weight", H, 0);
+  W(L->ln2_b, "output.LayerNorm.bias", H, 0);
 #undef W
   if (st != ATTN_OK) return st;
-  L->wqkv = attn__malloc((size_t)(3 * H * H) * sizeof(float), 64);
+  /* PyTorch's Linear stores W as (out, in): y = x W^T, so every weight is packed transposed. */
+  if ((st = attn_gemm_pack_b(&L->wo, ATTN_TRANS, H, H, wo, H)) != ATTN_OK ||
+      (st = attn_gemm_pack_b(&L->w1, ATTN_TRANS, H, I, w1, H)) != ATTN_OK ||
+      (st = attn_gemm_pack_b(&L->w2, ATTN_TRANS, I, H, w2, I)) != ATTN_OK)
+    return st;
+  float *wqkv = attn__malloc((size_t)(3 * H * H) * sizeof(float), 64);
   L->bqkv = attn__malloc((size_t)(3 * H) * sizeof(float), 64);
-  if (!L->wqkv || !L->bqkv) return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_bert_load: out of memory");
+  if (!wqkv || !L->bqkv) {
+    attn__free(wqkv);
+    return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_bert_load: out of memory");
+  }
   static const char *parts[3] = {"query", "key", "value"};
-  for (int p = 0; p < 3; p++) {
+  for (int p = 0; st == ATTN_OK && p < 3; p++) {
     const float *w, *b;
     snprintf(name, sizeof name, "encoder.layer.%lld.attention.self.%s.weight", (long long)l, parts[p]);
-    if ((st = weight(m, name, H, H, &w)) != ATTN_OK) return st;
+    if ((st = weight(m, name, H, H, &w)) != ATTN_OK) break;
     snprintf(name, sizeof name, "encoder.layer.%lld.attention.self.%s.bias", (long long)l, parts[p]);
-    if ((st = weight(m, name, H, 0, &b)) != ATTN_OK) return st;
-    memcpy(L->wqkv + p * H * H, w, (size_t)(H * H) * sizeof(float));
+    if ((st = weight(m, name, H, 0, &b)) != ATTN_OK) break;
+    memcpy(wqkv + p * H * H, w, (size_t)(H * H) * sizeof(float));
     memcpy(L->bqkv + p * H, b, (size_t)H * sizeof(float));
   }
-  return ATTN_OK;
+  if (st == ATTN_OK) st = attn_gemm_pack_b(&L->wqkv, ATTN_TRANS, H, 3 * H, wqkv, H);
+  attn__free(wqkv);
+  return st;
 }
 
 attn_status attn_bert_load(attn_bert **out, const char *dir) {
@@ -387,41 +403,18 @@ static void embed_rows(void *ctx, int64_t item, int thread_id) {
   }
 }
 
-static void qkv_bias_rows(void *ctx, int64_t item, int thread_id) {
-  const rows_task *t = ctx;
-  const int64_t n = 3 * t->m->cfg.hidden;
-  int64_t r1 = (item + 1) * ROWS_PER_TASK < t->T ? (item + 1) * ROWS_PER_TASK : t->T;
-  for (int64_t r = item * ROWS_PER_TASK; r < r1; r++) {
-    float *y = t->buf + r * n;
-    for (int64_t i = 0; i < n; i++) y[i] += t->layer->bqkv[i];
-  }
-}
-
-/* x holds residual + projection: add the bias, then LayerNorm (attention block if which == 1). */
-static void bias_ln_rows(void *ctx, int64_t item, int thread_id, int which) {
+/* x holds residual + projection + bias: LayerNorm (attention block if which == 1). */
+static void ln_rows(void *ctx, int64_t item, int thread_id, int which) {
   const rows_task *t = ctx;
   const int64_t H = t->m->cfg.hidden;
   const bert_layer *L = t->layer;
-  const float *b = which == 1 ? L->bo : L->b2, *g = which == 1 ? L->ln1_g : L->ln2_g;
-  const float *beta = which == 1 ? L->ln1_b : L->ln2_b;
-  int64_t r1 = (item + 1) * ROWS_PER_TASK < t->T ? (item + 1) * ROWS_PER_TASK : t->T;
-  for (int64_t r = item * ROWS_PER_TASK; r < r1; r++) {
-    float *x = t->x + r * H;
-    for (int64_t i = 0; i < H; i++) x[i] += b[i];
-    layer_norm_row(x, H, g, beta, t->m->cfg.layer_norm_eps);
-  }
-}
-static void attn_out_rows(void *ctx, int64_t item, int thread_id) { bias_ln_rows(ctx, item, thread_id, 1); }
-static void ffn_out_rows(void *ctx, int64_t item, int thread_id) { bias_ln_rows(ctx, item, thread_id, 2); }
-
-/* ffn = gelu(ffn + b1), GELU in its erf form (the shared vectorised kernel, src/cpu/gelu.c). */
-static void gelu_rows(void *ctx, int64_t item, int thread_id) {
-  const rows_task *t = ctx;
-  const int64_t I = t->m->cfg.intermediate;
+  const float *g = which == 1 ? L->ln1_g : L->ln2_g, *beta = which == 1 ? L->ln1_b : L->ln2_b;
   int64_t r1 = (item + 1) * ROWS_PER_TASK < t->T ? (item + 1) * ROWS_PER_TASK : t->T;
   for (int64_t r = item * ROWS_PER_TASK; r < r1; r++)
-    attn__gelu_erf_bias_inplace(t->buf + r * I, t->layer->b1, I);
+    layer_norm_row(t->x + r * H, H, g, beta, t->m->cfg.layer_norm_eps);
 }
+static void attn_out_rows(void *ctx, int64_t item, int thread_id) { ln_rows(ctx, item, thread_id, 1); }
+static void ffn_out_rows(void *ctx, int64_t item, int thread_id) { ln_rows(ctx, item, thread_id, 2); }
 
 /* ---- encoding -------------------------------------------------------------------------------- */
 
@@ -504,30 +497,25 @@ attn_status attn_bert_encode(attn_bert *m, float *out, const int32_t *ids, const
   for (int64_t l = 0; l < c->n_layers; l++) {
     const bert_layer *L = &m->layers[l];
     task.layer = L;
-    st = attn_gemm(ATTN_ROW_MAJOR, ATTN_NO_TRANS, ATTN_TRANS, T, 3 * H, H, 1.0f, x, H, L->wqkv, H,
-                   0.0f, qkv, 3 * H);
+    /* qkv = x Wqkv^T + bqkv, the bias added by the GEMM's epilogue */
+    st = attn_gemm_packed(ATTN_NO_TRANS, T, 1.0f, x, H, L->wqkv, 0.0f, qkv, 3 * H,
+                          ATTN_EPILOGUE_BIAS, L->bqkv);
     if (st != ATTN_OK) return st;
-    task.buf = qkv;
-    attn__parallel_for(n_tasks, qkv_bias_rows, &task);
     st = attn_sdpa_forward(&to, NULL, NULL, &tq, &tk, &tv, &p, NULL, 0);
     if (st != ATTN_OK) return st;
     /* x = LN(x + ctx Wo^T + bo) */
-    st = attn_gemm(ATTN_ROW_MAJOR, ATTN_NO_TRANS, ATTN_TRANS, T, H, H, 1.0f, ctx, H, L->wo, H, 1.0f,
-                   x, H);
+    st = attn_gemm_packed(ATTN_NO_TRANS, T, 1.0f, ctx, H, L->wo, 1.0f, x, H, ATTN_EPILOGUE_BIAS,
+                          L->bo);
     if (st != ATTN_OK) return st;
     attn__parallel_for(n_tasks, attn_out_rows, &task);
-    /* x = LN(x + gelu(x W1^T + b1) W2^T + b2), the two GEMMs and GELU chunk by chunk */
+    /* x = LN(x + gelu(x W1^T + b1) W2^T + b2) chunk by chunk, bias and GELU in the epilogues */
     for (int64_t r0 = 0; r0 < T; r0 += FFN_ROWS) {
       const int64_t rows = T - r0 < FFN_ROWS ? T - r0 : FFN_ROWS;
-      st = attn_gemm(ATTN_ROW_MAJOR, ATTN_NO_TRANS, ATTN_TRANS, rows, I, H, 1.0f, x + r0 * H, H,
-                     L->w1, H, 0.0f, ffn, I);
+      st = attn_gemm_packed(ATTN_NO_TRANS, rows, 1.0f, x + r0 * H, H, L->w1, 0.0f, ffn, I,
+                            ATTN_EPILOGUE_BIAS_GELU, L->b1);
       if (st != ATTN_OK) return st;
-      rows_task chunk = task;
-      chunk.buf = ffn;
-      chunk.T = rows;
-      attn__parallel_for((rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK, gelu_rows, &chunk);
-      st = attn_gemm(ATTN_ROW_MAJOR, ATTN_NO_TRANS, ATTN_TRANS, rows, H, I, 1.0f, ffn, I, L->w2, I,
-                     1.0f, x + r0 * H, H);
+      st = attn_gemm_packed(ATTN_NO_TRANS, rows, 1.0f, ffn, I, L->w2, 1.0f, x + r0 * H, H,
+                            ATTN_EPILOGUE_BIAS, L->b2);
       if (st != ATTN_OK) return st;
     }
     attn__parallel_for(n_tasks, ffn_out_rows, &task);

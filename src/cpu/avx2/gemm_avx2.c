@@ -56,12 +56,12 @@ static void ukernel_6x16(int64_t kc, const float *restrict a, const float *restr
   }
 }
 
-static const attn__sgemm_arch avx2_arch = {
+const attn__sgemm_arch attn__sgemm_arch_avx2 = {
     .mr = MR, .nr = NR, .kc = 256, .nc = 1024, .ukernel = ukernel_6x16};
 
 attn_status attn__sgemm_avx2(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                              float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                              float beta, float *C, int64_t ldc) {
-  return attn__sgemm_run(&avx2_arch, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+  return attn__sgemm_run(&attn__sgemm_arch_avx2, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
                          ldc);
 }

@@ -181,7 +181,7 @@ static void pack_b_avx512(bool tb, const float *B, int64_t ldb, int64_t k0, int6
   }
 }
 
-static const attn__sgemm_arch avx512_arch = {.mr = MR,
+const attn__sgemm_arch attn__sgemm_arch_avx512 = {.mr = MR,
                                              .nr = NR,
                                              .kc = 256,
                                              .nc = 1024,
@@ -192,6 +192,6 @@ static const attn__sgemm_arch avx512_arch = {.mr = MR,
 attn_status attn__sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                                float alpha, const float *A, int64_t lda, const float *B,
                                int64_t ldb, float beta, float *C, int64_t ldc) {
-  return attn__sgemm_run(&avx512_arch, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+  return attn__sgemm_run(&attn__sgemm_arch_avx512, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
                          ldc);
 }
