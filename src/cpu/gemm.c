@@ -264,6 +264,8 @@ typedef struct gemm_job {
   int64_t n_pad;       /* packed: N rounded up to NR (a K block starts at k0 * n_pad) */
   attn_epilogue epilogue;
   const float *bias;
+  attn__gemm_row_epilogue row_epi; /* on whole rows (one column tile), or NULL */
+  void *row_ctx;
   gemm_slot *slots;
   int n_slots;
 } gemm_job;
@@ -308,20 +310,21 @@ static void gemm_tile(void *ctx, int64_t item, int thread_id) {
       pack_b_generic(nr, job->tb, job->B, job->ldb, k0, kb, c0, c1 - c0, b_block);
     for (int64_t i = r0; i < r1; i += mr) {
       int64_t m = r1 - i < mr ? r1 - i : mr;
+      float *c_row = job->C + i * job->ldc;
       if (arch->pack_a)
         arch->pack_a(job->ta, job->A, job->lda, i, m, k0, kb, a_panel);
       else
         pack_a_generic(mr, job->ta, job->A, job->lda, i, m, k0, kb, a_panel);
-      float *c_row = job->C + i * job->ldc;
       for (int64_t j = c0; j < c1; j += nr) {
         int64_t n = c1 - j < nr ? c1 - j : nr;
-        arch->ukernel(kb, a_panel, bb + (j - c0) * kb, c_row + j, job->ldc, m, n, job->alpha,
-                      beta, load_c);
+        arch->ukernel(kb, a_panel, bb + (j - c0) * kb, c_row + j, job->ldc, m, n, job->alpha, beta,
+                      load_c);
       }
       /* These m rows of the tile are final: the epilogue runs on them while they are in cache. */
       if (last && job->epilogue != ATTN_EPILOGUE_NONE)
         for (int64_t r = 0; r < m; r++)
           attn__bias_epilogue(job->epilogue, c_row + r * job->ldc + c0, job->bias + c0, c1 - c0);
+      if (last && job->row_epi) job->row_epi(job->row_ctx, c_row, job->ldc, i, m);
     }
   }
   atomic_store(&slot->busy, 0);
@@ -471,15 +474,16 @@ attn_status attn_gemm_pack_b(attn_gemm_packed_b **out, attn_trans trans_b, int64
   if (!out) return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_gemm_pack_b: out is NULL");
   *out = NULL;
   if (trans_b != ATTN_NO_TRANS && trans_b != ATTN_TRANS)
-    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "attn_gemm_pack_b: trans_b = %d is not an attn_trans",
-                      (int)trans_b);
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                      "attn_gemm_pack_b: trans_b = %d is not an attn_trans", (int)trans_b);
   if (K < 1 || N < 1)
-    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "attn_gemm_pack_b: K = %lld and N = %lld must be >= 1",
-                      (long long)K, (long long)N);
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                      "attn_gemm_pack_b: K = %lld and N = %lld must be >= 1", (long long)K,
+                      (long long)N);
   const bool tb = trans_b == ATTN_TRANS;
   int64_t extent;
-  attn_status st = check_operand("attn_gemm_pack_b", "B", "ldb", B, true, tb ? N : K, tb ? K : N, ldb,
-                                 &extent);
+  attn_status st =
+      check_operand("attn_gemm_pack_b", "B", "ldb", B, true, tb ? N : K, tb ? K : N, ldb, &extent);
   if (st != ATTN_OK) return st;
   const attn__sgemm_arch *arch = attn__sgemm_arch_get();
   const int64_t nr = arch->nr;
@@ -494,7 +498,8 @@ attn_status attn_gemm_pack_b(attn_gemm_packed_b **out, attn_trans trans_b, int64
   float *data = p ? attn__malloc(bytes, ATTN_ALIGN) : NULL;
   if (!data) {
     attn__free(p);
-    return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_gemm_pack_b: out of memory (%zu bytes)", bytes);
+    return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_gemm_pack_b: out of memory (%zu bytes)",
+                      bytes);
   }
   p->arch = arch;
   p->K = K;
@@ -524,10 +529,11 @@ void attn_gemm_packed_free(attn_gemm_packed_b *b) {
   attn__free(b);
 }
 
-attn_status attn_gemm_packed(attn_trans trans_a, int64_t M, float alpha, const float *A,
-                             int64_t lda, const attn_gemm_packed_b *b, float beta, float *C,
-                             int64_t ldc, attn_epilogue epilogue, const float *bias) {
-  static const char fn[] = "attn_gemm_packed";
+/* attn_gemm_packed and attn__gemm_packed_rows: the built-in epilogue, or row_epi on whole rows. */
+static attn_status packed_run(const char *fn, attn_trans trans_a, int64_t M, float alpha,
+                              const float *A, int64_t lda, const attn_gemm_packed_b *b, float beta,
+                              float *C, int64_t ldc, attn_epilogue epilogue, const float *bias,
+                              attn__gemm_row_epilogue row_epi, void *row_ctx) {
   attn__clear_error();
   if (!b) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: b is NULL", fn);
   if (trans_a != ATTN_NO_TRANS && trans_a != ATTN_TRANS)
@@ -536,7 +542,8 @@ attn_status attn_gemm_packed(attn_trans trans_a, int64_t M, float alpha, const f
   if (epilogue < ATTN_EPILOGUE_NONE || epilogue > ATTN_EPILOGUE_BIAS_RELU)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: epilogue = %d is not an attn_epilogue", fn,
                       (int)epilogue);
-  if (M < 0) return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: M = %lld is negative", fn, (long long)M);
+  if (M < 0)
+    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: M = %lld is negative", fn, (long long)M);
   const int64_t K = b->K, N = b->N;
   const bool ta = trans_a == ATTN_TRANS, uses_bias = epilogue != ATTN_EPILOGUE_NONE;
   int64_t ea, ec;
@@ -568,12 +575,16 @@ attn_status attn_gemm_packed(attn_trans trans_a, int64_t M, float alpha, const f
                   .n_pad = b->n_pad,
                   .rows_fastest = true,
                   .epilogue = epilogue,
-                  .bias = bias};
+                  .bias = bias,
+                  .row_epi = row_epi,
+                  .row_ctx = row_ctx};
   if (alpha == 0.0f) {
     /* C = beta C, then the epilogue (no A or B read, as attn_gemm). */
     scale_c(M, N, beta, C, ldc);
     if (uses_bias)
       for (int64_t i = 0; i < M; i++) attn__bias_epilogue(epilogue, C + i * ldc, bias, N);
+    for (int64_t i = 0; row_epi && i < M; i += mr)
+      row_epi(row_ctx, C + i * ldc, ldc, i, M - i < mr ? M - i : mr);
     return ATTN_OK;
   }
   /* Columns: all of N when a K block of it fits the L2 budget, else the widest multiple of NR
@@ -584,6 +595,7 @@ attn_status attn_gemm_packed(attn_trans trans_a, int64_t M, float alpha, const f
   if (work < 64.0 * 64.0 * 64.0) threads = 1;
   int64_t most_cols = (int64_t)(PACKED_L2_BYTES / ((size_t)job.kc * sizeof(float))) / nr * nr;
   if (most_cols < nr) most_cols = nr;
+  if (row_epi) most_cols = b->n_pad; /* whole rows */
   int64_t col_tiles = ceil_div(b->n_pad, most_cols);
   job.tile_cols = round_up_i64(ceil_div(N, col_tiles), nr);
   job.n_col_tiles = ceil_div(N, job.tile_cols);
@@ -595,4 +607,18 @@ attn_status attn_gemm_packed(attn_trans trans_a, int64_t M, float alpha, const f
   job.tile_rows = ceil_div(panels, row_tiles) * mr;
   job.n_row_tiles = ceil_div(M, job.tile_rows);
   return run_job(&job, threads);
+}
+
+attn_status attn_gemm_packed(attn_trans trans_a, int64_t M, float alpha, const float *A,
+                             int64_t lda, const attn_gemm_packed_b *b, float beta, float *C,
+                             int64_t ldc, attn_epilogue epilogue, const float *bias) {
+  return packed_run("attn_gemm_packed", trans_a, M, alpha, A, lda, b, beta, C, ldc, epilogue, bias,
+                    NULL, NULL);
+}
+
+attn_status attn__gemm_packed_rows(attn_trans trans_a, int64_t M, float alpha, const float *A,
+                                   int64_t lda, const attn_gemm_packed_b *b, float beta, float *C,
+                                   int64_t ldc, attn__gemm_row_epilogue epi, void *ctx) {
+  return packed_run("attn__gemm_packed_rows", trans_a, M, alpha, A, lda, b, beta, C, ldc,
+                    ATTN_EPILOGUE_NONE, NULL, epi, ctx);
 }

@@ -25,6 +25,7 @@ typedef void (*attn__sgemm_ukernel_fn)(int64_t kc, const float *a, const float *
                                        int64_t ldc, int64_t m, int64_t n, float alpha, float beta,
                                        bool load_c);
 
+
 /* Packing (optional per ISA; NULL selects the portable loops of gemm.c).
  * pack_a: dst[k * MR + i] = op(A)[row0 + i][k0 + k] for i < rows <= MR, k < kb, 0 for
  *   rows <= i < MR; op(A)[i][k] is A[i * lda + k], or A[k * lda + i] when trans_a.
@@ -66,5 +67,15 @@ extern const attn__sgemm_arch attn__sgemm_arch_avx2;
 extern const attn__sgemm_arch attn__sgemm_arch_avx512;
 #endif
 const attn__sgemm_arch *attn__sgemm_arch_get(void);
+
+/* attn_gemm_packed with the caller's epilogue on whole rows instead of a built-in one: once rows
+ * [row0, row0 + m) of C (m <= the micro-kernel's MR) are final, epi(ctx, C + row0 * ldc, ldc,
+ * row0, m) runs on them, on the thread that computed them and while they are in cache; different
+ * row ranges may run at once on different threads. For a layer's epilogue that needs a whole row
+ * (LayerNorm after the output projection). Same arguments and errors as attn_gemm_packed. */
+typedef void (*attn__gemm_row_epilogue)(void *ctx, float *c, int64_t ldc, int64_t row0, int64_t m);
+attn_status attn__gemm_packed_rows(attn_trans trans_a, int64_t M, float alpha, const float *A,
+                                   int64_t lda, const attn_gemm_packed_b *b, float beta, float *C,
+                                   int64_t ldc, attn__gemm_row_epilogue epi, void *ctx);
 
 #endif /* ATTN_GEMM_INTERNAL_H */

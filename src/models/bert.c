@@ -10,7 +10,7 @@
 #include "attn/bert.h"
 
 #include "attn/safetensors.h"
-#include "../cpu/gelu.h"
+#include "../cpu/gemm_internal.h"
 #include "../io/json.h"
 #include "wordpiece.h"
 
@@ -403,18 +403,23 @@ static void embed_rows(void *ctx, int64_t item, int thread_id) {
   }
 }
 
-/* x holds residual + projection + bias: LayerNorm (attention block if which == 1). */
-static void ln_rows(void *ctx, int64_t item, int thread_id, int which) {
-  const rows_task *t = ctx;
-  const int64_t H = t->m->cfg.hidden;
-  const bert_layer *L = t->layer;
-  const float *g = which == 1 ? L->ln1_g : L->ln2_g, *beta = which == 1 ? L->ln1_b : L->ln2_b;
-  int64_t r1 = (item + 1) * ROWS_PER_TASK < t->T ? (item + 1) * ROWS_PER_TASK : t->T;
-  for (int64_t r = item * ROWS_PER_TASK; r < r1; r++)
-    layer_norm_row(t->x + r * H, H, g, beta, t->m->cfg.layer_norm_eps);
+/* The output projections' epilogue, on rows the GEMM has just finished (x = residual +
+ * projection): x = LayerNorm(x + bias). */
+typedef struct bias_ln {
+  const float *b, *g, *beta;
+  float eps;
+  int64_t H;
+} bias_ln;
+
+static void bias_ln_epilogue(void *ctx, float *c, int64_t ldc, int64_t row0, int64_t m) {
+  (void)row0;
+  const bias_ln *e = ctx;
+  for (int64_t r = 0; r < m; r++) {
+    float *x = c + r * ldc;
+    for (int64_t i = 0; i < e->H; i++) x[i] += e->b[i];
+    layer_norm_row(x, e->H, e->g, e->beta, e->eps);
+  }
 }
-static void attn_out_rows(void *ctx, int64_t item, int thread_id) { ln_rows(ctx, item, thread_id, 1); }
-static void ffn_out_rows(void *ctx, int64_t item, int thread_id) { ln_rows(ctx, item, thread_id, 2); }
 
 /* ---- encoding -------------------------------------------------------------------------------- */
 
@@ -503,22 +508,22 @@ attn_status attn_bert_encode(attn_bert *m, float *out, const int32_t *ids, const
     if (st != ATTN_OK) return st;
     st = attn_sdpa_forward(&to, NULL, NULL, &tq, &tk, &tv, &p, NULL, 0);
     if (st != ATTN_OK) return st;
-    /* x = LN(x + ctx Wo^T + bo) */
-    st = attn_gemm_packed(ATTN_NO_TRANS, T, 1.0f, ctx, H, L->wo, 1.0f, x, H, ATTN_EPILOGUE_BIAS,
-                          L->bo);
+    /* x = LN(x + ctx Wo^T + bo), the bias and LayerNorm in the GEMM's epilogue */
+    bias_ln ln1 = {L->bo, L->ln1_g, L->ln1_b, c->layer_norm_eps, H};
+    st = attn__gemm_packed_rows(ATTN_NO_TRANS, T, 1.0f, ctx, H, L->wo, 1.0f, x, H, bias_ln_epilogue,
+                                &ln1);
     if (st != ATTN_OK) return st;
-    attn__parallel_for(n_tasks, attn_out_rows, &task);
-    /* x = LN(x + gelu(x W1^T + b1) W2^T + b2) chunk by chunk, bias and GELU in the epilogues */
+    /* x = LN(x + gelu(x W1^T + b1) W2^T + b2) chunk by chunk, bias, GELU and LN in the epilogues */
+    bias_ln ln2 = {L->b2, L->ln2_g, L->ln2_b, c->layer_norm_eps, H};
     for (int64_t r0 = 0; r0 < T; r0 += FFN_ROWS) {
       const int64_t rows = T - r0 < FFN_ROWS ? T - r0 : FFN_ROWS;
       st = attn_gemm_packed(ATTN_NO_TRANS, rows, 1.0f, x + r0 * H, H, L->w1, 0.0f, ffn, I,
                             ATTN_EPILOGUE_BIAS_GELU, L->b1);
       if (st != ATTN_OK) return st;
-      st = attn_gemm_packed(ATTN_NO_TRANS, rows, 1.0f, ffn, I, L->w2, 1.0f, x + r0 * H, H,
-                            ATTN_EPILOGUE_BIAS, L->b2);
+      st = attn__gemm_packed_rows(ATTN_NO_TRANS, rows, 1.0f, ffn, I, L->w2, 1.0f, x + r0 * H, H,
+                                  bias_ln_epilogue, &ln2);
       if (st != ATTN_OK) return st;
     }
-    attn__parallel_for(n_tasks, ffn_out_rows, &task);
   }
 
   /* Mean over each sentence's tokens, then L2 normalisation (norm floored at 1e-12). */
