@@ -424,6 +424,32 @@ static void test_alloc_failures(void) {
   t_buf_free(&C);
 }
 
+/* A product too small to split (M N K < 64^3) that is still several column tiles wide, with a
+ * 3-thread pool: the driver keeps one packing slot and must not let the pool run two tiles at once
+ * (it aborted on "slot != NULL" before). Every ISA, against the reference. */
+static void test_small_wide(void) {
+  const int64_t M = 1, N = 2100, K = 1;
+  float A[1] = {1.5f}, B[2100], C[2100], R[2100];
+  for (int64_t j = 0; j < N; j++) B[j] = (float)(j % 97) - 48.0f;
+  const int saved_threads = attn_get_num_threads();
+  CHECK_OK(attn_set_num_threads(3));
+  for (int isa = ATTN_ISA_SCALAR; isa <= ATTN_ISA_AVX512; isa++) {
+    if (!attn_cpu_supports((attn_isa)isa)) continue;
+    attn_set_isa((attn_isa)isa);
+    CHECK_OK(attn_gemm_ref(ATTN_ROW_MAJOR, ATTN_NO_TRANS, ATTN_NO_TRANS, M, N, K, 1.0f, A, K, B, N,
+                           0.0f, R, N));
+    for (int rep = 0; rep < 200; rep++) {
+      CHECK_OK(attn_gemm(ATTN_ROW_MAJOR, ATTN_NO_TRANS, ATTN_NO_TRANS, M, N, K, 1.0f, A, K, B, N,
+                         0.0f, C, N));
+      if (memcmp(C, R, sizeof C) != 0) {
+        CHECK(false, "isa=%s: M=1 N=2100 K=1 differs from the reference", attn_isa_name((attn_isa)isa));
+        break;
+      }
+    }
+  }
+  CHECK_OK(attn_set_num_threads(saved_threads));
+}
+
 int main(void) {
   const char *q = getenv("ATTN_TEST_QUICK");
   quick = q && *q && strcmp(q, "0") != 0;
@@ -435,6 +461,7 @@ int main(void) {
   test_bad_args();
   test_alloc_failures();
   test_shapes();
+  test_small_wide();
   attn_set_isa(best);
   return t_finish("test_gemm");
 }

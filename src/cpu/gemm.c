@@ -378,7 +378,12 @@ static attn_status run_job(gemm_job *job, int threads) {
   if (st == ATTN_OK) {
     job->slots = slots;
     job->n_slots = n_slots;
-    attn__parallel_for(n_items, gemm_tile, job);
+    /* One slot means one thread: run the items here, or the pool could run two at once (a small
+     * product that is still several column tiles wide) and the second would find no slot. */
+    if (threads == 1)
+      for (int64_t i = 0; i < n_items; i++) gemm_tile(job, i, 0);
+    else
+      attn__parallel_for(n_items, gemm_tile, job);
   }
   for (int s = 0; s < made; s++) attn__free(slots[s].a_panel);
   attn__free(slots);
