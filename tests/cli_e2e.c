@@ -13,6 +13,8 @@
  *     and resuming it ends byte-identical (model.safetensors) to an uninterrupted run, for a
  *     built-in task and for shuffled own data;
  *   - own data (TSV, CoNLL): train, eval --data, predict, report with the data's tokens;
+ *   - bench gemm --shapes --packed 0,1 prints one JSON row each for attn_gemm and
+ *     attn_gemm_packed with the shape asked; bad --shapes values are usage errors;
  *   - each bad input gives one line on stderr and its exit code (2 usage, 1 runtime). */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -591,6 +593,40 @@ static void test_bad_inputs(void) {
   CHECK_FAILS(1, "model.safetensors", "predict", mixed, "1", "2");
 }
 
+/* `attn bench gemm --shapes ... --packed 0,1`: a tiny Linear-layer shape, one row a kernel. */
+static void test_bench_gemm(void) {
+  run_result r = RUN("bench", "gemm", "--shapes", "64x48x40", "--packed", "0,1", "--threads", "1",
+                     "--reps", "1", "--json");
+  CHECK(r.code == 0 && !*r.err, "bench gemm --shapes --packed: exit %d %s", r.code, r.err);
+  /* The rows after the peak record, in order: packed false, then true. */
+  const char *rows[2] = {NULL, NULL};
+  int n = 0;
+  for (const char *p = r.out; (p = strstr(p, "{\"kernel\":\"gemm\"")) != NULL; p++)
+    if (n++ < 2) rows[n - 1] = p;
+  CHECK(n == 2, "bench gemm --packed 0,1: %d gemm rows (want 2): '%s'", n, r.out);
+  for (int i = 0; i < 2 && i < n; i++) {
+    const char *row = rows[i];
+    const char *end = strchr(row, '\n');
+    char line[2048];
+    size_t len = end ? (size_t)(end - row) : strlen(row);
+    if (len >= sizeof line) len = sizeof line - 1;
+    memcpy(line, row, len);
+    line[len] = '\0';
+    CHECK(strstr(line, i ? "\"packed\":true" : "\"packed\":false") &&
+              strstr(line, "\"epilogue\":\"none\"") && json_number(line, "M") == 64 &&
+              json_number(line, "N") == 48 && json_number(line, "K") == 40 &&
+              json_number(line, "gflops") > 0 &&
+              (i ? json_number(line, "packed_bytes") > 0 : json_number(line, "packed_bytes") == 0),
+          "bench gemm row %d: '%s'", i, line);
+  }
+  run_free(&r);
+  CHECK_FAILS(2, "'10x10' is not MxNxK", "bench", "gemm", "--shapes", "10x10");
+  CHECK_FAILS(2, "'0x5x5' is not MxNxK", "bench", "gemm", "--shapes", "0x5x5");
+  CHECK_FAILS(2, "'axbxc' is not MxNxK", "bench", "gemm", "--shapes", "axbxc");
+  CHECK_FAILS(2, "--sizes and --shapes cannot be combined", "bench", "gemm", "--sizes", "64",
+              "--shapes", "64x48x40");
+}
+
 static void test_demo(void) {
   char dir[600];
   path_of(dir, sizeof dir, "demo", NULL);
@@ -628,6 +664,7 @@ int main(int argc, char **argv) {
   test_interrupt_resume();
   test_own_data();
   test_bad_inputs();
+  test_bench_gemm();
   test_demo();
   if (t_failures == 0) {
     char cmd[600];

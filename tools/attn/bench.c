@@ -16,7 +16,7 @@
 void cli_bench_usage(FILE *f) {
   fputs(
       "usage: attn bench sdpa [options]    fused attention forward/backward\n"
-      "       attn bench gemm [options]    attn_gemm, square row-major C = A B\n"
+      "       attn bench gemm [options]    attn_gemm and attn_gemm_packed, row-major C = A B\n"
       "       attn bench additive [options] fused additive (Bahdanau) attention\n"
       "       attn bench bert [options]    BERT sentence embeddings (attn bench bert --help)\n"
       "       attn bench train [options]   GPT-like training steps (attn bench train --help)\n"
@@ -47,7 +47,20 @@ void cli_bench_usage(FILE *f) {
       "  --dtype NAME       f32|f16|bf16 storage (default f32; compute is f32)\n"
       "\n"
       "gemm options:\n"
-      "  --sizes LIST       M = N = K values (default 256,512,1024,2048; --quick: 512,1024)\n"
+      "  --sizes LIST       M = N = K values (default 256,512,1024,2048; --quick: 512,1024);\n"
+      "                     attn_gemm reads B stored K x N (NO_TRANS, NO_TRANS)\n"
+      "  --shapes LIST      MxNxK triples instead of --sizes, e.g. 2048x1152x384,2048x384x1536\n"
+      "                     (each in 1..65536): A is M x K, B is stored N x K (a Linear\n"
+      "                     layer's weights) and attn_gemm runs NO_TRANS, TRANS\n"
+      "  --packed LIST      0 and/or 1 (default 0): 1 runs attn_gemm_packed instead of\n"
+      "                     attn_gemm, with B (stored N x K) packed once by attn_gemm_pack_b\n"
+      "                     before the warm-ups, outside the timing\n"
+      "  --epilogue NAME    none|bias|bias_gelu|bias_relu (default none): the packed runs'\n"
+      "                     epilogue, on a random bias vector; the FLOP count stays 2*M*N*K\n"
+      "  Rows: for each shape, for each --packed value, for each thread count. kernel column:\n"
+      "  gemm, gemm_packed or gemm_packed+bias|gelu|relu. extra_mem: the library's own peak\n"
+      "  allocation in the first warm-up call, plus for gemm_packed the packed B it holds\n"
+      "  (JSON: extra_bytes and packed_bytes apart).\n"
       "\n"
       "additive options (e_ij = w . tanh(q1_i + k2_j + b), softmax, out = a V):\n"
       "  --b LIST           batch sizes B (default 8; --quick: 2)\n"
@@ -58,11 +71,13 @@ void cli_bench_usage(FILE *f) {
       "  The issue's bar shape is the default's B = 8, N = 1024, d = Dv = 128.\n"
       "\n"
       "FLOPs: sdpa forward 4*B*H*pairs*D over the allowed (unmasked) query-key pairs,\n"
-      "backward 2.5x the forward; gemm 2*M*N*K. A timed sample repeats the call until it\n"
-      "lasts >= 10 ms (calls_per_rep) and times are per call.\n"
+      "backward 2.5x the forward; gemm 2*M*N*K (the epilogue not counted). A timed sample\n"
+      "repeats the call until it lasts >= 10 ms (calls_per_rep) and times are per call.\n"
       "JSON fields: kernel, pass, dtype, B, H, Hkv, Nq, Nk, D, causal, threads, isa, reps,\n"
       "calls_per_rep, median_s, min_s, max_s, gflop, gflops, peak_gflops, pct_peak,\n"
-      "extra_bytes, workspace_bytes, speedup_vs_1t (gemm: M, N, K instead of the shape).\n"
+      "extra_bytes, workspace_bytes, speedup_vs_1t (gemm: M, N, K instead of the shape,\n"
+      "packed (true/false), epilogue, packed_bytes (the packed B; 0 for attn_gemm), no\n"
+      "workspace_bytes).\n"
       "additive: B*Tq*Tk*d pair-dims per second instead of FLOPs (one tanh each), no %% of\n"
       "peak; JSON fields kernel, pass, B, Tq, Tk, d, Dv, threads, isa, reps, calls_per_rep,\n"
       "median_s, min_s, max_s, cpu_s (median process CPU seconds per call, all threads:\n"
@@ -80,6 +95,11 @@ typedef struct bench_opts {
   long reps; /* 0 = default */
   long d[MAX_LIST], n[MAX_LIST], causal[MAX_LIST], sizes[MAX_LIST], b[MAX_LIST];
   int n_d, n_n, n_causal, n_sizes, n_b;
+  long shapes[MAX_LIST][3]; /* --shapes: M, N, K */
+  int n_shapes;
+  long packed[MAX_LIST];
+  int n_packed;
+  attn_epilogue epilogue;
   int pass_fwd, pass_bwd, pass_both, pass_given;
   long dv;
   long bh;
@@ -105,6 +125,53 @@ static int parse_passes(const char *text, int *fwd, int *bwd, int *both) {
     else
       return -1;
     if (!comma) return 0;
+    p = comma + 1;
+  }
+}
+
+/* "MxNxK,MxNxK,..." into shapes[0..max), each of M, N, K in 1..65536. Returns the count, or -1
+ * after printing which item is bad. */
+static int parse_shapes(const char *text, long (*shapes)[3], int max) {
+  int count = 0;
+  const char *p = text;
+  for (;;) {
+    const char *comma = strchr(p, ',');
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    char item[64];
+    int ok = len > 0 && len < sizeof item && count < max;
+    if (ok) {
+      memcpy(item, p, len);
+      item[len] = '\0';
+      char *dims[3];
+      char *rest = item;
+      for (int k = 0; k < 3 && ok; k++) {
+        dims[k] = rest;
+        char *x = strchr(rest, 'x');
+        if (k < 2) {
+          ok = x != NULL;
+          if (ok) {
+            *x = '\0';
+            rest = x + 1;
+          }
+        } else {
+          ok = x == NULL;
+        }
+      }
+      for (int k = 0; k < 3 && ok; k++)
+        ok = cli_parse_int(dims[k], 1, 65536, &shapes[count][k]) == 0;
+    }
+    if (!ok) {
+      if (count >= max)
+        cli_errorf("bench gemm: --shapes: more than %d shapes", max);
+      else
+        cli_errorf(
+            "bench gemm: --shapes: '%.*s' is not MxNxK with M, N and K integers in 1..65536 "
+            "(e.g. 2048x1152x384)",
+            (int)(len < 64 ? len : 64), p);
+      return -1;
+    }
+    count++;
+    if (!comma) return count;
     p = comma + 1;
   }
 }
@@ -147,7 +214,7 @@ static int parse_bench_opts(const char *kernel, int argc, char **argv, int first
     }
     static const char *const common[] = {"--threads", "--reps", "--isa"};
     static const char *const sdpa_only[] = {"--d", "--n", "--causal", "--pass", "--bh", "--dtype"};
-    static const char *const gemm_only[] = {"--sizes"};
+    static const char *const gemm_only[] = {"--sizes", "--shapes", "--packed", "--epilogue"};
     static const char *const additive_only[] = {"--b", "--n", "--d", "--dv", "--pass"};
     int known = 0;
     for (size_t j = 0; j < sizeof common / sizeof common[0]; j++) known |= !strcmp(name, common[j]);
@@ -218,11 +285,25 @@ static int parse_bench_opts(const char *kernel, int argc, char **argv, int first
       o->n_sizes = cli_parse_int_list(value, 1, 32768, o->sizes, MAX_LIST);
       bad = o->n_sizes < 0;
       expect = "a list of sizes in 1..32768";
+    } else if (!strcmp(name, "--shapes")) {
+      o->n_shapes = parse_shapes(value, o->shapes, MAX_LIST);
+      if (o->n_shapes < 0) return CLI_EXIT_USAGE; /* parse_shapes said which item */
+    } else if (!strcmp(name, "--packed")) {
+      o->n_packed = cli_parse_int_list(value, 0, 1, o->packed, MAX_LIST);
+      bad = o->n_packed < 0;
+      expect = "a list of 0 and 1";
+    } else if (!strcmp(name, "--epilogue")) {
+      bad = cli_epilogue_parse(value, &o->epilogue) != 0;
+      expect = "none, bias, bias_gelu or bias_relu";
     }
     if (bad) {
       cli_errorf("bench %s: bad value '%s' for %s (expected %s)", kernel, value, name, expect);
       return CLI_EXIT_USAGE;
     }
+  }
+  if (o->n_sizes > 0 && o->n_shapes > 0) {
+    cli_errorf("bench gemm: --sizes and --shapes cannot be combined (give one of them)");
+    return CLI_EXIT_USAGE;
   }
   return 0;
 }
@@ -332,10 +413,14 @@ static int bench_sdpa(bench_opts *o) {
 
 static int bench_gemm(bench_opts *o) {
   static const long def_sizes[] = {256, 512, 1024, 2048}, quick_sizes[] = {512, 1024};
-  if (o->quick)
-    set_default_list(o->sizes, &o->n_sizes, quick_sizes, 2);
-  else
-    set_default_list(o->sizes, &o->n_sizes, def_sizes, 4);
+  static const long def_packed[] = {0};
+  if (o->n_shapes == 0) {
+    if (o->quick)
+      set_default_list(o->sizes, &o->n_sizes, quick_sizes, 2);
+    else
+      set_default_list(o->sizes, &o->n_sizes, def_sizes, 4);
+  }
+  set_default_list(o->packed, &o->n_packed, def_packed, 1);
   int reps = o->reps ? (int)o->reps : (o->quick ? 3 : 7);
 
   cli_peak peak;
@@ -345,18 +430,34 @@ static int bench_gemm(bench_opts *o) {
   int threads[MAX_LIST];
   int n_thr = thread_list(o, all_threads, threads);
   if (!o->json) cli_print_gemm_header(stdout);
-  for (int is = 0; is < o->n_sizes && !rc; is++) {
-    double one_thread = 0;
-    for (int it = 0; it < n_thr && !rc; it++) {
-      cli_result r;
-      rc = cli_run_gemm_case(o->sizes[is], threads[it], reps, &peak, &r);
-      if (rc) break;
-      if (threads[it] == 1) one_thread = r.gflops;
-      if (threads[it] > 1 && one_thread > 0) r.speedup = r.gflops / one_thread;
-      if (o->json)
-        cli_print_gemm_json(stdout, o->sizes[is], threads[it], reps, &r, &peak);
-      else
-        cli_print_gemm_row(stdout, o->sizes[is], threads[it], reps, &r);
+  int n_cases = o->n_shapes > 0 ? o->n_shapes : o->n_sizes;
+  for (int is = 0; is < n_cases && !rc; is++) {
+    cli_gemm_case c = {.reps = reps};
+    if (o->n_shapes > 0) {
+      c.M = o->shapes[is][0];
+      c.N = o->shapes[is][1];
+      c.K = o->shapes[is][2];
+      c.trans_b = ATTN_TRANS; /* B stored N x K, like the packed runs' */
+    } else {
+      c.M = c.N = c.K = o->sizes[is];
+      c.trans_b = ATTN_NO_TRANS; /* the square case as it always was */
+    }
+    for (int ip = 0; ip < o->n_packed && !rc; ip++) {
+      c.packed = (int)o->packed[ip];
+      c.epilogue = c.packed ? o->epilogue : ATTN_EPILOGUE_NONE;
+      double one_thread = 0;
+      for (int it = 0; it < n_thr && !rc; it++) {
+        c.threads = threads[it];
+        cli_result r;
+        rc = cli_run_gemm_case(&c, &peak, &r);
+        if (rc) break;
+        if (threads[it] == 1) one_thread = r.gflops;
+        if (threads[it] > 1 && one_thread > 0) r.speedup = r.gflops / one_thread;
+        if (o->json)
+          cli_print_gemm_json(stdout, &c, &r, &peak);
+        else
+          cli_print_gemm_row(stdout, &c, &r);
+      }
     }
   }
   return rc;

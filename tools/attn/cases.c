@@ -262,32 +262,87 @@ fail:
 
 /* ---- GEMM ----------------------------------------------------------------------------------- */
 
-int cli_run_gemm_case(int64_t n, int threads, int reps, const cli_peak *peak, cli_result *r) {
+const char *cli_epilogue_name(attn_epilogue e) {
+  switch (e) {
+    case ATTN_EPILOGUE_NONE:
+      return "none";
+    case ATTN_EPILOGUE_BIAS:
+      return "bias";
+    case ATTN_EPILOGUE_BIAS_GELU:
+      return "bias_gelu";
+    case ATTN_EPILOGUE_BIAS_RELU:
+      return "bias_relu";
+  }
+  return "?";
+}
+
+int cli_epilogue_parse(const char *text, attn_epilogue *e) {
+  static const attn_epilogue all[] = {ATTN_EPILOGUE_NONE, ATTN_EPILOGUE_BIAS,
+                                      ATTN_EPILOGUE_BIAS_GELU, ATTN_EPILOGUE_BIAS_RELU};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    if (!strcmp(text, cli_epilogue_name(all[i]))) {
+      *e = all[i];
+      return 0;
+    }
+  return -1;
+}
+
+/* One call of the case: attn_gemm, or attn_gemm_packed with the packed B. */
+static attn_status gemm_call(const cli_gemm_case *c, const float *A, const float *B,
+                             const attn_gemm_packed_b *pb, const float *bias, float *C) {
+  if (c->packed)
+    return attn_gemm_packed(ATTN_NO_TRANS, c->M, 1.0f, A, c->K, pb, 0.0f, C, c->N, c->epilogue,
+                            bias);
+  return attn_gemm(ATTN_ROW_MAJOR, ATTN_NO_TRANS, c->trans_b, c->M, c->N, c->K, 1.0f, A, c->K, B,
+                   c->trans_b == ATTN_TRANS ? c->K : c->N, 0.0f, C, c->N);
+}
+
+int cli_run_gemm_case(const cli_gemm_case *c, const cli_peak *peak, cli_result *r) {
   memset(r, 0, sizeof *r);
-  size_t elems, bytes;
-  if (!mul_size((size_t)n, (size_t)n, &elems) || !mul_size(elems, sizeof(float), &bytes) ||
-      bytes > SIZE_MAX / 3) {
-    cli_errorf("gemm case n=%lld: buffer size overflows", (long long)n);
+  int64_t M = c->M, N = c->N, K = c->K;
+  int reps = c->reps;
+  size_t na, nb, nc, bytes;
+  if (!mul_size((size_t)M, (size_t)K, &na) || !mul_size((size_t)N, (size_t)K, &nb) ||
+      !mul_size((size_t)M, (size_t)N, &nc) || na > SIZE_MAX / 4 - nb ||
+      na + nb > SIZE_MAX / 4 - nc ||
+      !mul_size(na + nb + nc + (c->packed ? (size_t)N : 0), sizeof(float), &bytes)) {
+    cli_errorf("gemm case %lldx%lldx%lld: buffer size overflows", (long long)M, (long long)N,
+               (long long)K);
     return CLI_EXIT_RUNTIME;
   }
-  if (cli_check_fits(3 * bytes, "gemm case") != 0) return CLI_EXIT_RUNTIME;
-  float *A = cli_alloc(bytes), *B = cli_alloc(bytes), *C = cli_alloc(bytes);
+  if (cli_check_fits(bytes, "gemm case") != 0) return CLI_EXIT_RUNTIME;
+  float *A = cli_alloc(na * sizeof(float)), *B = cli_alloc(nb * sizeof(float));
+  float *C = cli_alloc(nc * sizeof(float));
+  float *bias = c->packed ? cli_alloc((size_t)N * sizeof(float)) : NULL;
   double *times = calloc((size_t)reps, sizeof *times);
+  attn_gemm_packed_b *pb = NULL;
   int rc = 0;
-  if (!A || !B || !C || !times) {
-    cli_errorf("out of memory allocating a gemm case of %zu bytes", 3 * bytes);
+  if (!A || !B || !C || (c->packed && !bias) || !times) {
+    cli_errorf("out of memory allocating a gemm case of %zu bytes", bytes);
     rc = CLI_EXIT_RUNTIME;
     goto done;
   }
   uint64_t seed = 0x853c49e6748fea9bull;
-  cli_fill_random(A, ATTN_DTYPE_F32, elems, &seed);
-  cli_fill_random(B, ATTN_DTYPE_F32, elems, &seed);
+  cli_fill_random(A, ATTN_DTYPE_F32, na, &seed);
+  cli_fill_random(B, ATTN_DTYPE_F32, nb, &seed);
+  if (bias) cli_fill_random(bias, ATTN_DTYPE_F32, (size_t)N, &seed);
   cli_unpin_main_thread(); /* until this thread count's pool has started (see cli.h) */
-  attn_status s = attn_set_num_threads(threads);
+  attn_status s = attn_set_num_threads(c->threads);
   if (s != ATTN_OK) {
     cli_status_error("attn_set_num_threads", s);
     rc = CLI_EXIT_RUNTIME;
     goto done;
+  }
+  const char *what = c->packed ? "attn_gemm_packed" : "attn_gemm";
+  if (c->packed) {
+    /* B stored N x K (a Linear layer's weights), packed once, outside the warm-ups and timing. */
+    s = attn_gemm_pack_b(&pb, ATTN_TRANS, K, N, B, K);
+    if (s != ATTN_OK) {
+      cli_status_error("attn_gemm_pack_b", s);
+      rc = CLI_EXIT_RUNTIME;
+      goto done;
+    }
+    r->packed_bytes = attn_gemm_packed_bytes(pb);
   }
   /* Two warm-ups (the first measures the library's allocations and starts the pool), then
    * `reps` timed samples of calls_per_rep calls each. */
@@ -295,12 +350,10 @@ int cli_run_gemm_case(int64_t n, int threads, int reps, const cli_peak *peak, cl
   for (int i = -2; i < reps; i++) {
     size_t base = i == -2 ? cli_track_reset() : 0;
     double t0 = cli_now();
-    for (int j = 0; j < r->calls_per_rep && s == ATTN_OK; j++)
-      s = attn_gemm(ATTN_ROW_MAJOR, ATTN_NO_TRANS, ATTN_NO_TRANS, n, n, n, 1.0f, A, n, B, n, 0.0f,
-                    C, n);
+    for (int j = 0; j < r->calls_per_rep && s == ATTN_OK; j++) s = gemm_call(c, A, B, pb, bias, C);
     double t = (cli_now() - t0) / r->calls_per_rep;
     if (s != ATTN_OK) {
-      cli_status_error("attn_gemm", s);
+      cli_status_error(what, s);
       rc = CLI_EXIT_RUNTIME;
       goto done;
     }
@@ -312,14 +365,16 @@ int cli_run_gemm_case(int64_t n, int threads, int reps, const cli_peak *peak, cl
     if (i >= 0) times[i] = t;
   }
   cli_summarize(times, reps, r);
-  r->flop = 2.0 * (double)n * (double)n * (double)n;
+  r->flop = 2.0 * (double)M * (double)N * (double)K; /* the epilogue is not counted */
   r->gflops = r->median_s > 0 ? r->flop / r->median_s * 1e-9 : 0;
-  r->peak_gflops = cli_peak_for_threads(peak, threads);
+  r->peak_gflops = cli_peak_for_threads(peak, c->threads);
   r->pct_peak = r->peak_gflops > 0 ? 100.0 * r->gflops / r->peak_gflops : 0;
 done:
+  attn_gemm_packed_free(pb);
   cli_free(A);
   cli_free(B);
   cli_free(C);
+  cli_free(bias);
   free(times);
   return rc;
 }
@@ -382,34 +437,51 @@ void cli_print_sdpa_json(FILE *f, const cli_sdpa_case *c, const cli_result *r, c
   fflush(f);
 }
 
+/* "gemm", "gemm_packed" or "gemm_packed+bias|gelu|relu" (the GELU and ReLU epilogues add the
+ * bias first). */
+static const char *gemm_kernel_name(const cli_gemm_case *c) {
+  if (!c->packed) return "gemm";
+  switch (c->epilogue) {
+    case ATTN_EPILOGUE_BIAS:
+      return "gemm_packed+bias";
+    case ATTN_EPILOGUE_BIAS_GELU:
+      return "gemm_packed+gelu";
+    case ATTN_EPILOGUE_BIAS_RELU:
+      return "gemm_packed+relu";
+    default:
+      return "gemm_packed";
+  }
+}
+
 void cli_print_gemm_header(FILE *f) {
-  fprintf(f, "%-6s %6s %6s %6s %4s %10s %10s %10s %9s %7s %11s %6s\n", "kernel", "M", "N", "K",
+  fprintf(f, "%-16s %6s %6s %6s %4s %10s %10s %10s %9s %7s %11s %6s\n", "kernel", "M", "N", "K",
           "thr", "median_ms", "min_ms", "max_ms", "GFLOP/s", "%peak", "extra_mem", "vs_1t");
 }
 
-void cli_print_gemm_row(FILE *f, int64_t n, int threads, int reps, const cli_result *r) {
-  (void)reps;
+void cli_print_gemm_row(FILE *f, const cli_gemm_case *c, const cli_result *r) {
   char mem[32], sp[16];
-  cli_format_bytes(mem, sizeof mem, r->extra_bytes);
+  /* extra_mem: the call's own peak allocation plus, for a packed run, the packed B it reads. */
+  cli_format_bytes(mem, sizeof mem, r->extra_bytes + r->packed_bytes);
   format_speedup(sp, sizeof sp, r->speedup);
-  fprintf(f, "%-6s %6lld %6lld %6lld %4d %10.3f %10.3f %10.3f %9.1f %6.1f%% %11s %6s\n", "gemm",
-          (long long)n, (long long)n, (long long)n, threads, 1e3 * r->median_s, 1e3 * r->min_s,
-          1e3 * r->max_s, r->gflops, r->pct_peak, mem, sp);
+  fprintf(f, "%-16s %6lld %6lld %6lld %4d %10.3f %10.3f %10.3f %9.1f %6.1f%% %11s %6s\n",
+          gemm_kernel_name(c), (long long)c->M, (long long)c->N, (long long)c->K, c->threads,
+          1e3 * r->median_s, 1e3 * r->min_s, 1e3 * r->max_s, r->gflops, r->pct_peak, mem, sp);
   fflush(f);
 }
 
-void cli_print_gemm_json(FILE *f, int64_t n, int threads, int reps, const cli_result *r,
-                         const cli_peak *pk) {
+void cli_print_gemm_json(FILE *f, const cli_gemm_case *c, const cli_result *r, const cli_peak *pk) {
   fprintf(
       f,
       "{\"kernel\":\"gemm\",\"pass\":\"fwd\",\"dtype\":\"f32\",\"M\":%lld,\"N\":%lld,\"K\":%lld,"
+      "\"packed\":%s,\"epilogue\":\"%s\","
       "\"threads\":%d,\"isa\":\"%s\",\"reps\":%d,\"calls_per_rep\":%d,\"median_s\":%.6e,\"min_s\":%"
       ".6e,"
       "\"max_s\":%.6e,\"gflop\":%.6f,\"gflops\":%.3f,\"peak_gflops\":%.3f,\"pct_peak\":%.2f,"
-      "\"extra_bytes\":%zu",
-      (long long)n, (long long)n, (long long)n, threads, attn_isa_name(pk->isa), reps,
-      r->calls_per_rep, r->median_s, r->min_s, r->max_s, r->flop * 1e-9, r->gflops, r->peak_gflops,
-      r->pct_peak, r->extra_bytes);
+      "\"extra_bytes\":%zu,\"packed_bytes\":%zu",
+      (long long)c->M, (long long)c->N, (long long)c->K, c->packed ? "true" : "false",
+      cli_epilogue_name(c->packed ? c->epilogue : ATTN_EPILOGUE_NONE), c->threads,
+      attn_isa_name(pk->isa), c->reps, r->calls_per_rep, r->median_s, r->min_s, r->max_s,
+      r->flop * 1e-9, r->gflops, r->peak_gflops, r->pct_peak, r->extra_bytes, r->packed_bytes);
   json_speedup(f, r->speedup);
   fputs("}\n", f);
   fflush(f);

@@ -111,6 +111,7 @@ typedef struct cli_result {
   double pct_peak;    /* 100 * gflops / peak_gflops */
   size_t extra_bytes; /* high-water mark of libattn's own allocations in a NULL-workspace call */
   size_t workspace_bytes; /* what the *_workspace_size call asked for */
+  size_t packed_bytes;    /* gemm_packed: the packed B (allocated before the warm-ups), else 0 */
   double speedup;         /* gflops / the 1-thread gflops of the same case; 0 when not measured */
 } cli_result;
 
@@ -125,8 +126,26 @@ int cli_run_sdpa_case(const cli_sdpa_case *c, const cli_peak *peak, cli_result *
 /* Free the buffers the SDPA cases keep between calls of the same shape. */
 void cli_cases_release(void);
 
-/* Run one square GEMM case M = N = K = n. */
-int cli_run_gemm_case(int64_t n, int threads, int reps, const cli_peak *peak, cli_result *r);
+/* One GEMM case: row-major C = A B, A M x K. attn_gemm reads B as stored K x N (trans_b
+ * ATTN_NO_TRANS, `bench gemm --sizes`) or N x K (ATTN_TRANS, `--shapes`: a Linear layer's
+ * weights). packed: attn_gemm_packed instead, with B stored N x K packed once by attn_gemm_pack_b
+ * (ATTN_TRANS) before the warm-ups, and the epilogue (a random bias vector). */
+typedef struct cli_gemm_case {
+  int64_t M, N, K;
+  attn_trans trans_b; /* attn_gemm only */
+  int packed;
+  attn_epilogue epilogue; /* packed only */
+  int threads;
+  int reps;
+} cli_gemm_case;
+
+/* Run one GEMM case; FLOPs 2 M N K whatever the epilogue. */
+int cli_run_gemm_case(const cli_gemm_case *c, const cli_peak *peak, cli_result *r);
+
+/* Name of an epilogue ("none", "bias", "bias_gelu", "bias_relu"); and the reverse (-1 if
+ * unknown). */
+const char *cli_epilogue_name(attn_epilogue e);
+int cli_epilogue_parse(const char *text, attn_epilogue *e);
 
 /* Pieces of the cases above, shared with the cases in bench.c. */
 /* Per-core peak x threads (threads capped at the CPUs available). */
@@ -147,9 +166,8 @@ void cli_print_sdpa_header(FILE *f);
 void cli_print_sdpa_row(FILE *f, const cli_sdpa_case *c, const cli_result *r);
 void cli_print_sdpa_json(FILE *f, const cli_sdpa_case *c, const cli_result *r, const cli_peak *pk);
 void cli_print_gemm_header(FILE *f);
-void cli_print_gemm_row(FILE *f, int64_t n, int threads, int reps, const cli_result *r);
-void cli_print_gemm_json(FILE *f, int64_t n, int threads, int reps, const cli_result *r,
-                         const cli_peak *pk);
+void cli_print_gemm_row(FILE *f, const cli_gemm_case *c, const cli_result *r);
+void cli_print_gemm_json(FILE *f, const cli_gemm_case *c, const cli_result *r, const cli_peak *pk);
 void cli_print_peak_json(FILE *f, const cli_peak *pk, int all_threads);
 
 /* Name of a dtype ("f32", "f16", "bf16"); and the reverse (-1 if unknown). */
