@@ -472,6 +472,9 @@ struct attn_gemm_packed_b {
 /* A packed K block's columns are read from L2 by every row panel of a tile: keep kc x tile_cols
  * within this many bytes (L2 is 1-2 MB per core on the CPUs the kernels are tuned for). */
 #define PACKED_L2_BYTES ((size_t)1280 * 1024)
+#ifndef ROW_TILE_PANELS
+#define ROW_TILE_PANELS 4
+#endif
 
 attn_status attn_gemm_pack_b(attn_gemm_packed_b **out, attn_trans trans_b, int64_t K, int64_t N,
                              const float *B, int64_t ldb) {
@@ -593,8 +596,9 @@ static attn_status packed_run(const char *fn, attn_trans trans_a, int64_t M, flo
     return ATTN_OK;
   }
   /* Columns: all of N when a K block of it fits the L2 budget, else the widest multiple of NR
-   * that does. Rows: B is never repacked, so small row tiles cost nothing and balance the load
-   * dynamically: about 8 tiles per thread, whole MR panels. */
+   * that does. Rows: B is never repacked and every row panel streams the B block from L2 anyway,
+   * so small row tiles cost nothing and balance the load dynamically: ROW_TILE_PANELS MR-row
+   * panels per tile (a thread that finishes early idles for at most one tile). */
   int threads = attn__pool_size();
   double work = (double)M * (double)N * (double)K;
   if (work < 64.0 * 64.0 * 64.0) threads = 1;
@@ -605,10 +609,7 @@ static attn_status packed_run(const char *fn, attn_trans trans_a, int64_t M, flo
   job.tile_cols = round_up_i64(ceil_div(N, col_tiles), nr);
   job.n_col_tiles = ceil_div(N, job.tile_cols);
   int64_t panels = ceil_div(M, mr), row_tiles = 1;
-  if (threads > 1) {
-    row_tiles = 8 * (int64_t)threads;
-    if (row_tiles > panels) row_tiles = panels;
-  }
+  if (threads > 1) row_tiles = ceil_div(panels, ROW_TILE_PANELS);
   job.tile_rows = ceil_div(panels, row_tiles) * mr;
   job.n_row_tiles = ceil_div(M, job.tile_rows);
   return run_job(&job, threads);
