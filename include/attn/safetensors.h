@@ -86,6 +86,13 @@ ATTN_API attn_status attn_st_open_memory(attn_st_file **file, const void *data, 
 /* Unmap / free. NULL is a no-op. */
 ATTN_API void attn_st_close(attn_st_file *file);
 
+/* A hint that `tensor` (of `file`) will not be read again soon, e.g. once a model has copied or
+ * repacked it: for a memory-mapped file, the pages lying wholly inside the tensor's bytes are
+ * handed back to the OS (madvise MADV_DONTNEED), so they stop counting in the process's resident
+ * memory. Never changes what tensor->data reads: the pages come back from the file if touched
+ * again. A no-op for files read into memory, borrowed buffers and NULL arguments. */
+ATTN_API void attn_st_release(attn_st_file *file, const attn_st_tensor *tensor);
+
 /* Number of tensors, and tensor i in [0, count) in increasing data offset order. */
 ATTN_API int64_t attn_st_count(const attn_st_file *file);
 ATTN_API const attn_st_tensor *attn_st_get(const attn_st_file *file, int64_t i);

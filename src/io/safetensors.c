@@ -81,6 +81,17 @@ void attn_st_close(attn_st_file *f) {
   attn__free(f);
 }
 
+void attn_st_release(attn_st_file *f, const attn_st_tensor *t) {
+  if (!f || !t || f->owner != 1 || !t->data) return;
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  if (page == 0 || page == (uintptr_t)-1) return;
+  const uintptr_t lo = (uintptr_t)t->data, hi = lo + t->nbytes;
+  const uintptr_t base = (uintptr_t)f->base, end = base + f->size;
+  if (lo < base || hi > end) return; /* not this file's tensor */
+  const uintptr_t p0 = (lo + page - 1) / page * page, p1 = hi / page * page;
+  if (p1 > p0) madvise((void *)p0, p1 - p0, MADV_DONTNEED);
+}
+
 /* Parse one tensor entry `e` (its key is the name) into t. */
 static attn_status parse_entry(attn_st_file *f, const attn__json_node *e, const unsigned char *data,
                                uint64_t data_size, attn_st_tensor *t, const char *what) {

@@ -156,15 +156,21 @@ static attn_status load_config(attn_bert_config *c, const char *dir) {
   return ATTN_OK;
 }
 
-/* The F32 tensor `name` (with or without a "bert." prefix) of shape (d0) or (d0, d1). */
-static attn_status weight(const attn_bert *m, const char *name, int64_t d0, int64_t d1,
-                          const float **out) {
+/* The tensor `name`, with or without a "bert." prefix, or NULL. */
+static const attn_st_tensor *find_tensor(const attn_bert *m, const char *name) {
   const attn_st_tensor *t = attn_st_find(m->st, name);
-  char prefixed[256];
   if (!t) {
+    char prefixed[264];
     snprintf(prefixed, sizeof prefixed, "bert.%s", name);
     t = attn_st_find(m->st, prefixed);
   }
+  return t;
+}
+
+/* The F32 tensor `name` (with or without a "bert." prefix) of shape (d0) or (d0, d1). */
+static attn_status weight(const attn_bert *m, const char *name, int64_t d0, int64_t d1,
+                          const float **out) {
+  const attn_st_tensor *t = find_tensor(m, name);
   if (!t) return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "model.safetensors: tensor '%s' not found", name);
   if (t->dtype != ATTN_ST_F32)
     return attn__fail(ATTN_STATUS_UNSUPPORTED_DTYPE, "model.safetensors: tensor '%s' is %s, want F32", name,
@@ -226,6 +232,14 @@ static attn_status load_layer(attn_bert *m, int64_t l) {
       (st = attn_gemm_pack_b(&L->w1, ATTN_TRANS, H, I, w1, H)) != ATTN_OK ||
       (st = attn_gemm_pack_b(&L->w2, ATTN_TRANS, I, H, w2, I)) != ATTN_OK)
     return st;
+  /* The file's copies of packed weights are not read again: give their pages back (the packed
+   * copies would otherwise double the weights' share of resident memory). */
+  static const char *packed_names[4] = {"attention.output.dense.weight", "intermediate.dense.weight",
+                                        "output.dense.weight", NULL};
+  for (int i = 0; packed_names[i]; i++) {
+    snprintf(name, sizeof name, "encoder.layer.%lld.%s", (long long)l, packed_names[i]);
+    attn_st_release(m->st, find_tensor(m, name));
+  }
   float *wqkv = attn__malloc((size_t)(3 * H * H) * sizeof(float), 64);
   L->bqkv = attn__malloc((size_t)(3 * H) * sizeof(float), 64);
   if (!wqkv || !L->bqkv) {
@@ -244,6 +258,10 @@ static attn_status load_layer(attn_bert *m, int64_t l) {
   }
   if (st == ATTN_OK) st = attn_gemm_pack_b(&L->wqkv, ATTN_TRANS, H, 3 * H, wqkv, H);
   attn__free(wqkv);
+  for (int p = 0; st == ATTN_OK && p < 3; p++) {
+    snprintf(name, sizeof name, "encoder.layer.%lld.attention.self.%s.weight", (long long)l, parts[p]);
+    attn_st_release(m->st, find_tensor(m, name));
+  }
   return st;
 }
 
