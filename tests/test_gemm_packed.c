@@ -19,6 +19,10 @@
 
 #include "common.h"
 
+#include "../src/cpu/gemm_internal.h" /* attn__gemm_packed_rows, the internal row epilogue */
+
+#include <stdatomic.h>
+
 static bool quick; /* ATTN_TEST_QUICK=1: smaller sizes (sanitizers) */
 
 static attn_isa isas[3];
@@ -753,6 +757,61 @@ static void test_concurrent(void) {
   free(bias);
 }
 
+/* attn__gemm_packed_rows: every row reaches the epilogue exactly once, with all of its columns
+ * final (equal to attn_gemm's row), for one column tile (K = 384) and for several (K = 1536 puts
+ * N = 384 in two tiles under the L2 budget, the multi-tile completion count), 1 to 3 threads. */
+typedef struct row_epi_ctx {
+  const float *want; /* attn_gemm's C */
+  int64_t N;
+  atomic_int *seen; /* per row */
+  atomic_int bad;
+} row_epi_ctx;
+
+static void row_epi_check(void *ctxp, float *c, int64_t ldc, int64_t row0, int64_t m) {
+  row_epi_ctx *x = ctxp;
+  for (int64_t r = 0; r < m; r++) {
+    atomic_fetch_add(&x->seen[row0 + r], 1);
+    if (memcmp(c + r * ldc, x->want + (row0 + r) * x->N, (size_t)x->N * sizeof(float)) != 0)
+      atomic_fetch_add(&x->bad, 1);
+    c[r * ldc] += 1.0f; /* the epilogue's writes stay */
+  }
+}
+
+static void test_row_epilogue(void) {
+  static const int64_t k_lens[2] = {384, 1536};
+  const int64_t M = quick ? 61 : 203, N = 384;
+  for (int ik = 0; ik < 2; ik++) {
+    const int64_t K = k_lens[ik];
+    float *A = malloc((size_t)(M * K) * sizeof(float)), *B = malloc((size_t)(N * K) * sizeof(float));
+    float *want = malloc((size_t)(M * N) * sizeof(float)), *C = malloc((size_t)(M * N) * sizeof(float));
+    atomic_int *seen = malloc((size_t)M * sizeof(atomic_int));
+    t_rng rng = t_rng_make(77 + (uint64_t)K);
+    for (int64_t i = 0; i < M * K; i++) A[i] = t_uniform(&rng, -1, 1);
+    for (int64_t i = 0; i < N * K; i++) B[i] = t_uniform(&rng, -1, 1);
+    attn_gemm_packed_b *pb = NULL;
+    CHECK_OK(attn_gemm_pack_b(&pb, ATTN_TRANS, K, N, B, K));
+    for (int th = 1; th <= 3 && pb; th++) {
+      CHECK_OK(attn_set_num_threads(th));
+      CHECK_OK(attn_gemm(ATTN_ROW_MAJOR, ATTN_NO_TRANS, ATTN_TRANS, M, N, K, 1.0f, A, K, B, K, 0.0f,
+                         want, N));
+      for (int64_t i = 0; i < M; i++) atomic_init(&seen[i], 0);
+      row_epi_ctx x = {want, N, seen, 0};
+      atomic_init(&x.bad, 0);
+      CHECK_OK(attn__gemm_packed_rows(ATTN_NO_TRANS, M, 1.0f, A, K, pb, 0.0f, C, N, row_epi_check, &x));
+      int64_t twice = 0;
+      for (int64_t i = 0; i < M; i++) twice += atomic_load(&seen[i]) != 1;
+      CHECK(twice == 0, "K=%lld threads=%d: %lld rows not seen exactly once", (long long)K, th,
+            (long long)twice);
+      CHECK(atomic_load(&x.bad) == 0, "K=%lld threads=%d: %d rows not final in the epilogue",
+            (long long)K, th, atomic_load(&x.bad));
+      CHECK(C[0] == want[0] + 1.0f && C[(M - 1) * N] == want[(M - 1) * N] + 1.0f,
+            "K=%lld threads=%d: the epilogue's writes were lost", (long long)K, th);
+    }
+    attn_gemm_packed_free(pb);
+    free(A), free(B), free(want), free(C), free(seen);
+  }
+}
+
 int main(void) {
   const char *q = getenv("ATTN_TEST_QUICK");
   quick = q && *q && strcmp(q, "0") != 0;
@@ -775,6 +834,7 @@ int main(void) {
   test_isa_fixed(best);
   test_shapes();
   CHECK_OK(attn_set_isa(best));
+  test_row_epilogue();
   CHECK_OK(attn_set_num_threads(threads0));
   return t_finish("test_gemm_packed");
 }

@@ -264,8 +264,9 @@ typedef struct gemm_job {
   int64_t n_pad;       /* packed: N rounded up to NR (a K block starts at k0 * n_pad) */
   attn_epilogue epilogue;
   const float *bias;
-  attn__gemm_row_epilogue row_epi; /* on whole rows (one column tile), or NULL */
+  attn__gemm_row_epilogue row_epi; /* on whole rows, or NULL */
   void *row_ctx;
+  atomic_int *tiles_done; /* row_epi over several column tiles: finished tiles per row tile */
   gemm_slot *slots;
   int n_slots;
 } gemm_job;
@@ -324,10 +325,18 @@ static void gemm_tile(void *ctx, int64_t item, int thread_id) {
       if (last && job->epilogue != ATTN_EPILOGUE_NONE)
         for (int64_t r = 0; r < m; r++)
           attn__bias_epilogue(job->epilogue, c_row + r * job->ldc + c0, job->bias + c0, c1 - c0);
-      if (last && job->row_epi) job->row_epi(job->row_ctx, c_row, job->ldc, i, m);
+      if (last && job->row_epi && job->n_col_tiles == 1)
+        job->row_epi(job->row_ctx, c_row, job->ldc, i, m);
     }
   }
   atomic_store(&slot->busy, 0);
+  /* Rows split over column tiles are whole once their last tile is done: whichever item finishes
+   * it runs the epilogue (the acq_rel increment orders the other tiles' writes before it). */
+  if (job->row_epi && job->n_col_tiles > 1 &&
+      atomic_fetch_add_explicit(&job->tiles_done[rt], 1, memory_order_acq_rel) + 1 ==
+          job->n_col_tiles)
+    for (int64_t i = r0; i < r1; i += mr)
+      job->row_epi(job->row_ctx, job->C + i * job->ldc, job->ldc, i, r1 - i < mr ? r1 - i : mr);
 }
 
 static int64_t ceil_div(int64_t a, int64_t b) {
@@ -595,16 +604,20 @@ static attn_status packed_run(const char *fn, attn_trans trans_a, int64_t M, flo
       row_epi(row_ctx, C + i * ldc, ldc, i, M - i < mr ? M - i : mr);
     return ATTN_OK;
   }
-  /* Columns: all of N when a K block of it fits the L2 budget, else the widest multiple of NR
-   * that does. Rows: B is never repacked and every row panel streams the B block from L2 anyway,
-   * so small row tiles cost nothing and balance the load dynamically: ROW_TILE_PANELS MR-row
-   * panels per tile (a thread that finishes early idles for at most one tile). */
+  /* Columns: tiles whose whole K x tile_cols block of B fits the L2 budget, so a thread that
+   * goes on to the next row tile of the same column tile (items run rows first) finds all of its
+   * B in L2 and only A streams in. When even 4 NR panels over the whole K do not fit (very long
+   * K), the budget applies to one K block instead. Rows: small row tiles then cost nothing and
+   * balance the load dynamically: ROW_TILE_PANELS MR-row panels per tile (a thread that finishes
+   * early idles for at most one tile). One column tile per K block of B instead of per whole K
+   * (the first version) streamed all of W1's 2.4 MB from L3 again for every 56-row tile. */
   int threads = attn__pool_size();
   double work = (double)M * (double)N * (double)K;
   if (work < 64.0 * 64.0 * 64.0) threads = 1;
-  int64_t most_cols = (int64_t)(PACKED_L2_BYTES / ((size_t)job.kc * sizeof(float))) / nr * nr;
+  int64_t most_cols = (int64_t)(PACKED_L2_BYTES / ((size_t)K * sizeof(float))) / nr * nr;
+  if (most_cols < 4 * nr)
+    most_cols = (int64_t)(PACKED_L2_BYTES / ((size_t)job.kc * sizeof(float))) / nr * nr;
   if (most_cols < nr) most_cols = nr;
-  if (row_epi) most_cols = b->n_pad; /* whole rows */
   int64_t col_tiles = ceil_div(b->n_pad, most_cols);
   job.tile_cols = round_up_i64(ceil_div(N, col_tiles), nr);
   job.n_col_tiles = ceil_div(N, job.tile_cols);
@@ -612,7 +625,16 @@ static attn_status packed_run(const char *fn, attn_trans trans_a, int64_t M, flo
   if (threads > 1) row_tiles = ceil_div(panels, ROW_TILE_PANELS);
   job.tile_rows = ceil_div(panels, row_tiles) * mr;
   job.n_row_tiles = ceil_div(M, job.tile_rows);
-  return run_job(&job, threads);
+  if (row_epi && job.n_col_tiles > 1) {
+    job.tiles_done = attn__malloc((size_t)job.n_row_tiles * sizeof(atomic_int), ATTN_ALIGN);
+    if (!job.tiles_done)
+      return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "%s: out of memory for %lld row tiles", fn,
+                        (long long)job.n_row_tiles);
+    for (int64_t t = 0; t < job.n_row_tiles; t++) atomic_init(&job.tiles_done[t], 0);
+  }
+  st = run_job(&job, threads);
+  attn__free(job.tiles_done);
+  return st;
 }
 
 attn_status attn_gemm_packed(attn_trans trans_a, int64_t M, float alpha, const float *A,
