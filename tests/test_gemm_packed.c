@@ -758,8 +758,9 @@ static void test_concurrent(void) {
 }
 
 /* attn__gemm_packed_rows: every row reaches the epilogue exactly once, with all of its columns
- * final (equal to attn_gemm's row), for one column tile (K = 384) and for several (K = 1536 puts
- * N = 384 in two tiles under the L2 budget, the multi-tile completion count), 1 to 3 threads. */
+ * final (equal to attn_gemm's row), for one column tile (N = 384) and for several (K = 384,
+ * N = 1536: two tiles under the L2 budget, the multi-tile completion count) and a long K (1536,
+ * one tile per K block), 1 to 3 threads. */
 typedef struct row_epi_ctx {
   const float *want; /* attn_gemm's C */
   int64_t N;
@@ -778,10 +779,10 @@ static void row_epi_check(void *ctxp, float *c, int64_t ldc, int64_t row0, int64
 }
 
 static void test_row_epilogue(void) {
-  static const int64_t k_lens[2] = {384, 1536};
-  const int64_t M = quick ? 61 : 203, N = 384;
-  for (int ik = 0; ik < 2; ik++) {
-    const int64_t K = k_lens[ik];
+  static const int64_t shapes[3][2] = {{384, 384}, {384, 1536}, {1536, 384}}; /* K, N */
+  const int64_t M = quick ? 61 : 203;
+  for (int ik = 0; ik < 3; ik++) {
+    const int64_t K = shapes[ik][0], N = shapes[ik][1];
     float *A = malloc((size_t)(M * K) * sizeof(float)), *B = malloc((size_t)(N * K) * sizeof(float));
     float *want = malloc((size_t)(M * N) * sizeof(float)), *C = malloc((size_t)(M * N) * sizeof(float));
     atomic_int *seen = malloc((size_t)M * sizeof(atomic_int));

@@ -606,23 +606,29 @@ static attn_status packed_run(const char *fn, attn_trans trans_a, int64_t M, flo
   }
   /* Columns: tiles whose whole K x tile_cols block of B fits the L2 budget, so a thread that
    * goes on to the next row tile of the same column tile (items run rows first) finds all of its
-   * B in L2 and only A streams in. When even 4 NR panels over the whole K do not fit (very long
-   * K), the budget applies to one K block instead. Rows: small row tiles then cost nothing and
-   * balance the load dynamically: ROW_TILE_PANELS MR-row panels per tile (a thread that finishes
-   * early idles for at most one tile). One column tile per K block of B instead of per whole K
-   * (the first version) streamed all of W1's 2.4 MB from L3 again for every 56-row tile. */
+   * B in L2 and only A streams in; row tiles of ROW_TILE_PANELS MR-row panels then cost nothing
+   * and balance the load dynamically (a thread that finishes early idles for at most one tile).
+   * One column tile per K block instead (the first version) streamed all of W1's 2.4 MB from L3
+   * again for every 56-row tile. Cutting N repacks A once per column tile, which costs more than
+   * it saves when K is long (more than two K blocks, e.g. 2048 x 384 x 1536: 17.5 against 16.4 ms,
+   * dev/07): there the budget applies to one K block and row tiles are 4x taller, so B comes from
+   * L3 once per 224 rows. Row tiles on one thread too: C of a tile stays in cache across the K
+   * blocks (the whole-M tile re-read C from L3 once per K block). */
   int threads = attn__pool_size();
   double work = (double)M * (double)N * (double)K;
   if (work < 64.0 * 64.0 * 64.0) threads = 1;
+  const int64_t n_kb = ceil_div(K, job.kc);
   int64_t most_cols = (int64_t)(PACKED_L2_BYTES / ((size_t)K * sizeof(float))) / nr * nr;
-  if (most_cols < 4 * nr)
+  int64_t tile_panels = ROW_TILE_PANELS;
+  if (n_kb > 2 || most_cols < 4 * nr) {
     most_cols = (int64_t)(PACKED_L2_BYTES / ((size_t)job.kc * sizeof(float))) / nr * nr;
+    tile_panels = 4 * ROW_TILE_PANELS;
+  }
   if (most_cols < nr) most_cols = nr;
   int64_t col_tiles = ceil_div(b->n_pad, most_cols);
   job.tile_cols = round_up_i64(ceil_div(N, col_tiles), nr);
   job.n_col_tiles = ceil_div(N, job.tile_cols);
-  int64_t panels = ceil_div(M, mr), row_tiles = 1;
-  if (threads > 1) row_tiles = ceil_div(panels, ROW_TILE_PANELS);
+  int64_t panels = ceil_div(M, mr), row_tiles = ceil_div(panels, tile_panels);
   job.tile_rows = ceil_div(panels, row_tiles) * mr;
   job.n_row_tiles = ceil_div(M, job.tile_rows);
   if (row_epi && job.n_col_tiles > 1) {
