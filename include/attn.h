@@ -397,7 +397,8 @@ ATTN_API attn_status attn_gemm_ref(attn_layout layout, attn_trans trans_a, attn_
  * Row-major only. The packed operand keeps the micro-kernel of the ISA in force when it was
  * packed (attn_get_isa(); later attn_set_isa calls do not change it) and uses it on every run, so
  * attn_gemm_packed's C is bitwise identical to attn_gemm's under that ISA, for any thread count,
- * followed by the epilogue applied to the final C. Memory: K x round_up(N, 32) floats for AVX-512
+ * followed by the epilogue applied to the final C (the epilogue's GELU is that of the ISA in force
+ * when the product runs; ISAs may differ in its last bit, never thread counts). Memory: K x round_up(N, 32) floats for AVX-512
  * (attn_gemm_packed_bytes tells), from the allocator hook. A packed operand is read-only once made:
  * any number of threads may run products with it at once. */
 typedef struct attn_gemm_packed_b attn_gemm_packed_b;
