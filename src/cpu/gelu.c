@@ -145,6 +145,9 @@ GELU_AI void bwd_body(float *restrict gx, const float *restrict dy, const float 
     for (int64_t i = 0; i < n; i++) gx[i] = dy[i] * gelu_grad_one(x[i]);
 }
 
+/* GELU_COPIES(name, params, args): name_body inlined into an AVX-512 and an AVX2 copy (GCC target
+ * attributes), and name_run(params), which calls the copy of the ISA in force (attn_get_isa())
+ * or, on other ISAs and CPUs, the portable body. */
 #if ATTN_X86
 #if defined(__clang__)
 #define GELU_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
@@ -153,103 +156,57 @@ GELU_AI void bwd_body(float *restrict gx, const float *restrict dy, const float 
   __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma,prefer-vector-width=512")))
 #endif
 #define GELU_AVX2 __attribute__((target("avx2,fma")))
-GELU_AVX512 static void fwd_avx512(float *restrict y, const float *restrict x, int64_t n) {
-  fwd_body(y, x, n);
-}
-GELU_AVX2 static void fwd_avx2(float *restrict y, const float *restrict x, int64_t n) {
-  fwd_body(y, x, n);
-}
-GELU_AVX512 static void bias_avx512(float *restrict y, const float *restrict b, int64_t n) {
-  bias_body(y, b, n);
-}
-GELU_AVX2 static void bias_avx2(float *restrict y, const float *restrict b, int64_t n) {
-  bias_body(y, b, n);
-}
-GELU_AVX512 static void add_avx512(float *restrict y, const float *restrict b, int64_t n) {
-  add_body(y, b, n);
-}
-GELU_AVX2 static void add_avx2(float *restrict y, const float *restrict b, int64_t n) {
-  add_body(y, b, n);
-}
-GELU_AVX512 static void relu_avx512(float *restrict y, const float *restrict b, int64_t n) {
-  relu_body(y, b, n);
-}
-GELU_AVX2 static void relu_avx2(float *restrict y, const float *restrict b, int64_t n) {
-  relu_body(y, b, n);
-}
-GELU_AVX512 static void bwd_avx512(float *restrict gx, const float *restrict dy,
-                                   const float *restrict x, int64_t n, int acc) {
-  bwd_body(gx, dy, x, n, acc);
-}
-GELU_AVX2 static void bwd_avx2(float *restrict gx, const float *restrict dy,
-                               const float *restrict x, int64_t n, int acc) {
-  bwd_body(gx, dy, x, n, acc);
-}
+#define GELU_COPIES(name, params, args)                                   \
+  GELU_AVX512 static void name##_avx512 params { name##_body args; }      \
+  GELU_AVX2 static void name##_avx2 params { name##_body args; }          \
+  static void name##_run params {                                         \
+    const attn_isa isa = attn_get_isa();                                  \
+    if (isa == ATTN_ISA_AVX512)                                           \
+      name##_avx512 args;                                                 \
+    else if (isa == ATTN_ISA_AVX2)                                        \
+      name##_avx2 args;                                                   \
+    else                                                                  \
+      name##_body args;                                                   \
+  }
+#else
+#define GELU_COPIES(name, params, args) \
+  static void name##_run params { name##_body args; }
 #endif
 
+GELU_COPIES(fwd, (float *restrict y, const float *restrict x, int64_t n), (y, x, n))
+GELU_COPIES(bias, (float *restrict y, const float *restrict b, int64_t n), (y, b, n))
+GELU_COPIES(add, (float *restrict y, const float *restrict b, int64_t n), (y, b, n))
+GELU_COPIES(relu, (float *restrict y, const float *restrict b, int64_t n), (y, b, n))
+GELU_COPIES(bwd,
+            (float *restrict gx, const float *restrict dy, const float *restrict x, int64_t n,
+             int acc),
+            (gx, dy, x, n, acc))
+
 void attn__gelu_erf_forward(float *y, const float *x, int64_t n) {
-#if ATTN_X86
-  const attn_isa isa = attn_get_isa();
-  if (isa == ATTN_ISA_AVX512) {
-    fwd_avx512(y, x, n);
-    return;
-  }
-  if (isa == ATTN_ISA_AVX2) {
-    fwd_avx2(y, x, n);
-    return;
-  }
-#endif
-  fwd_body(y, x, n);
+  fwd_run(y, x, n);
 }
 
 void attn__gelu_erf_bias_inplace(float *y, const float *b, int64_t n) {
-#if ATTN_X86
-  const attn_isa isa = attn_get_isa();
-  if (isa == ATTN_ISA_AVX512) {
-    bias_avx512(y, b, n);
-    return;
-  }
-  if (isa == ATTN_ISA_AVX2) {
-    bias_avx2(y, b, n);
-    return;
-  }
-#endif
-  bias_body(y, b, n);
+  bias_run(y, b, n);
 }
 
 void attn__gelu_erf_backward(float *gx, const float *dy, const float *x, int64_t n,
                              int accumulate) {
-#if ATTN_X86
-  const attn_isa isa = attn_get_isa();
-  if (isa == ATTN_ISA_AVX512) {
-    bwd_avx512(gx, dy, x, n, accumulate);
-    return;
-  }
-  if (isa == ATTN_ISA_AVX2) {
-    bwd_avx2(gx, dy, x, n, accumulate);
-    return;
-  }
-#endif
-  bwd_body(gx, dy, x, n, accumulate);
+  bwd_run(gx, dy, x, n, accumulate);
 }
 
 void attn__bias_epilogue(attn_epilogue kind, float *y, const float *b, int64_t n) {
-  if (kind == ATTN_EPILOGUE_BIAS_GELU) {
-    attn__gelu_erf_bias_inplace(y, b, n);
-    return;
+  switch (kind) {
+    case ATTN_EPILOGUE_BIAS:
+      add_run(y, b, n);
+      break;
+    case ATTN_EPILOGUE_BIAS_GELU:
+      bias_run(y, b, n);
+      break;
+    case ATTN_EPILOGUE_BIAS_RELU:
+      relu_run(y, b, n);
+      break;
+    default:
+      break;
   }
-  if (kind != ATTN_EPILOGUE_BIAS && kind != ATTN_EPILOGUE_BIAS_RELU) return;
-  const bool relu = kind == ATTN_EPILOGUE_BIAS_RELU;
-#if ATTN_X86
-  const attn_isa isa = attn_get_isa();
-  if (isa == ATTN_ISA_AVX512) {
-    relu ? relu_avx512(y, b, n) : add_avx512(y, b, n);
-    return;
-  }
-  if (isa == ATTN_ISA_AVX2) {
-    relu ? relu_avx2(y, b, n) : add_avx2(y, b, n);
-    return;
-  }
-#endif
-  relu ? relu_body(y, b, n) : add_body(y, b, n);
 }

@@ -202,10 +202,15 @@ static inline __attribute__((always_inline)) void pack_b_block(const int NR, boo
   }
 }
 
-/* Dispatch to a specialisation for the micro-kernel shapes in use; others take the generic loop
- * (MR/NR as variables), which is only slower. */
-static void pack_a_generic(int mr, bool ta, const float *A, int64_t lda, int64_t row0, int64_t rows,
-                           int64_t k0, int64_t kb, float *dst) {
+/* The arch's own packing when it has one; else a specialisation of the portable loops for the
+ * micro-kernel shapes in use, and for others the generic loop (MR/NR as variables), only slower. */
+static void pack_a_any(const attn__sgemm_arch *arch, bool ta, const float *A, int64_t lda,
+                       int64_t row0, int64_t rows, int64_t k0, int64_t kb, float *dst) {
+  if (arch->pack_a) {
+    arch->pack_a(ta, A, lda, row0, rows, k0, kb, dst);
+    return;
+  }
+  const int mr = arch->mr;
   switch (mr) {
     case 6:
       pack_a_panel(6, ta, A, lda, row0, rows, k0, kb, dst);
@@ -219,8 +224,13 @@ static void pack_a_generic(int mr, bool ta, const float *A, int64_t lda, int64_t
   }
 }
 
-static void pack_b_generic(int nr, bool tb, const float *B, int64_t ldb, int64_t k0, int64_t kb,
-                           int64_t col0, int64_t cols, float *dst) {
+static void pack_b_any(const attn__sgemm_arch *arch, bool tb, const float *B, int64_t ldb,
+                       int64_t k0, int64_t kb, int64_t col0, int64_t cols, float *dst) {
+  if (arch->pack_b) {
+    arch->pack_b(tb, B, ldb, k0, kb, col0, cols, dst);
+    return;
+  }
+  const int nr = arch->nr;
   switch (nr) {
     case 8:
       pack_b_block(8, tb, B, ldb, k0, kb, col0, cols, dst);
@@ -259,7 +269,6 @@ typedef struct gemm_job {
   int64_t tile_cols;   /* columns of C per tile, a multiple of NR */
   int64_t n_col_tiles; /* tiles along N */
   int64_t n_row_tiles; /* tiles along M */
-  bool rows_fastest;   /* item -> (row tile, column tile) with the row tile varying fastest */
   const float *packed; /* pre-packed op(B) (attn_gemm_packed), or NULL: pack per tile */
   int64_t n_pad;       /* packed: N rounded up to NR (a K block starts at k0 * n_pad) */
   attn_epilogue epilogue;
@@ -285,8 +294,10 @@ static void gemm_tile(void *ctx, int64_t item, int thread_id) {
   const gemm_job *job = ctx;
   const attn__sgemm_arch *arch = job->arch;
   const int mr = arch->mr, nr = arch->nr;
-  int64_t rt = job->rows_fastest ? item % job->n_row_tiles : item / job->n_col_tiles;
-  int64_t ct = job->rows_fastest ? item / job->n_row_tiles : item % job->n_col_tiles;
+  /* Packed B: row tiles vary fastest, so a thread's next item is usually the same column tile
+   * (its B still in L2). Packing per tile: column tiles vary fastest, as they always have. */
+  int64_t rt = job->packed ? item % job->n_row_tiles : item / job->n_col_tiles;
+  int64_t ct = job->packed ? item / job->n_row_tiles : item % job->n_col_tiles;
   int64_t r0 = rt * job->tile_rows, c0 = ct * job->tile_cols;
   int64_t r1 = r0 + job->tile_rows < job->M ? r0 + job->tile_rows : job->M;
   int64_t c1 = c0 + job->tile_cols < job->N ? c0 + job->tile_cols : job->N;
@@ -305,17 +316,12 @@ static void gemm_tile(void *ctx, int64_t item, int thread_id) {
     const float *bb = b_block;
     if (job->packed) /* panel c0 / NR of this K block, each panel kb x NR */
       bb = job->packed + k0 * job->n_pad + c0 * kb;
-    else if (arch->pack_b)
-      arch->pack_b(job->tb, job->B, job->ldb, k0, kb, c0, c1 - c0, b_block);
     else
-      pack_b_generic(nr, job->tb, job->B, job->ldb, k0, kb, c0, c1 - c0, b_block);
+      pack_b_any(arch, job->tb, job->B, job->ldb, k0, kb, c0, c1 - c0, b_block);
     for (int64_t i = r0; i < r1; i += mr) {
       int64_t m = r1 - i < mr ? r1 - i : mr;
       float *c_row = job->C + i * job->ldc;
-      if (arch->pack_a)
-        arch->pack_a(job->ta, job->A, job->lda, i, m, k0, kb, a_panel);
-      else
-        pack_a_generic(mr, job->ta, job->A, job->lda, i, m, k0, kb, a_panel);
+      pack_a_any(arch, job->ta, job->A, job->lda, i, m, k0, kb, a_panel);
       for (int64_t j = c0; j < c1; j += nr) {
         int64_t n = c1 - j < nr ? c1 - j : nr;
         arch->ukernel(kb, a_panel, bb + (j - c0) * kb, c_row + j, job->ldc, m, n, job->alpha, beta,
@@ -527,10 +533,7 @@ attn_status attn_gemm_pack_b(attn_gemm_packed_b **out, attn_trans trans_b, int64
   p->data = data;
   for (int64_t k0 = 0; k0 < K; k0 += p->kc) {
     int64_t kb = K - k0 < p->kc ? K - k0 : p->kc;
-    if (arch->pack_b)
-      arch->pack_b(tb, B, ldb, k0, kb, 0, N, data + k0 * n_pad);
-    else
-      pack_b_generic((int)nr, tb, B, ldb, k0, kb, 0, N, data + k0 * n_pad);
+    pack_b_any(arch, tb, B, ldb, k0, kb, 0, N, data + k0 * n_pad);
   }
   *out = p;
   return ATTN_OK;
@@ -590,7 +593,6 @@ static attn_status packed_run(const char *fn, attn_trans trans_a, int64_t M, flo
                   .kc = b->kc,
                   .packed = b->data,
                   .n_pad = b->n_pad,
-                  .rows_fastest = true,
                   .epilogue = epilogue,
                   .bias = bias,
                   .row_epi = row_epi,

@@ -1,12 +1,12 @@
 /* BERT encoder for sentence embeddings: see include/attn/bert.h.
  *
  * Activations of a batch are packed: the n_seqs sentences lie end to end as T = sum of lengths
- * rows, so no FLOP is spent on padding. Every projection is one attn_gemm over all T rows; the
- * attention is one attn_sdpa_forward over the packed batch (cu_seqlens: each sentence attends
- * only to its own tokens, which is BERT's padding mask without the padding), reading q, k and v
- * as strided views of the fused QKV output and writing the context straight into (T, hidden)
- * layout. Bias, GELU, residual and LayerNorm are row-parallel passes over the pool. The
- * feed-forward block runs chunk by chunk of FFN_ROWS rows (see there). */
+ * rows, so no FLOP is spent on padding. Every projection is one attn_gemm_packed over all T rows
+ * with weights packed at load; the attention is one attn_sdpa_forward over the packed batch
+ * (cu_seqlens: each sentence attends only to its own tokens, which is BERT's padding mask without
+ * the padding), reading q, k and v as strided views of the fused QKV output and writing the
+ * context straight into (T, hidden) layout. Bias, GELU, residual and LayerNorm run in the GEMMs'
+ * epilogues. The feed-forward block runs chunk by chunk of FFN_ROWS rows (see there). */
 #include "attn/bert.h"
 
 #include "attn/safetensors.h"
@@ -21,9 +21,9 @@
 
 #define ROWS_PER_TASK 16
 /* The feed-forward block runs over chunks of this many rows, so its (rows, intermediate) buffer
- * (12 MB for MiniLM) is bounded instead of T x intermediate floats. 2048 rather than 512: each
- * chunk repacks W1 and W2, and GEMMs of 2048 rows split better over threads (bench bert, 32
- * sentences of 64 tokens, best of alternated runs: +10% on 1 thread, +3% on 2). */
+ * (12 MB for MiniLM) is bounded instead of T x intermediate floats. 2048 rather than 512 or 1024:
+ * GEMMs of 2048 rows split better over threads (bench bert, 32 sentences of 64 tokens, 2 threads,
+ * best of alternated runs: 182-187 ms against 204-217 with 512-row chunks; see docs/bert.md). */
 #define FFN_ROWS 2048
 
 typedef struct bert_layer {
@@ -399,10 +399,10 @@ static void layer_norm_row(float *x, int64_t n, const float *g, const float *b, 
   for (i = 0; i < n; i++) x[i] = (x[i] - mean) * rstd * g[i] + b[i];
 }
 
+/* The embedding pass: x (T, hidden) from token ids and positions, row-parallel. */
 typedef struct rows_task {
   const attn_bert *m;
-  const bert_layer *layer;
-  float *x, *buf; /* x (T, hidden); buf qkv (T, 3 hidden) or an ffn chunk (T rows, intermediate) */
+  float *x;
   const int32_t *ids;
   const int32_t *pos; /* position of each row within its sentence */
   int64_t T;
@@ -502,7 +502,7 @@ attn_status attn_bert_encode(attn_bert *m, float *out, const int32_t *ids, const
   }
   m->cu[n_seqs] = (int32_t)T;
 
-  rows_task task = {m, NULL, x, NULL, tok, pos, T};
+  rows_task task = {m, x, tok, pos, T};
   const int64_t n_tasks = (T + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
   attn__parallel_for(n_tasks, embed_rows, &task);
 
@@ -519,7 +519,6 @@ attn_status attn_bert_encode(attn_bert *m, float *out, const int32_t *ids, const
 
   for (int64_t l = 0; l < c->n_layers; l++) {
     const bert_layer *L = &m->layers[l];
-    task.layer = L;
     /* qkv = x Wqkv^T + bqkv, the bias added by the GEMM's epilogue */
     st = attn_gemm_packed(ATTN_NO_TRANS, T, 1.0f, x, H, L->wqkv, 0.0f, qkv, 3 * H,
                           ATTN_EPILOGUE_BIAS, L->bqkv);
