@@ -556,25 +556,18 @@ static attn_status packed_run(const char *fn, attn_trans trans_a, int64_t M, flo
                               attn__gemm_row_epilogue row_epi, void *row_ctx) {
   attn__clear_error();
   if (!b) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: b is NULL", fn);
-  if (trans_a != ATTN_NO_TRANS && trans_a != ATTN_TRANS)
-    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: trans_a = %d is not an attn_trans", fn,
-                      (int)trans_a);
   if (epilogue < ATTN_EPILOGUE_NONE || epilogue > ATTN_EPILOGUE_BIAS_RELU)
     return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: epilogue = %d is not an attn_epilogue", fn,
                       (int)epilogue);
-  if (M < 0)
-    return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "%s: M = %lld is negative", fn, (long long)M);
   const int64_t K = b->K, N = b->N;
   const bool ta = trans_a == ATTN_TRANS, uses_bias = epilogue != ATTN_EPILOGUE_NONE;
-  int64_t ea, ec;
-  attn_status st;
-  if ((st = check_operand(fn, "A", "lda", A, M > 0, ta ? K : M, ta ? M : K, lda, &ea)) != ATTN_OK)
-    return st;
-  if ((st = check_operand(fn, "C", "ldc", C, M > 0, M, N, ldc, &ec)) != ATTN_OK) return st;
+  /* attn_gemm's checks, with the packed data as a K x n_pad B (C must not overlap it either). */
+  attn_status st = attn__sgemm_validate(fn, ATTN_ROW_MAJOR, trans_a, ATTN_NO_TRANS, M, N, K, A,
+                                        lda, b->data, b->n_pad, C, ldc);
+  if (st != ATTN_OK) return st;
   if (uses_bias && !bias) return attn__fail(ATTN_STATUS_NULL_POINTER, "%s: bias is NULL", fn);
   if (M == 0) return ATTN_OK;
-  if (ranges_overlap(C, ec, A, ea)) return attn__fail(ATTN_STATUS_ALIASING, "%s: C overlaps A", fn);
-  if (uses_bias && ranges_overlap(C, ec, bias, N))
+  if (uses_bias && ranges_overlap(C, (M - 1) * ldc + N, bias, N))
     return attn__fail(ATTN_STATUS_ALIASING, "%s: C overlaps bias", fn);
 
   const attn__sgemm_arch *arch = b->arch;
