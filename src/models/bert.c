@@ -11,6 +11,7 @@
 
 #include "attn/safetensors.h"
 #include "../cpu/gemm_internal.h"
+#include "../cpu/layernorm.h"
 #include "../io/json.h"
 #include "wordpiece.h"
 
@@ -375,30 +376,6 @@ const char *attn_bert_token_text(const attn_bert *m, int32_t id) {
 
 /* ---- row-parallel passes --------------------------------------------------------------------- */
 
-/* LayerNorm of one row in place: y = (x - mean) / sqrt(var + eps) * g + b. Sums use 16 partial
- * accumulators (so they vectorise without reassociation) then add in a fixed order. */
-static void layer_norm_row(float *x, int64_t n, const float *g, const float *b, float eps) {
-  float acc[16] = {0};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int j = 0; j < 16; j++) acc[j] += x[i + j];
-  float sum = 0;
-  for (int j = 0; j < 16; j++) sum += acc[j];
-  for (; i < n; i++) sum += x[i];
-  float mean = sum / (float)n;
-  float acc2[16] = {0};
-  for (i = 0; i + 16 <= n; i += 16)
-    for (int j = 0; j < 16; j++) {
-      float d = x[i + j] - mean;
-      acc2[j] += d * d;
-    }
-  float ss = 0;
-  for (int j = 0; j < 16; j++) ss += acc2[j];
-  for (; i < n; i++) ss += (x[i] - mean) * (x[i] - mean);
-  float rstd = 1.0f / sqrtf(ss / (float)n + eps);
-  for (i = 0; i < n; i++) x[i] = (x[i] - mean) * rstd * g[i] + b[i];
-}
-
 /* The embedding pass: x (T, hidden) from token ids and positions, row-parallel. */
 typedef struct rows_task {
   const attn_bert *m;
@@ -417,7 +394,7 @@ static void embed_rows(void *ctx, int64_t item, int thread_id) {
     float *x = t->x + r * H;
     const float *w = m->word + (int64_t)t->ids[r] * H, *p = m->pos + (int64_t)t->pos[r] * H;
     for (int64_t i = 0; i < H; i++) x[i] = w[i] + p[i] + m->type[i];
-    layer_norm_row(x, H, m->emb_g, m->emb_b, m->cfg.layer_norm_eps);
+    attn__layer_norm_row(x, NULL, m->emb_g, m->emb_b, H, m->cfg.layer_norm_eps);
   }
 }
 
@@ -433,9 +410,7 @@ static void bias_ln_epilogue(void *ctx, float *c, int64_t ldc, int64_t row0, int
   (void)row0;
   const bias_ln *e = ctx;
   for (int64_t r = 0; r < m; r++) {
-    float *x = c + r * ldc;
-    for (int64_t i = 0; i < e->H; i++) x[i] += e->b[i];
-    layer_norm_row(x, e->H, e->g, e->beta, e->eps);
+    attn__layer_norm_row(c + r * ldc, e->b, e->g, e->beta, e->H, e->eps);
   }
 }
 
