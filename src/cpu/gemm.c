@@ -269,6 +269,8 @@ typedef struct gemm_job {
   int64_t tile_cols;   /* columns of C per tile, a multiple of NR */
   int64_t n_col_tiles; /* tiles along N */
   int64_t n_row_tiles; /* tiles along M */
+  const int64_t *row_start; /* row tile t is rows [row_start[t], row_start[t + 1]), or NULL:
+                               tiles of tile_rows */
   const float *packed; /* pre-packed op(B) (attn_gemm_packed), or NULL: pack per tile */
   int64_t n_pad;       /* packed: N rounded up to NR (a K block starts at k0 * n_pad) */
   attn_epilogue epilogue;
@@ -300,6 +302,10 @@ static void gemm_tile(void *ctx, int64_t item, int thread_id) {
   int64_t ct = job->packed ? item / job->n_row_tiles : item % job->n_col_tiles;
   int64_t r0 = rt * job->tile_rows, c0 = ct * job->tile_cols;
   int64_t r1 = r0 + job->tile_rows < job->M ? r0 + job->tile_rows : job->M;
+  if (job->row_start) {
+    r0 = job->row_start[rt];
+    r1 = job->row_start[rt + 1];
+  }
   int64_t c1 = c0 + job->tile_cols < job->N ? c0 + job->tile_cols : job->N;
   /* At most min(threads, items) items run at once and there are that many slots. */
   gemm_slot *slot = claim_slot(job);
@@ -623,18 +629,39 @@ static attn_status packed_run(const char *fn, attn_trans trans_a, int64_t M, flo
   int64_t col_tiles = ceil_div(b->n_pad, most_cols);
   job.tile_cols = round_up_i64(ceil_div(N, col_tiles), nr);
   job.n_col_tiles = ceil_div(N, job.tile_cols);
-  int64_t panels = ceil_div(M, mr), row_tiles = ceil_div(panels, tile_panels);
-  job.tile_rows = ceil_div(panels, row_tiles) * mr;
-  job.n_row_tiles = ceil_div(M, job.tile_rows);
-  if (row_epi && job.n_col_tiles > 1) {
-    job.tiles_done = attn__malloc((size_t)job.n_row_tiles * sizeof(atomic_int), ATTN_ALIGN);
-    if (!job.tiles_done)
-      return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "%s: out of memory for %lld row tiles", fn,
-                        (long long)job.n_row_tiles);
+  /* Row tiles: the panels split evenly into tiles of about tile_panels, except that on several
+   * threads the last threads x tile_panels panels go in tiles a quarter as tall. Items are
+   * handed out in order, so the last ones are short and a thread that finishes first waits for
+   * at most a short tile: with W2's 16-panel tiles (1.6 ms each at 2048 x 384 x 1536) a thread
+   * used to wait most of one for the other at every call. */
+  const int64_t panels = ceil_div(M, mr);
+  const int64_t piece = tile_panels / 4 > 1 ? tile_panels / 4 : 1;
+  int64_t tail = threads > 1 && piece < tile_panels ? threads * tile_panels : 0;
+  if (tail > panels) tail = panels;
+  const int64_t body = panels - tail, body_tiles = ceil_div(body, tile_panels);
+  const int64_t tail_tiles = ceil_div(tail, piece);
+  job.n_row_tiles = body_tiles + tail_tiles;
+  job.tile_rows = 0; /* row_start instead */
+  size_t starts_bytes = attn__round_up((size_t)(job.n_row_tiles + 1) * sizeof(int64_t), ATTN_ALIGN);
+  size_t done_bytes = row_epi && job.n_col_tiles > 1 ? (size_t)job.n_row_tiles * sizeof(atomic_int) : 0;
+  int64_t *starts = attn__malloc(starts_bytes + done_bytes, ATTN_ALIGN);
+  if (!starts)
+    return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "%s: out of memory for %lld row tiles", fn,
+                      (long long)job.n_row_tiles);
+  /* body tile t starts at panel t * base + min(t, extra): sizes base or base + 1 */
+  const int64_t base = body_tiles ? body / body_tiles : 0, extra = body_tiles ? body % body_tiles : 0;
+  for (int64_t t = 0; t <= job.n_row_tiles; t++) {
+    const int64_t p = t <= body_tiles ? t * base + (t < extra ? t : extra)
+                                      : body + (t - body_tiles) * piece;
+    starts[t] = p < panels ? p * mr : M;
+  }
+  job.row_start = starts;
+  if (done_bytes) {
+    job.tiles_done = (atomic_int *)((char *)starts + starts_bytes);
     for (int64_t t = 0; t < job.n_row_tiles; t++) atomic_init(&job.tiles_done[t], 0);
   }
   st = run_job(&job, threads);
-  attn__free(job.tiles_done);
+  attn__free(starts);
   return st;
 }
 
