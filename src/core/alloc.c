@@ -2,6 +2,9 @@
 #include "internal.h"
 
 #include <stdlib.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 static void *default_alloc(void *ctx, size_t size, size_t align) {
   (void)ctx;
@@ -36,6 +39,18 @@ attn_allocator attn_get_allocator(void) { return current; }
 void *attn__malloc(size_t size, size_t align) {
   if (align < 16) align = 16;
   return current.alloc(current.ctx, size ? size : 1, align);
+}
+
+void *attn__malloc_large(size_t size) {
+  const size_t huge = (size_t)2 << 20;
+  if (size < huge || current.alloc != default_alloc) return attn__malloc(size, 4096);
+  void *p = default_alloc(NULL, size, huge);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  /* The whole 2 MB pages inside the buffer: p is 2 MB aligned, so that is all but the tail. A
+   * hint; where transparent huge pages are off it changes nothing. */
+  if (p && size / huge) (void)madvise(p, size / huge * huge, MADV_HUGEPAGE);
+#endif
+  return p;
 }
 
 void attn__free(void *ptr) {

@@ -524,7 +524,7 @@ attn_status attn_gemm_pack_b(attn_gemm_packed_b **out, attn_trans trans_b, int64
                       (long long)K, (long long)N);
   n_pad = n_pad / nr * nr;
   attn_gemm_packed_b *p = attn__malloc(sizeof *p, ATTN_ALIGN);
-  float *data = p ? attn__malloc(bytes, ATTN_ALIGN) : NULL;
+  float *data = p ? attn__malloc_large(bytes) : NULL;
   if (!data) {
     attn__free(p);
     return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_gemm_pack_b: out of memory (%zu bytes)",

@@ -425,7 +425,7 @@ static attn_status ensure_scratch(attn_bert *m, int64_t T, int64_t n_seqs) {
     if (!attn__mul_size((size_t)T, per_row * sizeof(float), &bytes) ||
         __builtin_add_overflow(bytes, ffn_rows * (size_t)I * sizeof(float), &bytes))
       return attn__fail(ATTN_STATUS_OVERFLOW, "attn_bert_encode: batch too large");
-    float *s = attn__malloc(bytes, 64);
+    float *s = attn__malloc_large(bytes);
     if (!s) return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_bert_encode: out of memory for %lld tokens",
                               (long long)T);
     attn__free(m->scratch);
