@@ -153,10 +153,19 @@ int attn__pool_size(void);
  * the last two are compiled with GCC target attributes (x86 GCC/Clang only), so an always-inlined
  * body called there is vectorised for that ISA. It also defines `static attn__task_fn
  * name##_pick(void)`, the clone for attn_get_isa(). ATTN__TARGET_AVX2 / ATTN__TARGET_AVX512 are
- * the attributes, for clones written by hand. */
+ * the attributes, for clones written by hand (ATTN__TARGET_AVX512_VEC where the clone's body is
+ * auto-vectorised: src/cpu/gelu.c, src/cpu/layernorm.c). */
 #if ATTN_X86 && defined(__GNUC__)
 #define ATTN__TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define ATTN__TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+/* ATTN__TARGET_AVX512 for bodies left to the auto-vectoriser: GCC prefers 256-bit vectors there
+ * unless told otherwise. */
+#if defined(__clang__)
+#define ATTN__TARGET_AVX512_VEC ATTN__TARGET_AVX512
+#else
+#define ATTN__TARGET_AVX512_VEC \
+  __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512")))
+#endif
 #define ATTN__ISA_TASKS(name, call)                                                 \
   static void name##_base(void *ctx, int64_t item, int tid) {                       \
     call;                                                                           \

@@ -170,13 +170,8 @@ GELU_AI void bwd_body(float *restrict gx, const float *restrict dy, const float 
  * name_body compiled for AVX-512 by GELU_AVX512_COPY), name_avx2 (name_body inlined into a copy
  * compiled for AVX2 by a GCC target attribute) or, on other ISAs and CPUs, the portable body. */
 #if ATTN_X86
-#if defined(__clang__)
-#define GELU_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
-#else /* GCC prefers 256-bit vectors unless told otherwise */
-#define GELU_AVX512 \
-  __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma,prefer-vector-width=512")))
-#endif
-#define GELU_AVX2 __attribute__((target("avx2,fma")))
+#define GELU_AVX512 ATTN__TARGET_AVX512_VEC
+#define GELU_AVX2 ATTN__TARGET_AVX2
 #define GELU_AVX512_COPY(name, params, args) \
   GELU_AVX512 static void name##_avx512 params { name##_body args; }
 #define GELU_COPIES(name, params, args)                                   \

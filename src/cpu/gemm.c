@@ -265,7 +265,7 @@ typedef struct gemm_job {
   int64_t lda, ldb, ldc;
   float *C;
   int64_t kc;          /* K block length (the last block may be shorter) */
-  int64_t tile_rows;   /* rows of C per tile, a multiple of MR */
+  int64_t tile_rows;   /* rows of C per tile, a multiple of MR (when row_start is NULL) */
   int64_t tile_cols;   /* columns of C per tile, a multiple of NR */
   int64_t n_col_tiles; /* tiles along N */
   int64_t n_row_tiles; /* tiles along M */
@@ -300,11 +300,13 @@ static void gemm_tile(void *ctx, int64_t item, int thread_id) {
    * (its B still in L2). Packing per tile: column tiles vary fastest, as they always have. */
   int64_t rt = job->packed ? item % job->n_row_tiles : item / job->n_col_tiles;
   int64_t ct = job->packed ? item / job->n_row_tiles : item % job->n_col_tiles;
-  int64_t r0 = rt * job->tile_rows, c0 = ct * job->tile_cols;
-  int64_t r1 = r0 + job->tile_rows < job->M ? r0 + job->tile_rows : job->M;
+  int64_t r0, r1, c0 = ct * job->tile_cols;
   if (job->row_start) {
     r0 = job->row_start[rt];
     r1 = job->row_start[rt + 1];
+  } else {
+    r0 = rt * job->tile_rows;
+    r1 = r0 + job->tile_rows < job->M ? r0 + job->tile_rows : job->M;
   }
   int64_t c1 = c0 + job->tile_cols < job->N ? c0 + job->tile_cols : job->N;
   /* At most min(threads, items) items run at once and there are that many slots. */
@@ -641,7 +643,6 @@ static attn_status packed_run(const char *fn, attn_trans trans_a, int64_t M, flo
   const int64_t body = panels - tail, body_tiles = ceil_div(body, tile_panels);
   const int64_t tail_tiles = ceil_div(tail, piece);
   job.n_row_tiles = body_tiles + tail_tiles;
-  job.tile_rows = 0; /* row_start instead */
   size_t starts_bytes = attn__round_up((size_t)(job.n_row_tiles + 1) * sizeof(int64_t), ATTN_ALIGN);
   size_t done_bytes = row_epi && job.n_col_tiles > 1 ? (size_t)job.n_row_tiles * sizeof(atomic_int) : 0;
   int64_t *starts = attn__malloc(starts_bytes + done_bytes, ATTN_ALIGN);

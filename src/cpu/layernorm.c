@@ -42,21 +42,14 @@ static inline __attribute__((always_inline)) void ln_body(float *restrict x,
 }
 
 #if ATTN_X86
-#if defined(__clang__)
-#define LN_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
-#else /* GCC prefers 256-bit vectors unless told otherwise */
-#define LN_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma,prefer-vector-width=512")))
-#endif
-LN_AVX512 static void ln_avx512(float *restrict x, const float *restrict bias,
+ATTN__TARGET_AVX512_VEC static void ln_avx512(float *restrict x, const float *restrict bias,
                                 const float *restrict g, const float *restrict b, int64_t n,
                                 float eps) {
   ln_body(x, bias, g, b, n, eps);
 }
-__attribute__((target("avx2,fma"))) static void ln_avx2(float *restrict x,
-                                                        const float *restrict bias,
-                                                        const float *restrict g,
-                                                        const float *restrict b, int64_t n,
-                                                        float eps) {
+ATTN__TARGET_AVX2 static void ln_avx2(float *restrict x, const float *restrict bias,
+                                      const float *restrict g, const float *restrict b, int64_t n,
+                                      float eps) {
   ln_body(x, bias, g, b, n, eps);
 }
 #endif
