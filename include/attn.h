@@ -123,7 +123,8 @@ ATTN_API float attn_bf16_to_f32(uint16_t h);
  * ------------------------------------------------------------------------------------------- */
 
 /* Every allocation libattn makes goes through this hook. alloc returns memory aligned to at least
- * `align` bytes (a power of two <= 4096) or NULL; free accepts NULL. */
+ * `align` bytes (a power of two <= 4096) or NULL; free accepts NULL. Both may be called from any
+ * thread, the pool's workers included, and concurrently, so they must be thread-safe. */
 typedef struct attn_allocator {
   void *(*alloc)(void *ctx, size_t size, size_t align);
   void (*free)(void *ctx, void *ptr);

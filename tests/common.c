@@ -1,5 +1,7 @@
 #include "common.h"
 
+#include <stdatomic.h>
+
 int t_failures = 0;
 int t_checks = 0;
 
@@ -93,30 +95,32 @@ void t_buf_fill(t_buf *b, float value) {
 }
 
 /* ---- failing allocator ---- */
-static int64_t alloc_fail_at, alloc_count, alloc_live;
+/* Atomic: the library may allocate from several pool threads at once (attn_bert_encode). */
+static int64_t alloc_fail_at;
+static _Atomic int64_t alloc_count, alloc_live;
 
 static void *failing_alloc(void *ctx, size_t size, size_t align) {
   (void)ctx;
-  alloc_count++;
-  if (alloc_fail_at && alloc_count == alloc_fail_at) return NULL;
+  const int64_t n = atomic_fetch_add(&alloc_count, 1) + 1;
+  if (alloc_fail_at && n == alloc_fail_at) return NULL;
   void *p = NULL;
   if (align < sizeof(void *)) align = sizeof(void *);
   if (posix_memalign(&p, align, size ? size : 1) != 0) return NULL;
-  alloc_live++;
+  atomic_fetch_add(&alloc_live, 1);
   return p;
 }
 
 static void failing_free(void *ctx, void *p) {
   (void)ctx;
   if (!p) return;
-  alloc_live--;
+  atomic_fetch_sub(&alloc_live, 1);
   free(p);
 }
 
 void t_alloc_install(int64_t fail_at) {
   alloc_fail_at = fail_at;
-  alloc_count = 0;
-  alloc_live = 0;
+  atomic_store(&alloc_count, 0);
+  atomic_store(&alloc_live, 0);
   attn_allocator a = {failing_alloc, failing_free, NULL};
   attn_set_allocator(&a);
 }

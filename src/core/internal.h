@@ -148,6 +148,15 @@ void attn__parallel_for(int64_t n_items, attn__task_fn fn, void *ctx);
 /* Number of thread slots the next attn__parallel_for will use (>= 1). */
 int attn__pool_size(void);
 
+/* attn__parallel_for whose items other threads may help with even when called from inside an
+ * item of an outer job (attn__parallel_for runs those serially): the pool's threads that have run
+ * out of outer items take items of it while the outer job is unfinished. fn must not use
+ * thread_id (several threads may run items of one call at once, with any ids), and per-thread
+ * resources are to be sized by attn__team_size(). Outside a job it is attn__parallel_for. */
+void attn__parallel_for_shared(int64_t n_items, attn__task_fn fn, void *ctx);
+/* How many threads may run items of an attn__parallel_for_shared call from here at once. */
+int attn__team_size(void);
+
 /* ATTN__ISA_TASKS(name, call) defines the task functions name##_base, name##_avx2 and
  * name##_avx512, with the attn__task_fn parameters (ctx, item, tid), each of which runs `call`;
  * the last two are compiled with GCC target attributes (x86 GCC/Clang only), so an always-inlined

@@ -8,7 +8,12 @@
  * (`inside`) and then checking that the job is still open; the caller closes the job before its
  * last check of `inside`, so a worker either is counted or sees the job closed (both sides use
  * sequentially consistent atomics). A late worker may instead see the next job open, and then
- * simply helps with that one: the job's state is published before it is opened. */
+ * simply helps with that one: the job's state is published before it is opened.
+ *
+ * Shared nested jobs (attn__parallel_for_shared): an item of a job may publish its own items in
+ * its thread's team slot; threads that have run out of items of the outer job, while it is not
+ * finished, help with them instead of waiting. The slot uses the same protocol (open, inside)
+ * as the outer job, so its owner returns only when every helper that joined has left. */
 #define _GNU_SOURCE
 #include "internal.h"
 
@@ -19,6 +24,17 @@
 #include <unistd.h>
 
 #define MAX_THREADS 1024
+
+/* A thread's shared nested job (see the top). Fields are written by the owner before `open`. */
+typedef struct team_job {
+  attn__task_fn fn;
+  void *ctx;
+  int64_t n_items;
+  atomic_int_fast64_t next;
+  atomic_int open;
+  atomic_int inside;
+  char pad[64]; /* one slot per cache line or two: owners write their own slot only */
+} team_job;
 
 typedef struct pool {
   pthread_mutex_t mu;
@@ -36,12 +52,14 @@ typedef struct pool {
   atomic_int_fast64_t finished; /* items done (workers add their count when they leave) */
   atomic_int open;              /* 1 while the current job accepts workers */
   atomic_int inside;            /* workers that joined the current job and have not left */
+  team_job *team;               /* n_workers + 1 slots, by thread id */
 } pool;
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER; /* one job at a time */
 static pool *the_pool;
 static int requested_threads; /* 0 = not set yet */
 static _Thread_local bool inside_pool_job;
+static _Thread_local int pool_tid; /* this thread's id in the job it is inside */
 
 static int online_cpus(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -90,13 +108,86 @@ static int64_t run_items(pool *p, int tid) {
   return done;
 }
 
+int attn__team_size(void) {
+  if (!inside_pool_job) return attn_get_num_threads();
+  return the_pool ? the_pool->n_workers + 1 : 1;
+}
+
+/* Run items of team slot j's job if it is open (the outer job's `inside` protocol, per slot). */
+static bool team_help(team_job *j, int tid) {
+  if (!atomic_load(&j->open)) return false;
+  atomic_fetch_add(&j->inside, 1);
+  bool helped = false;
+  if (atomic_load(&j->open)) {
+    const attn__task_fn fn = j->fn;
+    void *const ctx = j->ctx;
+    const int64_t n = j->n_items;
+    for (;;) {
+      int64_t item = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+      if (item >= n) break;
+      fn(ctx, item, tid);
+      helped = true;
+    }
+  }
+  atomic_fetch_sub(&j->inside, 1);
+  return helped;
+}
+
+/* Out of items of the outer job: help the other threads' shared jobs until it finishes, giving
+ * up after a while without work (the caller then waits as usual, sleeping if need be). */
+static void help_until_finished(pool *p, int tid, int64_t n_items) {
+  int idle = 0;
+  while (idle < 200000 && atomic_load(&p->finished) < n_items) {
+    bool helped = false;
+    for (int t = 0; t <= p->n_workers; t++)
+      if (t != tid && team_help(&p->team[t], tid)) helped = true;
+    if (helped) {
+      idle = 0;
+    } else {
+      idle++;
+#if ATTN_X86
+      __builtin_ia32_pause();
+#endif
+    }
+  }
+}
+
+void attn__parallel_for_shared(int64_t n_items, attn__task_fn fn, void *ctx) {
+  if (n_items <= 0) return;
+  pool *p = the_pool;
+  if (!inside_pool_job || !p || n_items == 1) {
+    attn__parallel_for(n_items, fn, ctx);
+    return;
+  }
+  team_job *j = &p->team[pool_tid];
+  j->fn = fn;
+  j->ctx = ctx;
+  j->n_items = n_items;
+  atomic_store(&j->next, 0);
+  atomic_store(&j->open, 1);
+  for (;;) {
+    int64_t item = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+    if (item >= n_items) break;
+    fn(ctx, item, pool_tid);
+  }
+  /* Close, then wait for helpers still inside (each finishes the item it holds). */
+  atomic_store(&j->open, 0);
+  while (atomic_load(&j->inside) > 0) {
+#if ATTN_X86
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
 /* A worker's part of the current job (if it is still open). */
 static void worker_join(pool *p, int tid) {
   atomic_fetch_add(&p->inside, 1);
   int64_t done = 0;
-  if (atomic_load(&p->open)) done = run_items(p, tid);
+  bool joined = atomic_load(&p->open);
+  if (joined) done = run_items(p, tid);
   bool last_item =
       done > 0 && atomic_fetch_add(&p->finished, done) + done == p->n_items;
+  if (joined && !last_item) help_until_finished(p, tid, p->n_items);
   bool last_out = atomic_fetch_sub(&p->inside, 1) == 1;
   if (last_item || last_out) {
     pthread_mutex_lock(&p->mu);
@@ -137,6 +228,7 @@ static void *worker_main(void *argp) {
   free(argp);
   pool *p = arg.p;
   inside_pool_job = true;
+  pool_tid = arg.tid;
   pin_to_cpu(arg.tid);
   uint64_t seen = 0;
   for (;;) {
@@ -174,6 +266,7 @@ static void pool_destroy(pool *p) {
   pthread_cond_destroy(&p->wake);
   pthread_cond_destroy(&p->done);
   free(p->workers);
+  free(p->team);
   free(p);
 }
 
@@ -184,9 +277,17 @@ static pool *pool_create(int n_workers) {
   pool *p = calloc(1, sizeof *p);
   if (!p) return NULL;
   p->workers = calloc((size_t)n_workers, sizeof *p->workers);
-  if (!p->workers) {
+  p->team = calloc((size_t)n_workers + 1, sizeof *p->team);
+  if (!p->workers || !p->team) {
+    free(p->workers);
+    free(p->team);
     free(p);
     return NULL;
+  }
+  for (int i = 0; i <= n_workers; i++) {
+    atomic_init(&p->team[i].next, 0);
+    atomic_init(&p->team[i].open, 0);
+    atomic_init(&p->team[i].inside, 0);
   }
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->wake, NULL);
@@ -261,9 +362,10 @@ void attn__parallel_for(int64_t n_items, attn__task_fn fn, void *ctx) {
   pthread_mutex_unlock(&p->mu);
 
   inside_pool_job = true;
+  pool_tid = 0;
   int64_t mine = run_items(p, 0);
+  if (atomic_fetch_add(&p->finished, mine) + mine < n_items) help_until_finished(p, 0, n_items);
   inside_pool_job = false;
-  atomic_fetch_add(&p->finished, mine);
 
   /* Wait until every item has finished, close the job, then wait for the workers that joined it
    * to leave (they have no items left, so this is short). */

@@ -6,7 +6,8 @@
  * blocks of KC; for each K block it packs its KC x NC block of op(B) into column panels of NR
  * (kept in L2), then for each MR rows packs an MR x KC panel of op(A) (kept in L1) and sweeps the
  * micro-kernel along the B panels. Every buffer is private to a thread slot, so the only
- * synchronisation is the one fork-join of attn__parallel_for.
+ * synchronisation is the one fork-join of attn__parallel_for_shared (called from inside another
+ * parallel item, e.g. one part of a BERT batch, idle threads may still help with the tiles).
  *
  * Determinism: an element of C is computed by one micro-kernel call per K block, the K blocks
  * depend only on K (never on the thread count or the tiling), each call sums its block in
@@ -406,7 +407,7 @@ static attn_status run_job(gemm_job *job, int threads) {
     if (threads == 1)
       for (int64_t i = 0; i < n_items; i++) gemm_tile(job, i, 0);
     else
-      attn__parallel_for(n_items, gemm_tile, job);
+      attn__parallel_for_shared(n_items, gemm_tile, job);
   }
   for (int s = 0; s < made; s++) attn__free(slots[s].a_panel);
   attn__free(slots);
@@ -447,7 +448,7 @@ attn_status attn__sgemm_run(const attn__sgemm_arch *arch, bool trans_a, bool tra
   /* Tiles. Small problems stay on one thread. Otherwise aim for a multiple of the thread count
    * of equal tiles, cutting N first (each tile packs its own B block, so cutting M repeats that
    * packing) while a tile keeps >= 128 columns, then M. */
-  int threads = attn__pool_size();
+  int threads = attn__team_size();
   double work = (double)M * (double)N * (double)K;
   if (work < 64.0 * 64.0 * 64.0) threads = 1;
   int64_t col_tiles = ceil_div(N, arch->nc), row_tiles = 1;
@@ -617,7 +618,7 @@ static attn_status packed_run(const char *fn, attn_trans trans_a, int64_t M, flo
    * dev/07): there the budget applies to one K block and row tiles are 4x taller, so B comes from
    * L3 once per 224 rows. Row tiles on one thread too: C of a tile stays in cache across the K
    * blocks (the whole-M tile re-read C from L3 once per K block). */
-  int threads = attn__pool_size();
+  int threads = attn__team_size();
   double work = (double)M * (double)N * (double)K;
   if (work < 64.0 * 64.0 * 64.0) threads = 1;
   const int64_t n_kb = ceil_div(K, job.kc);
