@@ -8,6 +8,7 @@
 
 #include "attn/bert.h"
 #include "attn/safetensors.h"
+#include "../src/models/bert_internal.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -110,6 +111,134 @@ static int load_fixture(fixture *fx) {
   fx->hidden = emb->shape[1];
   CHECK(fx->n >= 50 && to->shape[0] == fx->n + 1 && io->shape[0] == fx->n + 1, "fixture sizes");
   return 0;
+}
+
+
+/* ---- how a batch is cut over threads (no model needed) ---- */
+
+static double plan_cost(int64_t len) {
+  const double H = 384, I = 1536, n = (double)len;
+  return n * 2.0 * (4.0 * H * H + 2.0 * H * I) + n * n * 4.0 * H;
+}
+
+/* first[] is a valid cut of the batch into `parts` and no part costs over 1.05 / parts of it. */
+static void check_plan(const int64_t *off, int64_t n, int parts, const int64_t *first,
+                       const char *what) {
+  CHECK(first[0] == 0 && first[parts] == n, "%s: cut starts at %lld, ends at %lld", what,
+        (long long)first[0], (long long)first[parts]);
+  double total = 0, worst = 0;
+  for (int64_t s = 0; s < n; s++) total += plan_cost(off[s + 1] - off[s]);
+  for (int p = 0; p < parts; p++) {
+    CHECK(first[p + 1] > first[p], "%s: part %d is empty", what, p);
+    double c = 0;
+    for (int64_t s = first[p]; s < first[p + 1]; s++) c += plan_cost(off[s + 1] - off[s]);
+    if (c > worst) worst = c;
+  }
+  CHECK(worst <= 1.05 * total / parts + 1e-6 * total, "%s: a part costs %.4f of the batch", what,
+        worst / total);
+}
+
+static void test_split_plan(void) {
+  attn_bert_config c = {.vocab_size = 30522, .hidden = 384, .n_layers = 6, .n_heads = 12,
+                        .intermediate = 1536, .max_positions = 512, .type_vocab_size = 2,
+                        .max_seq_len = 256, .layer_norm_eps = 1e-12f};
+  int64_t off[513], first[9];
+  for (int64_t s = 0; s <= 32; s++) off[s] = 64 * s;
+  /* 32 equal sentences: halves on 2 threads; 11, 11, 10 on 3. */
+  CHECK(attn__bert_split_batch(&c, off, 32, 2, first), "32 x 64 tokens on 2 threads not split");
+  CHECK(first[1] == 16, "32 x 64 tokens: second part starts at %lld", (long long)first[1]);
+  check_plan(off, 32, 2, first, "32 x 64 on 2");
+  CHECK(attn__bert_split_batch(&c, off, 32, 3, first), "32 x 64 tokens on 3 threads not split");
+  check_plan(off, 32, 3, first, "32 x 64 on 3");
+  CHECK(attn__bert_split_batch(&c, off, 2, 2, first) && first[1] == 1, "2 sentences on 2 threads");
+  /* Not split: one thread, fewer sentences than threads, one sentence dominating, 3 equal
+   * sentences on 2 threads (2 : 1 is 33% over). */
+  CHECK(!attn__bert_split_batch(&c, off, 32, 1, first), "split for 1 thread");
+  CHECK(!attn__bert_split_batch(&c, off, 1, 2, first), "1 sentence split over 2 threads");
+  CHECK(!attn__bert_split_batch(&c, off, 3, 2, first), "3 equal sentences split over 2 threads");
+  int64_t uneven[4] = {0, 200, 205, 210};
+  CHECK(!attn__bert_split_batch(&c, uneven, 3, 2, first), "200 + 5 + 5 tokens split over 2");
+  /* Random batches: whenever a cut is returned it is valid and within 5%; batches of many short
+   * sentences are always cut. */
+  t_rng r = t_rng_make(5);
+  int64_t accepted = 0;
+  for (int trial = 0; trial < 2000; trial++) {
+    const int64_t n = t_int(&r, 1, 512);
+    const int parts = (int)t_int(&r, 2, 8);
+    const int64_t top = trial % 2 ? 256 : 16;
+    off[0] = 0;
+    for (int64_t s = 0; s < n; s++) off[s + 1] = off[s] + t_int(&r, 1, top);
+    if (attn__bert_split_batch(&c, off, n, parts, first)) {
+      accepted++;
+      check_plan(off, n, parts, first, "random batch");
+    } else {
+      CHECK(!(top == 16 && n >= 64 * parts), "%lld sentences of 1..16 tokens not cut in %d",
+            (long long)n, parts);
+    }
+  }
+  CHECK(accepted > 500, "only %lld of 2000 random batches cut", (long long)accepted);
+}
+
+/* ---- encoding split over threads ---- */
+
+typedef struct encode_args {
+  attn_bert *m;
+  float *out;
+  const int32_t *ids;
+  const int64_t *off;
+  int64_t n;
+} encode_args;
+
+static attn_status run_encode(void *arg) {
+  encode_args *a = arg;
+  return attn_bert_encode(a->m, a->out, a->ids, a->off, a->n);
+}
+
+/* Synthetic batches encoded on 1, 2 and 3 threads give the same bits, whether the batch is cut
+ * over the threads (equal sentences) or not (one long sentence and short ones); a failing
+ * allocation inside a part running on a pool thread comes back as the call's error. */
+static void test_split_encode(attn_bert *m, bool quick) {
+  const attn_bert_config *c = attn_bert_get_config(m);
+  const int64_t H = c->hidden;
+  int32_t ids[512];
+  int64_t even[7], uneven[4] = {0, 200, 205, 210};
+  for (int64_t s = 0; s <= 6; s++) even[s] = 24 * s;
+  const int64_t *offs[2] = {even, uneven};
+  const int64_t counts[2] = {6, 3};
+  float *want = malloc((size_t)(6 * H) * sizeof(float)), *got = malloc((size_t)(6 * H) * sizeof(float));
+  const int saved = attn_get_num_threads();
+  for (int b = 0; b < 2; b++) {
+    const int64_t *off = offs[b], n = counts[b];
+    for (int64_t s = 0; s < n; s++)
+      for (int64_t t = off[s]; t < off[s + 1]; t++)
+        ids[t] = t == off[s] ? 101 : t == off[s + 1] - 1 ? 102 : (int32_t)(1000 + (t * 7919 + s * 104729) % 28000);
+    int64_t first[4];
+    CHECK(attn__bert_split_batch(c, off, n, 2, first) == (b == 0), "batch %d: cut %d", b, b == 0);
+    CHECK_OK(attn_set_num_threads(1));
+    CHECK_OK(attn_bert_encode(m, want, ids, off, n));
+    for (int threads = 2; threads <= 3; threads++) {
+      CHECK_OK(attn_set_num_threads(threads));
+      memset(got, 0, (size_t)(n * H) * sizeof(float));
+      CHECK_OK(attn_bert_encode(m, got, ids, off, n));
+      CHECK(!memcmp(want, got, (size_t)(n * H) * sizeof(float)), "batch %d: %d threads and 1 differ",
+            b, threads);
+    }
+  }
+  /* Every allocation of a cut batch failing in turn (on 2 threads, so the parts run on two pool
+   * threads): OUT_OF_MEMORY each time, nothing leaked. The scratch was sized above. */
+  if (!quick) {
+    CHECK_OK(attn_set_num_threads(2));
+    encode_args a = {m, got, ids, even, 6};
+    for (int64_t s = 0; s < 6; s++)
+      for (int64_t t = even[s]; t < even[s + 1]; t++)
+        ids[t] = t == even[s] ? 101 : t == even[s + 1] - 1 ? 102 : (int32_t)(2000 + t);
+    int64_t points = t_alloc_sweep("split encode", run_encode, &a, 5000);
+    printf("bert: a batch cut over 2 threads: %lld allocation points, each failing cleanly\n",
+           (long long)points);
+  }
+  CHECK_OK(attn_set_num_threads(saved));
+  free(want);
+  free(got);
 }
 
 static void test_model(const char *dir, bool quick) {
@@ -264,6 +393,7 @@ static void test_model(const char *dir, bool quick) {
   int64_t offs_long[2] = {0, 513};
   CHECK_STATUS(attn_bert_encode(m, e_one, ids, offs_long, 1), ATTN_STATUS_INVALID_ARGUMENT);
   CHECK_STATUS(attn_bert_encode(m, NULL, ids, offs, 1), ATTN_STATUS_NULL_POINTER);
+  test_split_encode(m, quick);
 
   for (int64_t k = 0; k < n; k++) free(texts_buf[k]);
   free(e_all);
@@ -277,6 +407,7 @@ int main(void) {
   const char *q = getenv("ATTN_TEST_QUICK");
   bool quick = q && q[0] && strcmp(q, "0") != 0;
   test_bad_model_dirs();
+  test_split_plan();
   char dir[4096];
   if (attn_bert_find_model(dir, sizeof dir, NULL) != ATTN_OK) {
     fprintf(stderr, "test_bert: SKIPPED the model tests: %s\n", attn_last_error());

@@ -15,8 +15,12 @@
  * embeddings (word + position + token type 0, LayerNorm); post-LN encoder layers (fused attention
  * over the sequences of a batch packed end to end, erf-GELU feed-forward); mean pooling over the
  * tokens ([CLS] and [SEP] included, as sentence-transformers does); L2 normalisation.
- * Projections use attn_gemm and attention attn_sdpa_forward, on all threads of the pool. Results
- * are bitwise identical for any thread count.
+ * Projections use attn_gemm and attention attn_sdpa_forward, on all threads of the pool. A batch
+ * of at least as many sentences as threads that splits into runs of about equal cost (within 5%,
+ * e.g. 32 sentences of one length on 2 threads) runs as one contiguous run per thread, each taken
+ * through the whole encoder by its thread (threads that finish first help the others' matrix
+ * products); other batches run each operation over all threads. Results are bitwise identical
+ * for any thread count either way. The allocator hook may then be called from pool threads.
  *
  * Thread safety: a loaded model is read-only except for its scratch buffers, so one attn_bert may
  * be used by one thread at a time; load one per thread to embed concurrently. */

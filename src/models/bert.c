@@ -6,13 +6,21 @@
  * (cu_seqlens: each sentence attends only to its own tokens, which is BERT's padding mask without
  * the padding), reading q, k and v as strided views of the fused QKV output and writing the
  * context straight into (T, hidden) layout. Bias, GELU, residual and LayerNorm run in the GEMMs'
- * epilogues. The feed-forward block runs chunk by chunk of FFN_ROWS rows (see there). */
+ * epilogues. The feed-forward block runs chunk by chunk of FFN_ROWS rows (see there).
+ *
+ * On several threads, a batch whose sentences split evenly (attn__bert_split_batch) runs as one
+ * part per thread: each part is a contiguous run of sentences that one thread takes through the
+ * embeddings, all layers and the pooling, so the threads never wait for each other between
+ * operations, and each works on its own rows. Rows and sentences are independent in every
+ * operation, so the result is the same bits. The parts' GEMMs publish their tiles as shared jobs,
+ * so a thread that finishes its part (or is delayed less by other processes) helps the others. */
 #include "attn/bert.h"
 
 #include "attn/safetensors.h"
 #include "../cpu/gemm_internal.h"
 #include "../cpu/layernorm.h"
 #include "../io/json.h"
+#include "bert_internal.h"
 #include "wordpiece.h"
 
 #include <errno.h>
@@ -442,42 +450,26 @@ static attn_status ensure_scratch(attn_bert *m, int64_t T, int64_t n_seqs) {
   return ATTN_OK;
 }
 
-attn_status attn_bert_encode(attn_bert *m, float *out, const int32_t *ids, const int64_t *offsets,
-                             int64_t n_seqs) {
-  attn__clear_error();
-  if (!m || !out || !ids || !offsets)
-    return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_bert_encode: model, out, ids or offsets is NULL");
-  if (n_seqs < 0) return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "attn_bert_encode: n_seqs < 0");
-  if (n_seqs == 0) return ATTN_OK;
-  const attn_bert_config *c = &m->cfg;
-  const int64_t H = c->hidden, I = c->intermediate, nh = c->n_heads, hd = H / nh;
-  if (offsets[0] != 0) return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "attn_bert_encode: offsets[0] != 0");
-  for (int64_t s = 0; s < n_seqs; s++) {
-    int64_t len = offsets[s + 1] - offsets[s];
-    if (len < 1 || len > c->max_positions)
-      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
-                        "attn_bert_encode: sequence %lld has length %lld (want 1..%lld)", (long long)s,
-                        (long long)len, (long long)c->max_positions);
-  }
-  const int64_t T = offsets[n_seqs];
-  if (T > INT32_MAX) return attn__fail(ATTN_STATUS_OVERFLOW, "attn_bert_encode: too many tokens");
-  for (int64_t r = 0; r < T; r++)
-    if (ids[r] < 0 || ids[r] >= c->vocab_size)
-      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "attn_bert_encode: id %d at %lld out of range",
-                        ids[r], (long long)r);
-  attn_status st = ensure_scratch(m, T, n_seqs);
-  if (st != ATTN_OK) return st;
-  float *x = m->scratch, *qkv = x + T * H, *ctx = qkv + T * 3 * H;
-  int32_t *tok = (int32_t *)(ctx + T * H), *pos = tok + T;
-  float *ffn = (float *)(pos + T);
-  memcpy(tok, ids, (size_t)T * sizeof(int32_t));
-  for (int64_t s = 0; s < n_seqs; s++) {
-    m->cu[s] = (int32_t)offsets[s];
-    for (int64_t r = offsets[s]; r < offsets[s + 1]; r++) pos[r] = (int32_t)(r - offsets[s]);
-  }
-  m->cu[n_seqs] = (int32_t)T;
+/* One part of a batch: sentences [s0, s0 + n_seqs), rows [r0, r0 + T) of the packed batch, run
+ * through the embeddings, every layer and the pooling. Its buffers are its own rows of the
+ * scratch; ffn holds ffn_rows rows. cu: its n_seqs + 1 sentence offsets relative to r0. */
+typedef struct encode_part {
+  const attn_bert *m;
+  float *out;                  /* (n_seqs, hidden) */
+  float *x, *qkv, *ctx, *ffn;  /* this part's rows */
+  const int32_t *tok, *pos;
+  const int32_t *cu;
+  int64_t n_seqs, T, ffn_rows;
+  attn_status st;
+  char err[200]; /* the error text, raised again on the caller's thread */
+} encode_part;
 
-  rows_task task = {m, x, tok, pos, T};
+static attn_status encode_layers(const encode_part *pt) {
+  const attn_bert *m = pt->m;
+  const attn_bert_config *c = &m->cfg;
+  const int64_t H = c->hidden, I = c->intermediate, nh = c->n_heads, hd = H / nh, T = pt->T;
+  float *x = pt->x, *qkv = pt->qkv, *ctx = pt->ctx, *ffn = pt->ffn;
+  rows_task task = {m, x, pt->tok, pt->pos, T};
   const int64_t n_tasks = (T + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
   attn__parallel_for(n_tasks, embed_rows, &task);
 
@@ -488,10 +480,11 @@ attn_status attn_bert_encode(attn_bert *m, float *out, const int32_t *ids, const
   tv.data = qkv + 2 * H;
   attn_tensor to = {ctx, ATTN_DTYPE_F32, 4, {1, nh, T, hd}, {T * H, hd, H, 1}};
   attn_sdpa_params p = attn_sdpa_params_default();
-  p.cu_seqlens_q = m->cu;
-  p.cu_seqlens_k = m->cu;
-  p.n_seqs = n_seqs;
+  p.cu_seqlens_q = pt->cu;
+  p.cu_seqlens_k = pt->cu;
+  p.n_seqs = pt->n_seqs;
 
+  attn_status st;
   for (int64_t l = 0; l < c->n_layers; l++) {
     const bert_layer *L = &m->layers[l];
     /* qkv = x Wqkv^T + bqkv, the bias added by the GEMM's epilogue */
@@ -507,8 +500,8 @@ attn_status attn_bert_encode(attn_bert *m, float *out, const int32_t *ids, const
     if (st != ATTN_OK) return st;
     /* x = LN(x + gelu(x W1^T + b1) W2^T + b2) chunk by chunk, bias, GELU and LN in the epilogues */
     bias_ln ln2 = {L->b2, L->ln2_g, L->ln2_b, c->layer_norm_eps, H};
-    for (int64_t r0 = 0; r0 < T; r0 += FFN_ROWS) {
-      const int64_t rows = T - r0 < FFN_ROWS ? T - r0 : FFN_ROWS;
+    for (int64_t r0 = 0; r0 < T; r0 += pt->ffn_rows) {
+      const int64_t rows = T - r0 < pt->ffn_rows ? T - r0 : pt->ffn_rows;
       st = attn_gemm_packed(ATTN_NO_TRANS, rows, 1.0f, x + r0 * H, H, L->w1, 0.0f, ffn, I,
                             ATTN_EPILOGUE_BIAS_GELU, L->b1);
       if (st != ATTN_OK) return st;
@@ -519,9 +512,9 @@ attn_status attn_bert_encode(attn_bert *m, float *out, const int32_t *ids, const
   }
 
   /* Mean over each sentence's tokens, then L2 normalisation (norm floored at 1e-12). */
-  for (int64_t s = 0; s < n_seqs; s++) {
-    float *o = out + s * H;
-    const int64_t r0 = offsets[s], r1 = offsets[s + 1];
+  for (int64_t s = 0; s < pt->n_seqs; s++) {
+    float *o = pt->out + s * H;
+    const int64_t r0 = pt->cu[s], r1 = pt->cu[s + 1];
     double norm2 = 0;
     for (int64_t i = 0; i < H; i++) {
       double acc = 0;
@@ -533,6 +526,111 @@ attn_status attn_bert_encode(attn_bert *m, float *out, const int32_t *ids, const
     if (norm < 1e-12) norm = 1e-12;
     for (int64_t i = 0; i < H; i++) o[i] = (float)(o[i] / norm);
   }
+  return ATTN_OK;
+}
+
+static void encode_part_task(void *ctx, int64_t item, int thread_id) {
+  (void)thread_id;
+  encode_part *pt = (encode_part *)ctx + item;
+  pt->st = encode_layers(pt);
+  if (pt->st != ATTN_OK) snprintf(pt->err, sizeof pt->err, "%s", attn_last_error());
+}
+
+/* Cost of a sentence of len tokens, in FLOP: the projections are linear in len, the attention
+ * quadratic. */
+static double seq_cost(const attn_bert_config *c, int64_t len) {
+  const double H = (double)c->hidden, I = (double)c->intermediate, n = (double)len;
+  return n * 2.0 * (4.0 * H * H + 2.0 * H * I) + n * n * 4.0 * H;
+}
+
+/* Contiguous runs of sentences of about equal cost: each part is closed at the sentence that
+ * leaves its end nearest the ideal boundary (keeping one sentence for every later part). */
+bool attn__bert_split_batch(const attn_bert_config *c, const int64_t *offsets, int64_t n_seqs,
+                            int parts, int64_t *first) {
+  if (parts < 2 || n_seqs < parts) return false;
+  double total = 0;
+  for (int64_t s = 0; s < n_seqs; s++) total += seq_cost(c, offsets[s + 1] - offsets[s]);
+  double acc = 0, worst = 0, part_acc = 0;
+  int p = 0;
+  first[0] = 0;
+  for (int64_t s = 0; s < n_seqs; s++) {
+    double w = seq_cost(c, offsets[s + 1] - offsets[s]);
+    /* start the next part here when that leaves its boundary nearer the ideal one */
+    double target = total * (double)(p + 1) / parts;
+    if (p + 1 < parts && s > first[p] && n_seqs - s >= parts - p - 1 &&
+        (acc + w - target > target - acc || n_seqs - s == parts - p - 1)) {
+      worst = part_acc > worst ? part_acc : worst;
+      first[++p] = s;
+      part_acc = 0;
+    }
+    acc += w;
+    part_acc += w;
+  }
+  worst = part_acc > worst ? part_acc : worst;
+  first[parts] = n_seqs;
+  return p == parts - 1 && worst <= 1.05 * total / parts;
+}
+
+/* Parts at most (more threads than this help with the parts' GEMMs instead). */
+#define MAX_PARTS 16
+
+attn_status attn_bert_encode(attn_bert *m, float *out, const int32_t *ids, const int64_t *offsets,
+                             int64_t n_seqs) {
+  attn__clear_error();
+  if (!m || !out || !ids || !offsets)
+    return attn__fail(ATTN_STATUS_NULL_POINTER, "attn_bert_encode: model, out, ids or offsets is NULL");
+  if (n_seqs < 0) return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "attn_bert_encode: n_seqs < 0");
+  if (n_seqs == 0) return ATTN_OK;
+  const attn_bert_config *c = &m->cfg;
+  const int64_t H = c->hidden, I = c->intermediate;
+  if (offsets[0] != 0) return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "attn_bert_encode: offsets[0] != 0");
+  for (int64_t s = 0; s < n_seqs; s++) {
+    int64_t len = offsets[s + 1] - offsets[s];
+    if (len < 1 || len > c->max_positions)
+      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT,
+                        "attn_bert_encode: sequence %lld has length %lld (want 1..%lld)", (long long)s,
+                        (long long)len, (long long)c->max_positions);
+  }
+  const int64_t T = offsets[n_seqs];
+  if (T > INT32_MAX) return attn__fail(ATTN_STATUS_OVERFLOW, "attn_bert_encode: too many tokens");
+  for (int64_t r = 0; r < T; r++)
+    if (ids[r] < 0 || ids[r] >= c->vocab_size)
+      return attn__fail(ATTN_STATUS_INVALID_ARGUMENT, "attn_bert_encode: id %d at %lld out of range",
+                        ids[r], (long long)r);
+  int threads = attn__pool_size();
+  if (threads > MAX_PARTS) threads = MAX_PARTS;
+  int64_t first[MAX_PARTS + 1];
+  const int parts = attn__bert_split_batch(c, offsets, n_seqs, threads, first) ? threads : 1;
+  if (parts == 1) first[0] = 0, first[1] = n_seqs;
+  attn_status st = ensure_scratch(m, T, n_seqs + parts);
+  if (st != ATTN_OK) return st;
+  float *x = m->scratch, *qkv = x + T * H, *ctx = qkv + T * 3 * H;
+  int32_t *tok = (int32_t *)(ctx + T * H), *pos = tok + T;
+  float *ffn = (float *)(pos + T);
+  const int64_t ffn_cap = T < FFN_ROWS ? T : FFN_ROWS;
+  memcpy(tok, ids, (size_t)T * sizeof(int32_t));
+  for (int64_t s = 0; s < n_seqs; s++)
+    for (int64_t r = offsets[s]; r < offsets[s + 1]; r++) pos[r] = (int32_t)(r - offsets[s]);
+
+  encode_part pts[MAX_PARTS];
+  for (int p = 0; p < parts; p++) {
+    const int64_t s0 = first[p], s1 = first[p + 1], r0 = offsets[s0], Tp = offsets[s1] - r0;
+    int32_t *cu = m->cu + s0 + p;
+    for (int64_t s = s0; s <= s1; s++) cu[s - s0] = (int32_t)(offsets[s] - r0);
+    /* the FFN buffer: a part's own rows of it when the whole batch fits, else an equal share */
+    const int64_t f0 = T <= FFN_ROWS ? r0 : p * (ffn_cap / parts);
+    const int64_t fr = T <= FFN_ROWS ? Tp : ffn_cap / parts;
+    pts[p] = (encode_part){.m = m, .out = out + s0 * H, .x = x + r0 * H, .qkv = qkv + r0 * 3 * H,
+                           .ctx = ctx + r0 * H, .ffn = ffn + f0 * I, .tok = tok + r0,
+                           .pos = pos + r0, .cu = cu, .n_seqs = s1 - s0, .T = Tp,
+                           .ffn_rows = fr > 0 ? fr : 1};
+  }
+  if (parts == 1) return encode_layers(&pts[0]);
+  /* One part per thread, each through the whole encoder with no barrier between its layers; a
+   * thread that finishes first helps with the other parts' GEMMs (attn__parallel_for_shared). */
+  attn__parallel_for(parts, encode_part_task, pts);
+  for (int p = 0; p < parts; p++)
+    if (pts[p].st != ATTN_OK) return attn__fail(pts[p].st, "%s", pts[p].err);
   return ATTN_OK;
 }
 
