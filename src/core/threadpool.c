@@ -97,15 +97,28 @@ int attn_get_num_threads(void) {
 
 int attn__pool_size(void) { return inside_pool_job ? 1 : attn_get_num_threads(); }
 
-static int64_t run_items(pool *p, int tid) {
+/* One spin of a busy wait. */
+static inline void cpu_relax(void) {
+#if ATTN_X86
+  __builtin_ia32_pause();
+#endif
+}
+
+/* Claim items of [0, n) from *next and run them until none is left; returns how many ran here. */
+static int64_t claim_and_run(atomic_int_fast64_t *next, int64_t n, attn__task_fn fn, void *ctx,
+                             int tid) {
   int64_t done = 0;
   for (;;) {
-    int64_t item = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
-    if (item >= p->n_items) break;
-    p->fn(p->ctx, item, tid);
+    int64_t item = atomic_fetch_add_explicit(next, 1, memory_order_relaxed);
+    if (item >= n) break;
+    fn(ctx, item, tid);
     done++;
   }
   return done;
+}
+
+static int64_t run_items(pool *p, int tid) {
+  return claim_and_run(&p->next, p->n_items, p->fn, p->ctx, tid);
 }
 
 int attn__team_size(void) {
@@ -117,18 +130,8 @@ int attn__team_size(void) {
 static bool team_help(team_job *j, int tid) {
   if (!atomic_load(&j->open)) return false;
   atomic_fetch_add(&j->inside, 1);
-  bool helped = false;
-  if (atomic_load(&j->open)) {
-    const attn__task_fn fn = j->fn;
-    void *const ctx = j->ctx;
-    const int64_t n = j->n_items;
-    for (;;) {
-      int64_t item = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-      if (item >= n) break;
-      fn(ctx, item, tid);
-      helped = true;
-    }
-  }
+  bool helped =
+      atomic_load(&j->open) && claim_and_run(&j->next, j->n_items, j->fn, j->ctx, tid) > 0;
   atomic_fetch_sub(&j->inside, 1);
   return helped;
 }
@@ -145,9 +148,7 @@ static void help_until_finished(pool *p, int tid, int64_t n_items) {
       idle = 0;
     } else {
       idle++;
-#if ATTN_X86
-      __builtin_ia32_pause();
-#endif
+      cpu_relax();
     }
   }
 }
@@ -165,18 +166,10 @@ void attn__parallel_for_shared(int64_t n_items, attn__task_fn fn, void *ctx) {
   j->n_items = n_items;
   atomic_store(&j->next, 0);
   atomic_store(&j->open, 1);
-  for (;;) {
-    int64_t item = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-    if (item >= n_items) break;
-    fn(ctx, item, pool_tid);
-  }
+  claim_and_run(&j->next, n_items, fn, ctx, pool_tid);
   /* Close, then wait for helpers still inside (each finishes the item it holds). */
   atomic_store(&j->open, 0);
-  while (atomic_load(&j->inside) > 0) {
-#if ATTN_X86
-    __builtin_ia32_pause();
-#endif
-  }
+  while (atomic_load(&j->inside) > 0) cpu_relax();
 }
 
 /* A worker's part of the current job (if it is still open). */
@@ -235,9 +228,7 @@ static void *worker_main(void *argp) {
     /* Spin a little for the next job, then sleep. */
     uint64_t gen = atomic_load_explicit(&p->generation, memory_order_acquire);
     for (int spin = 0; gen == seen && spin < 20000; spin++) {
-#if ATTN_X86
-      __builtin_ia32_pause();
-#endif
+      cpu_relax();
       gen = atomic_load_explicit(&p->generation, memory_order_acquire);
     }
     if (gen == seen) {
@@ -319,9 +310,7 @@ static bool still(pool *p, int64_t n_items, bool leaving) {
 
 static void wait_while(pool *p, int64_t n_items, bool leaving) {
   for (int spin = 0; spin < 200000 && still(p, n_items, leaving); spin++) {
-#if ATTN_X86
-    __builtin_ia32_pause();
-#endif
+    cpu_relax();
   }
   if (!still(p, n_items, leaving)) return;
   pthread_mutex_lock(&p->mu);

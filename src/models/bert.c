@@ -424,7 +424,8 @@ static void bias_ln_epilogue(void *ctx, float *c, int64_t ldc, int64_t row0, int
 
 /* ---- encoding -------------------------------------------------------------------------------- */
 
-static attn_status ensure_scratch(attn_bert *m, int64_t T, int64_t n_seqs) {
+/* Scratch for T rows and cu_len sentence offsets (each part's n + 1 offsets, side by side). */
+static attn_status ensure_scratch(attn_bert *m, int64_t T, int64_t cu_len) {
   const int64_t H = m->cfg.hidden, I = m->cfg.intermediate;
   if (T > m->scratch_rows) {
     /* per row: x (H), qkv (3H), ctx (H) and two int32 (id, position); ffn (FFN_ROWS, I) */
@@ -440,12 +441,12 @@ static attn_status ensure_scratch(attn_bert *m, int64_t T, int64_t n_seqs) {
     m->scratch = s;
     m->scratch_rows = T;
   }
-  if (n_seqs + 1 > m->cu_cap) {
-    int32_t *cu = attn__malloc((size_t)(n_seqs + 1) * sizeof(int32_t), 64);
+  if (cu_len > m->cu_cap) {
+    int32_t *cu = attn__malloc((size_t)cu_len * sizeof(int32_t), 64);
     if (!cu) return attn__fail(ATTN_STATUS_OUT_OF_MEMORY, "attn_bert_encode: out of memory");
     attn__free(m->cu);
     m->cu = cu;
-    m->cu_cap = n_seqs + 1;
+    m->cu_cap = cu_len;
   }
   return ATTN_OK;
 }
@@ -464,7 +465,7 @@ typedef struct encode_part {
   char err[200]; /* the error text, raised again on the caller's thread */
 } encode_part;
 
-static attn_status encode_layers(const encode_part *pt) {
+static attn_status run_part(const encode_part *pt) {
   const attn_bert *m = pt->m;
   const attn_bert_config *c = &m->cfg;
   const int64_t H = c->hidden, I = c->intermediate, nh = c->n_heads, hd = H / nh, T = pt->T;
@@ -532,7 +533,7 @@ static attn_status encode_layers(const encode_part *pt) {
 static void encode_part_task(void *ctx, int64_t item, int thread_id) {
   (void)thread_id;
   encode_part *pt = (encode_part *)ctx + item;
-  pt->st = encode_layers(pt);
+  pt->st = run_part(pt);
   if (pt->st != ATTN_OK) snprintf(pt->err, sizeof pt->err, "%s", attn_last_error());
 }
 
@@ -623,9 +624,9 @@ attn_status attn_bert_encode(attn_bert *m, float *out, const int32_t *ids, const
     pts[p] = (encode_part){.m = m, .out = out + s0 * H, .x = x + r0 * H, .qkv = qkv + r0 * 3 * H,
                            .ctx = ctx + r0 * H, .ffn = ffn + f0 * I, .tok = tok + r0,
                            .pos = pos + r0, .cu = cu, .n_seqs = s1 - s0, .T = Tp,
-                           .ffn_rows = fr > 0 ? fr : 1};
+                           .ffn_rows = fr};
   }
-  if (parts == 1) return encode_layers(&pts[0]);
+  if (parts == 1) return run_part(&pts[0]);
   /* One part per thread, each through the whole encoder with no barrier between its layers; a
    * thread that finishes first helps with the other parts' GEMMs (attn__parallel_for_shared). */
   attn__parallel_for(parts, encode_part_task, pts);
