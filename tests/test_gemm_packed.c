@@ -815,6 +815,81 @@ static void test_row_epilogue(void) {
   }
 }
 
+/* The micro-kernel that reads a full panel of a row-major A in place (arch->ukernel_rows) gives
+ * bitwise what the packed micro-kernel gives on the same panel packed: K lengths around the
+ * vector width and the K blocks, lda equal to K, padded and long (rows 6 KB apart), every column
+ * count of the last panel, alpha and beta (beta = 0 over a NaN C), a few infinities and NaNs in A.
+ * A is allocated to its last element, so under AddressSanitizer a read past row MR - 1 or column
+ * kc - 1 is caught; columns of C past n and the padding past ldc stay untouched. */
+static float *alloc64(int64_t n) { /* packed panels are read with aligned loads */
+  return aligned_alloc(64, ((size_t)n * sizeof(float) + 63) / 64 * 64);
+}
+
+static void test_a_in_place(void) {
+  const attn__sgemm_arch *arches[1];
+  int n_arch = 0;
+#if ATTN_X86
+  if (attn_cpu_supports(ATTN_ISA_AVX512)) arches[n_arch++] = &attn__sgemm_arch_avx512;
+#endif
+  if (n_arch == 0) printf("test_gemm_packed: no micro-kernel reads A in place here, skipped\n");
+  static const int64_t kcs[] = {1, 2, 15, 16, 17, 100, 192, 256};
+  static const float ip_alpha[] = {1.0f, -0.75f}, ip_beta[] = {0.0f, 1.0f, 0.5f};
+  t_rng rng = t_rng_make(2026);
+  int checked = 0;
+  for (int ai = 0; ai < n_arch; ai++) {
+    const attn__sgemm_arch *arch = arches[ai];
+    CHECK(arch->ukernel_rows != NULL && arch->pack_a != NULL, "arch without ukernel_rows");
+    if (!arch->ukernel_rows || !arch->pack_a) continue;
+    const int64_t mr = arch->mr, nr = arch->nr;
+    for (size_t ki = 0; ki < sizeof kcs / sizeof kcs[0]; ki++) {
+      const int64_t kc = kcs[ki];
+      const int64_t ldas[3] = {kc, kc + 3, 1536};
+      for (int li = 0; li < 3; li++) {
+        const int64_t lda = ldas[li], a_len = (mr - 1) * lda + kc;
+        float *A = malloc((size_t)a_len * sizeof(float));
+        float *panel = alloc64(mr * kc);
+        float *bp = alloc64(kc * nr);
+        for (int64_t i = 0; i < a_len; i++) A[i] = t_uniform(&rng, -2, 2);
+        A[t_int(&rng, 0, a_len - 1)] = INFINITY;
+        A[t_int(&rng, 0, a_len - 1)] = NAN;
+        for (int64_t i = 0; i < kc * nr; i++) bp[i] = t_uniform(&rng, -1, 1);
+        arch->pack_a(false, A, lda, 0, mr, 0, kc, panel);
+        const int64_t ldc = nr + 5;
+        float *c0 = malloc((size_t)(mr * ldc) * sizeof(float));
+        float *c_packed = malloc((size_t)(mr * ldc) * sizeof(float));
+        float *c_place = malloc((size_t)(mr * ldc) * sizeof(float));
+        for (int64_t n = 1; n <= nr; n++)
+          for (int x = 0; x < 2; x++)
+            for (int y = 0; y < 3; y++)
+              for (int load = 0; load < 2; load++) {
+                const float beta = ip_beta[y];
+                const bool load_c = load == 1 && beta != 0.0f;
+                for (int64_t i = 0; i < mr * ldc; i++)
+                  c0[i] = load_c ? t_uniform(&rng, -1, 1) : NAN;
+                memcpy(c_packed, c0, (size_t)(mr * ldc) * sizeof(float));
+                memcpy(c_place, c0, (size_t)(mr * ldc) * sizeof(float));
+                arch->ukernel(kc, panel, bp, c_packed, ldc, mr, n, ip_alpha[x], beta, load_c);
+                arch->ukernel_rows(kc, A, lda, bp, c_place, ldc, n, ip_alpha[x], beta, load_c);
+                bool same = memcmp(c_packed, c_place, (size_t)(mr * ldc) * sizeof(float)) == 0;
+                bool frame = true;
+                for (int64_t i = 0; i < mr; i++)
+                  for (int64_t j = n; j < ldc; j++)
+                    frame = frame && memcmp(&c_place[i * ldc + j], &c0[i * ldc + j], 4) == 0;
+                CHECK(same, "kc=%lld lda=%lld n=%lld alpha=%g beta=%g load_c=%d: in place differs "
+                      "from packed", (long long)kc, (long long)lda, (long long)n,
+                      (double)ip_alpha[x], (double)beta, (int)load_c);
+                CHECK(frame, "kc=%lld lda=%lld n=%lld: columns past n written", (long long)kc,
+                      (long long)lda, (long long)n);
+                checked++;
+              }
+        free(c0), free(c_packed), free(c_place), free(A);
+        free(panel), free(bp);
+      }
+    }
+  }
+  if (n_arch) CHECK(checked > 0, "no in-place case ran");
+}
+
 int main(void) {
   const char *q = getenv("ATTN_TEST_QUICK");
   quick = q && *q && strcmp(q, "0") != 0;
@@ -838,6 +913,7 @@ int main(void) {
   test_shapes();
   CHECK_OK(attn_set_isa(best));
   test_row_epilogue();
+  test_a_in_place();
   CHECK_OK(attn_set_num_threads(threads0));
   return t_finish("test_gemm_packed");
 }

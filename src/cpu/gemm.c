@@ -330,11 +330,19 @@ static void gemm_tile(void *ctx, int64_t item, int thread_id) {
     for (int64_t i = r0; i < r1; i += mr) {
       int64_t m = r1 - i < mr ? r1 - i : mr;
       float *c_row = job->C + i * job->ldc;
-      pack_a_any(arch, job->ta, job->A, job->lda, i, m, k0, kb, a_panel);
+      /* A full panel of a row-major A is read where it lies (the same bits as packing it). */
+      const float *a_rows = !job->ta && m == mr && arch->ukernel_rows
+                                ? job->A + i * job->lda + k0
+                                : NULL;
+      if (!a_rows) pack_a_any(arch, job->ta, job->A, job->lda, i, m, k0, kb, a_panel);
       for (int64_t j = c0; j < c1; j += nr) {
         int64_t n = c1 - j < nr ? c1 - j : nr;
-        arch->ukernel(kb, a_panel, bb + (j - c0) * kb, c_row + j, job->ldc, m, n, job->alpha, beta,
-                      load_c);
+        if (a_rows)
+          arch->ukernel_rows(kb, a_rows, job->lda, bb + (j - c0) * kb, c_row + j, job->ldc, n,
+                             job->alpha, beta, load_c);
+        else
+          arch->ukernel(kb, a_panel, bb + (j - c0) * kb, c_row + j, job->ldc, m, n, job->alpha,
+                        beta, load_c);
       }
       /* These m rows of the tile are final: the epilogue runs on them while they are in cache. */
       if (last && job->epilogue != ATTN_EPILOGUE_NONE)

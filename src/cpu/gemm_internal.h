@@ -25,6 +25,14 @@ typedef void (*attn__sgemm_ukernel_fn)(int64_t kc, const float *a, const float *
                                        int64_t ldc, int64_t m, int64_t n, float alpha, float beta,
                                        bool load_c);
 
+/* Optional (NULL: always pack A): the micro-kernel with a full MR-row panel of a non-transposed
+ * A read in place instead of packed. a points at A[row0][k0]; row i of the panel is a + i * lda,
+ * for every i < MR (so m = MR); b, c, n, alpha, beta and load_c as above. Element for element
+ * the same arithmetic as ukernel on the packed panel, so C is bitwise the same; it saves the
+ * packing, which is bound by the latency of reading A. */
+typedef void (*attn__sgemm_ukernel_rows_fn)(int64_t kc, const float *a, int64_t lda,
+                                            const float *b, float *c, int64_t ldc, int64_t n,
+                                            float alpha, float beta, bool load_c);
 
 /* Packing (optional per ISA; NULL selects the portable loops of gemm.c).
  * pack_a: dst[k * MR + i] = op(A)[row0 + i][k0 + k] for i < rows <= MR, k < kb, 0 for
@@ -44,6 +52,7 @@ typedef struct attn__sgemm_arch {
   int kc;     /* largest K block: an MR x KC panel of A stays in L1 */
   int nc;     /* largest column block: a KC x NC block of packed B stays in L2 */
   attn__sgemm_ukernel_fn ukernel;
+  attn__sgemm_ukernel_rows_fn ukernel_rows; /* NULL: A is always packed */
   attn__sgemm_pack_a_fn pack_a; /* NULL: portable */
   attn__sgemm_pack_b_fn pack_b; /* NULL: portable */
 } attn__sgemm_arch;
