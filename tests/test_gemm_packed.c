@@ -816,7 +816,8 @@ static void test_row_epilogue(void) {
 }
 
 /* The micro-kernel that reads a full panel of a row-major A in place (arch->ukernel_rows) gives
- * bitwise what the packed micro-kernel gives on the same panel packed: K lengths around the
+ * bitwise what the packed micro-kernel gives on the same panel packed, and so does the small
+ * kernel (arch->ukernel_small) on the panel's first m <= small_mr rows (it writes no other row): K lengths around the
  * vector width and the K blocks, lda equal to K, padded and long (rows 6 KB apart), every column
  * count of the last panel, alpha and beta (beta = 0 over a NaN C), a few infinities and NaNs in A.
  * A is allocated to its last element, so under AddressSanitizer a read past row MR - 1 or column
@@ -871,6 +872,21 @@ static void test_a_in_place(void) {
                 arch->ukernel(kc, panel, bp, c_packed, ldc, mr, n, ip_alpha[x], beta, load_c);
                 arch->ukernel_rows(kc, A, lda, bp, c_place, ldc, n, ip_alpha[x], beta, load_c);
                 bool same = memcmp(c_packed, c_place, (size_t)(mr * ldc) * sizeof(float)) == 0;
+                /* The small kernel on the first m rows of the same panel: those rows bitwise,
+                 * the rest of C untouched. */
+                if (arch->ukernel_small && li == 0) {
+                  const int64_t m = 1 + (n - 1) % arch->small_mr;
+                  memcpy(c_place, c0, (size_t)(mr * ldc) * sizeof(float));
+                  arch->ukernel_small(kc, panel, bp, c_place, ldc, m, n, ip_alpha[x], beta, load_c);
+                  CHECK(memcmp(c_place, c_packed, (size_t)(m * ldc) * sizeof(float)) == 0 &&
+                            memcmp(c_place + m * ldc, c0 + m * ldc,
+                                   (size_t)((mr - m) * ldc) * sizeof(float)) == 0,
+                        "kc=%lld m=%lld n=%lld alpha=%g beta=%g load_c=%d: the small kernel "
+                        "differs from the full one", (long long)kc, (long long)m, (long long)n,
+                        (double)ip_alpha[x], (double)beta, (int)load_c);
+                  memcpy(c_place, c0, (size_t)(mr * ldc) * sizeof(float));
+                  arch->ukernel_rows(kc, A, lda, bp, c_place, ldc, n, ip_alpha[x], beta, load_c);
+                }
                 bool frame = true;
                 for (int64_t i = 0; i < mr; i++)
                   for (int64_t j = n; j < ldc; j++)

@@ -291,6 +291,15 @@ static gemm_slot *claim_slot(const gemm_job *job) {
   return NULL;
 }
 
+/* Rows of the next panel when `left` rows of the tile remain: MR, except at the end, where the
+ * small micro-kernel (if any) takes r < MR rows when r <= small_mr, and MR + r rows as two halves
+ * when that is at most 2 small_mr (see attn__sgemm_arch). */
+static int64_t panel_rows(const attn__sgemm_arch *arch, int64_t left) {
+  const int64_t mr = arch->mr, small = arch->ukernel_small ? arch->small_mr : 0;
+  if (left > mr && left < 2 * mr && left <= 2 * small) return (left + 1) / 2;
+  return left < mr ? left : mr;
+}
+
 /* One tile of C: rows [r0, r1) x columns [c0, c1), the whole K. */
 static void gemm_tile(void *ctx, int64_t item, int thread_id) {
   (void)thread_id;
@@ -327,8 +336,9 @@ static void gemm_tile(void *ctx, int64_t item, int thread_id) {
       bb = job->packed + k0 * job->n_pad + c0 * kb;
     else
       pack_b_any(arch, job->tb, job->B, job->ldb, k0, kb, c0, c1 - c0, b_block);
-    for (int64_t i = r0; i < r1; i += mr) {
-      int64_t m = r1 - i < mr ? r1 - i : mr;
+    for (int64_t i = r0, m; i < r1; i += m) {
+      m = panel_rows(arch, r1 - i);
+      const bool small = m < mr && m <= arch->small_mr && arch->ukernel_small;
       float *c_row = job->C + i * job->ldc;
       /* A full panel of a row-major A is read where it lies (the same bits as packing it). */
       const float *a_rows = !job->ta && m == mr && arch->ukernel_rows
@@ -341,8 +351,8 @@ static void gemm_tile(void *ctx, int64_t item, int thread_id) {
           arch->ukernel_rows(kb, a_rows, job->lda, bb + (j - c0) * kb, c_row + j, job->ldc, n,
                              job->alpha, beta, load_c);
         else
-          arch->ukernel(kb, a_panel, bb + (j - c0) * kb, c_row + j, job->ldc, m, n, job->alpha,
-                        beta, load_c);
+          (small ? arch->ukernel_small : arch->ukernel)(kb, a_panel, bb + (j - c0) * kb, c_row + j,
+                                                         job->ldc, m, n, job->alpha, beta, load_c);
       }
       /* These m rows of the tile are final: the epilogue runs on them while they are in cache. */
       if (last && job->epilogue != ATTN_EPILOGUE_NONE)
@@ -645,7 +655,11 @@ static attn_status packed_run(const char *fn, attn_trans trans_a, int64_t M, flo
    * handed out in order, so the last ones are short and a thread that finishes first waits for
    * at most a short tile: with W2's 16-panel tiles (1.6 ms each at 2048 x 384 x 1536) a thread
    * used to wait most of one for the other at every call. */
-  const int64_t panels = ceil_div(M, mr);
+  /* A short last panel that the small micro-kernel takes together with the one before it (MR + r
+   * <= 2 small_mr rows, as two halves: panel_rows) joins that panel's tile. */
+  int64_t panels = ceil_div(M, mr);
+  if (panels > 1 && M % mr != 0 && arch->ukernel_small && mr + M % mr <= 2 * arch->small_mr)
+    panels--;
   const int64_t piece = tile_panels / 4 > 1 ? tile_panels / 4 : 1;
   int64_t tail = threads > 1 && piece < tile_panels ? threads * tile_panels : 0;
   if (tail > panels) tail = panels;

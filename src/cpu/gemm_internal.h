@@ -53,6 +53,13 @@ typedef struct attn__sgemm_arch {
   int nc;     /* largest column block: a KC x NC block of packed B stays in L2 */
   attn__sgemm_ukernel_fn ukernel;
   attn__sgemm_ukernel_rows_fn ukernel_rows; /* NULL: A is always packed */
+  /* Optional (NULL: every panel runs ukernel): the ukernel contract for m <= small_mr rows, on
+   * the same MR-row packed panels, with fewer accumulators. The driver gives the last rows of a
+   * tile to it: r < small_mr rows as one panel, and MR + r <= 2 small_mr as two (16 = 8 + 8
+   * instead of 14 + 2: a 1024-row product computes 1024 rows, not 1036). Same arithmetic per
+   * element, so C is bitwise what ukernel gives. */
+  int small_mr;
+  attn__sgemm_ukernel_fn ukernel_small;
   attn__sgemm_pack_a_fn pack_a; /* NULL: portable */
   attn__sgemm_pack_b_fn pack_b; /* NULL: portable */
 } attn__sgemm_arch;

@@ -24,7 +24,7 @@
  * other rows are reached as pointer + lda or + 2 lda (base + index addressing), so a k step still
  * issues 14 broadcasts, 2 loads and 28 FMAs. */
 static inline __attribute__((always_inline)) void ukernel_body(
-    const bool in_place, int64_t kc, const float *restrict a, int64_t lda, const float *restrict b,
+    const int R, const bool in_place, int64_t kc, const float *restrict a, int64_t lda, const float *restrict b,
     float *c, int64_t ldc, int64_t m, int64_t n, float alpha, float beta, bool load_c) {
 #define DECL(i) __m512 acc##i##_0 = _mm512_setzero_ps(), acc##i##_1 = _mm512_setzero_ps();
   ROWS(DECL)
@@ -58,7 +58,7 @@ static inline __attribute__((always_inline)) void ukernel_body(
     for (int64_t k = 0; k < kc; k++) {
       const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #define STEP(i)                                       \
-  {                                                   \
+  if (i < R) {                                        \
     const __m512 ai = _mm512_set1_ps(a[i]);           \
     acc##i##_0 = _mm512_fmadd_ps(ai, b0, acc##i##_0); \
     acc##i##_1 = _mm512_fmadd_ps(ai, b1, acc##i##_1); \
@@ -76,7 +76,7 @@ static inline __attribute__((always_inline)) void ukernel_body(
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   if (load_c) {
 #define STORE_C(i)                                                                                 \
-  if (i < m) {                                                                                     \
+  if (i < R && i < m) {                                                                                     \
     float *ci = c + (int64_t)(i)*ldc;                                                              \
     __m512 c0 = _mm512_maskz_loadu_ps(mask0, ci), c1 = _mm512_maskz_loadu_ps(mask1, ci + 16);      \
     _mm512_mask_storeu_ps(ci, mask0, _mm512_fmadd_ps(va, acc##i##_0, _mm512_mul_ps(vb, c0)));      \
@@ -86,7 +86,7 @@ static inline __attribute__((always_inline)) void ukernel_body(
 #undef STORE_C
   } else {
 #define STORE(i)                                                          \
-  if (i < m) {                                                            \
+  if (i < R && i < m) {                                                            \
     float *ci = c + (int64_t)(i)*ldc;                                     \
     _mm512_mask_storeu_ps(ci, mask0, _mm512_mul_ps(va, acc##i##_0));      \
     _mm512_mask_storeu_ps(ci + 16, mask1, _mm512_mul_ps(va, acc##i##_1)); \
@@ -99,13 +99,20 @@ static inline __attribute__((always_inline)) void ukernel_body(
 
 static void ukernel_14x32(int64_t kc, const float *restrict a, const float *restrict b, float *c,
                           int64_t ldc, int64_t m, int64_t n, float alpha, float beta, bool load_c) {
-  ukernel_body(false, kc, a, 0, b, c, ldc, m, n, alpha, beta, load_c);
+  ukernel_body(MR, false, kc, a, 0, b, c, ldc, m, n, alpha, beta, load_c);
+}
+
+/* m <= 8 rows of a packed panel: 16 accumulators, still twice the FMA latency times the two FMA
+ * ports, so the short last panel of a product costs 8 rows instead of 14. */
+static void ukernel_8x32(int64_t kc, const float *restrict a, const float *restrict b, float *c,
+                         int64_t ldc, int64_t m, int64_t n, float alpha, float beta, bool load_c) {
+  ukernel_body(8, false, kc, a, 0, b, c, ldc, m, n, alpha, beta, load_c);
 }
 
 static void ukernel_14x32_rows(int64_t kc, const float *restrict a, int64_t lda,
                                const float *restrict b, float *c, int64_t ldc, int64_t n,
                                float alpha, float beta, bool load_c) {
-  ukernel_body(true, kc, a, lda, b, c, ldc, MR, n, alpha, beta, load_c);
+  ukernel_body(MR, true, kc, a, lda, b, c, ldc, MR, n, alpha, beta, load_c);
 }
 
 /* ---- packing ------------------------------------------------------------------------------- */
@@ -228,6 +235,8 @@ const attn__sgemm_arch attn__sgemm_arch_avx512 = {.mr = MR,
                                              .nc = 1024,
                                              .ukernel = ukernel_14x32,
                                              .ukernel_rows = ukernel_14x32_rows,
+                                             .small_mr = 8,
+                                             .ukernel_small = ukernel_8x32,
                                              .pack_a = pack_a_avx512,
                                              .pack_b = pack_b_avx512};
 
