@@ -633,9 +633,10 @@ static attn_status packed_run(const char *fn, attn_trans trans_a, int64_t M, flo
    * One column tile per K block instead (the first version) streamed all of W1's 2.4 MB from L3
    * again for every 56-row tile. Cutting N reads A once more per column tile (repacked it, when
    * full panels were still packed), which cost more than it saved when K is long (more than two K
-   * blocks, e.g. 2048 x 384 x 1536: 17.5 against 16.4 ms, dev/07, measured with packing): there the budget applies to one K block and row tiles are 4x taller, so B comes from
-   * L3 once per 224 rows. Row tiles on one thread too: C of a tile stays in cache across the K
-   * blocks (the whole-M tile re-read C from L3 once per K block). */
+   * blocks, e.g. 2048 x 384 x 1536: 17.5 against 16.4 ms, dev/07, measured with packing): there
+   * the budget applies to one K block and row tiles are 4x taller, so B comes from L3 once per 224
+   * rows. Row tiles on one thread too: C of a tile stays in cache across the K blocks (the
+   * whole-M tile re-read C from L3 once per K block). */
   int threads = attn__team_size();
   double work = (double)M * (double)N * (double)K;
   if (work < 64.0 * 64.0 * 64.0) threads = 1;

@@ -55,7 +55,7 @@ typedef struct attn__sgemm_arch {
   attn__sgemm_ukernel_rows_fn ukernel_rows; /* NULL: A is always packed */
   /* Optional (NULL: every panel runs ukernel): the ukernel contract for m <= small_mr rows, on
    * the same MR-row packed panels, with fewer accumulators. The driver gives the last rows of a
-   * tile to it: r < small_mr rows as one panel, and MR + r <= 2 small_mr as two (16 = 8 + 8
+   * tile to it: r <= small_mr rows as one panel, and MR + r <= 2 small_mr as two (16 = 8 + 8
    * instead of 14 + 2: a 1024-row product computes 1024 rows, not 1036). Same arithmetic per
    * element, so C is bitwise what ukernel gives. */
   int small_mr;

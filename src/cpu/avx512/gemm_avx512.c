@@ -24,8 +24,9 @@
  * other rows are reached as pointer + lda or + 2 lda (base + index addressing), so a k step still
  * issues 14 broadcasts, 2 loads and 28 FMAs. */
 static inline __attribute__((always_inline)) void ukernel_body(
-    const int R, const bool in_place, int64_t kc, const float *restrict a, int64_t lda, const float *restrict b,
-    float *c, int64_t ldc, int64_t m, int64_t n, float alpha, float beta, bool load_c) {
+    const int R, const bool in_place, int64_t kc, const float *restrict a, int64_t lda,
+    const float *restrict b, float *c, int64_t ldc, int64_t m, int64_t n, float alpha, float beta,
+    bool load_c) {
 #define DECL(i) __m512 acc##i##_0 = _mm512_setzero_ps(), acc##i##_1 = _mm512_setzero_ps();
   ROWS(DECL)
 #undef DECL
@@ -76,7 +77,7 @@ static inline __attribute__((always_inline)) void ukernel_body(
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   if (load_c) {
 #define STORE_C(i)                                                                                 \
-  if (i < R && i < m) {                                                                                     \
+  if (i < R && i < m) {                                                                            \
     float *ci = c + (int64_t)(i)*ldc;                                                              \
     __m512 c0 = _mm512_maskz_loadu_ps(mask0, ci), c1 = _mm512_maskz_loadu_ps(mask1, ci + 16);      \
     _mm512_mask_storeu_ps(ci, mask0, _mm512_fmadd_ps(va, acc##i##_0, _mm512_mul_ps(vb, c0)));      \
@@ -86,7 +87,7 @@ static inline __attribute__((always_inline)) void ukernel_body(
 #undef STORE_C
   } else {
 #define STORE(i)                                                          \
-  if (i < R && i < m) {                                                            \
+  if (i < R && i < m) {                                                   \
     float *ci = c + (int64_t)(i)*ldc;                                     \
     _mm512_mask_storeu_ps(ci, mask0, _mm512_mul_ps(va, acc##i##_0));      \
     _mm512_mask_storeu_ps(ci + 16, mask1, _mm512_mul_ps(va, acc##i##_1)); \
