@@ -41,15 +41,24 @@ void *attn__malloc(size_t size, size_t align) {
   return current.alloc(current.ctx, size ? size : 1, align);
 }
 
+void attn__huge_page_hint(void *p, size_t size) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  /* A hint; where transparent huge pages are off it changes nothing. */
+  const uintptr_t huge = (uintptr_t)2 << 20, a = (uintptr_t)p;
+  const uintptr_t first = (a + huge - 1) / huge * huge, end = (a + size) / huge * huge;
+  if (p && end > first) (void)madvise((void *)first, end - first, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)size;
+#endif
+}
+
 void *attn__malloc_large(size_t size) {
   const size_t huge = (size_t)2 << 20;
   if (size < huge || current.alloc != default_alloc) return attn__malloc(size, 4096);
+  /* 2 MB aligned, so all but the tail is whole 2 MB pages */
   void *p = default_alloc(NULL, size, huge);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  /* The whole 2 MB pages inside the buffer: p is 2 MB aligned, so that is all but the tail. A
-   * hint; where transparent huge pages are off it changes nothing. */
-  if (p && size / huge) (void)madvise(p, size / huge * huge, MADV_HUGEPAGE);
-#endif
+  attn__huge_page_hint(p, size);
   return p;
 }
 

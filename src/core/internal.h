@@ -72,6 +72,10 @@ void attn__free(void *ptr);
  * (A/B in one process, bench notes); pages past the last whole 2 MB keep the base size, so
  * nothing is resident that was not before. Through a custom allocator: a plain allocation. */
 void *attn__malloc_large(size_t size);
+/* The advice attn__malloc_large gives its buffers: on Linux, MADV_HUGEPAGE on the whole 2 MB
+ * pages inside [p, p + size); elsewhere nothing. For an allocator that wraps the default one (the
+ * attn command's byte counter) to give the same memory as the default allocator would. */
+void attn__huge_page_hint(void *p, size_t size);
 
 /* A kernel's scratch: the caller's `workspace` when it is not NULL (it must hold `need` bytes,
  * WORKSPACE_TOO_SMALL otherwise, and be 64-byte aligned, INVALID_ARGUMENT otherwise), else `need`

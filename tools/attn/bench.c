@@ -328,7 +328,7 @@ static int bench_setup(const bench_opts *o, cli_peak *peak, int *all_threads) {
     }
   }
   *all_threads = attn_get_num_threads();
-  cli_track_install();
+  cli_track_install(false);
   cli_measure_peak(peak);
   if (o->json) {
     cli_print_peak_json(stdout, peak, *all_threads);

@@ -367,7 +367,7 @@ int cli_bench_train_main(int argc, char **argv) {
     cli_bench_train_usage(stdout);
     return CLI_EXIT_OK;
   }
-  cli_track_install(); /* before any allocation of libattn */
+  cli_track_install(false); /* before any allocation of libattn */
   if (o.isa) {
     attn_isa isa = !strcmp(o.isa, "avx512") ? ATTN_ISA_AVX512
                    : !strcmp(o.isa, "avx2") ? ATTN_ISA_AVX2

@@ -6,6 +6,7 @@
 
 #include "attn.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -58,8 +59,12 @@ uint64_t cli_physical_memory(void);
 
 /* The tracking allocator: forwards to posix_memalign/free and keeps the number of live bytes and
  * its high-water mark. cli_track_install() makes it libattn's allocator (once, at start-up, before
- * any libattn call that allocates, so every block is freed by the allocator that made it). */
-void cli_track_install(void);
+ * any libattn call that allocates, so every block is freed by the allocator that made it).
+ * huge_pages: blocks of 2 MB or more get what libattn's default allocator gives its large buffers
+ * (2 MB alignment, transparent huge pages advised): for a benchmark whose large blocks are all
+ * such buffers (BERT's packed weights and activations), so it times what a program on the
+ * default allocator gets. */
+void cli_track_install(bool huge_pages);
 /* Reset the high-water mark to the bytes live now and return that baseline. */
 size_t cli_track_reset(void);
 /* High-water mark of live bytes since the last reset. */

@@ -290,7 +290,7 @@ int cli_bench_bert_main(int argc, char **argv) {
     rc = CLI_EXIT_USAGE;
     goto done;
   }
-  cli_track_install();
+  cli_track_install(true);
   int all_threads = attn_get_num_threads();
   if ((rc = load_model(&o, "bench bert", &m))) goto done;
   const attn_bert_config *c = attn_bert_get_config(m);
