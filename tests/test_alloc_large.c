@@ -1,7 +1,8 @@
 /* attn__malloc_large (src/core/alloc.c): alignment (4096, or 2 MB for 2 MB and more with the
  * default allocator), the whole buffer usable, the MADV_HUGEPAGE advice on Linux where this
  * process can give it (the "hg" flag of the mapping in /proc/self/smaps), and a custom
- * allocator getting the request as an ordinary 4096-aligned allocation. */
+ * allocator getting the request as an ordinary 4096-aligned allocation. attn__huge_page_hint:
+ * only the whole 2 MB pages of a range are advised, and the contents never change. */
 #include "common.h"
 #include "internal.h"
 
@@ -80,6 +81,40 @@ int main(void) {
     attn__free(p);
   }
   if (!thp) printf("test_alloc_large: this process cannot advise huge pages, advice not checked\n");
+
+  /* attn__huge_page_hint on a buffer that does not start on a 2 MB boundary: the contents stay,
+   * the whole 2 MB pages inside are advised, and the partial pages at both ends are not. NULL,
+   * empty and small ranges are accepted and do nothing. */
+  attn__huge_page_hint(NULL, 5 * MB2);
+  {
+    unsigned char small[100];
+    memset(small, 7, sizeof small);
+    attn__huge_page_hint(small, 0);
+    attn__huge_page_hint(small, sizeof small);
+    CHECK(small[0] == 7 && small[99] == 7, "hint on a small range changed it");
+  }
+  const size_t span = 5 * MB2;
+  unsigned char *raw = mmap(NULL, span + 2 * MB2, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK(raw != MAP_FAILED, "mmap failed");
+  if (raw != MAP_FAILED) {
+    /* b starts 1 MB past a 2 MB boundary and ends 1 MB before one */
+    unsigned char *b = (unsigned char *)(((uintptr_t)raw + MB2 - 1) / MB2 * MB2) + MB2 / 2;
+    const size_t n = 3 * MB2;
+    for (size_t i = 0; i < n; i += 4096) b[i] = (unsigned char)(i / 4096);
+    attn__huge_page_hint(b, n);
+    bool same = true;
+    for (size_t i = 0; i < n; i += 4096) same = same && b[i] == (unsigned char)(i / 4096);
+    CHECK(same, "the hint changed the buffer's contents");
+    if (thp) {
+      unsigned char *whole = b + MB2 / 2; /* the first 2 MB boundary inside b */
+      CHECK(advised_huge(whole) == 1 && advised_huge(whole + 2 * MB2 - 1) == 1,
+            "whole 2 MB pages inside the range not advised");
+      CHECK(advised_huge(b) == 0 && advised_huge(b + n - 1) == 0,
+            "partial 2 MB pages at the ends of the range advised");
+    }
+    munmap(raw, span + 2 * MB2);
+  }
 
   /* A custom allocator: one ordinary request, 4096-aligned, of the size asked. */
   counting c = {0, 0, 0};
