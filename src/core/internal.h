@@ -68,8 +68,8 @@ void attn__free(void *ptr);
 /* A large buffer that kernels stream through again and again (packed weights, a model's
  * activations), 4096-byte aligned, freed with attn__free. With the default allocator a buffer of
  * 2 MB or more is aligned to 2 MB and, on Linux, its whole 2 MB pages are advised for transparent
- * huge pages (MADV_HUGEPAGE): fewer TLB misses in the GEMM's streams, a BERT batch 1-3% faster
- * (A/B in one process, bench notes); pages past the last whole 2 MB keep the base size, so
+ * huge pages (MADV_HUGEPAGE): fewer TLB misses in the GEMM's streams (a BERT batch 1-3% faster in
+ * one A/B, within 1% in a later one; bench notes); pages past the last whole 2 MB keep the base size, so
  * nothing is resident that was not before. Through a custom allocator: a plain allocation. */
 void *attn__malloc_large(size_t size);
 /* The advice attn__malloc_large gives its buffers: on Linux, MADV_HUGEPAGE on the whole 2 MB

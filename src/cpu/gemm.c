@@ -291,12 +291,18 @@ static gemm_slot *claim_slot(const gemm_job *job) {
   return NULL;
 }
 
-/* Rows of the next panel when `left` rows of the tile remain: MR, except at the end, where the
- * small micro-kernel (if any) takes r < MR rows when r <= small_mr, and MR + r rows as two halves
- * when that is at most 2 small_mr (see attn__sgemm_arch). */
+/* Whether a full panel followed by r (0 < r < MR) leftover rows runs as two halves of the small
+ * micro-kernel: MR + r <= 2 small_mr (16 = 8 + 8 instead of 14 + 2). */
+static bool small_pair(const attn__sgemm_arch *arch, int64_t r) {
+  return arch->ukernel_small && r > 0 && r < arch->mr && arch->mr + r <= 2 * arch->small_mr;
+}
+
+/* Rows of the next panel when `left` rows of the tile remain: MR, except at the end, where MR + r
+ * rows that make a small pair go as two halves, and r < MR rows as one panel (the small
+ * micro-kernel's when r <= small_mr; see attn__sgemm_arch). */
 static int64_t panel_rows(const attn__sgemm_arch *arch, int64_t left) {
-  const int64_t mr = arch->mr, small = arch->ukernel_small ? arch->small_mr : 0;
-  if (left > mr && left < 2 * mr && left <= 2 * small) return (left + 1) / 2;
+  const int64_t mr = arch->mr;
+  if (left > mr && small_pair(arch, left - mr)) return (left + 1) / 2;
   return left < mr ? left : mr;
 }
 
@@ -338,7 +344,7 @@ static void gemm_tile(void *ctx, int64_t item, int thread_id) {
       pack_b_any(arch, job->tb, job->B, job->ldb, k0, kb, c0, c1 - c0, b_block);
     for (int64_t i = r0, m; i < r1; i += m) {
       m = panel_rows(arch, r1 - i);
-      const bool small = m < mr && m <= arch->small_mr && arch->ukernel_small;
+      const bool small = arch->ukernel_small && m <= arch->small_mr;
       float *c_row = job->C + i * job->ldc;
       /* A full panel of a row-major A is read where it lies (the same bits as packing it). */
       const float *a_rows = !job->ta && m == mr && arch->ukernel_rows
@@ -659,8 +665,7 @@ static attn_status packed_run(const char *fn, attn_trans trans_a, int64_t M, flo
   /* A short last panel that the small micro-kernel takes together with the one before it (MR + r
    * <= 2 small_mr rows, as two halves: panel_rows) joins that panel's tile. */
   int64_t panels = ceil_div(M, mr);
-  if (panels > 1 && M % mr != 0 && arch->ukernel_small && mr + M % mr <= 2 * arch->small_mr)
-    panels--;
+  if (panels > 1 && small_pair(arch, M % mr)) panels--;
   const int64_t piece = tile_panels / 4 > 1 ? tile_panels / 4 : 1;
   int64_t tail = threads > 1 && piece < tile_panels ? threads * tile_panels : 0;
   if (tail > panels) tail = panels;

@@ -36,40 +36,36 @@ static inline __attribute__((always_inline)) void ukernel_body(
     _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
     _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T0);
   }
+  /* One k step of row i (i < R), its A element at ptr. */
+#define STEP(i, ptr)                                  \
+  if (i < R) {                                        \
+    const __m512 ai = _mm512_set1_ps(*(ptr));         \
+    acc##i##_0 = _mm512_fmadd_ps(ai, b0, acc##i##_0); \
+    acc##i##_1 = _mm512_fmadd_ps(ai, b1, acc##i##_1); \
+  }
   if (in_place) {
     const float *p0 = a, *p3 = a + 3 * lda, *p6 = a + 6 * lda, *p9 = a + 9 * lda,
                 *p12 = a + 12 * lda;
     const int64_t l1 = lda, l2 = 2 * lda;
     for (int64_t k = 0; k < kc; k++) {
       const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
-#define STEP(i, ptr)                                  \
-  {                                                   \
-    const __m512 ai = _mm512_set1_ps(*(ptr));         \
-    acc##i##_0 = _mm512_fmadd_ps(ai, b0, acc##i##_0); \
-    acc##i##_1 = _mm512_fmadd_ps(ai, b1, acc##i##_1); \
-  }
       STEP(0, p0) STEP(1, p0 + l1) STEP(2, p0 + l2) STEP(3, p3) STEP(4, p3 + l1) STEP(5, p3 + l2)
       STEP(6, p6) STEP(7, p6 + l1) STEP(8, p6 + l2) STEP(9, p9) STEP(10, p9 + l1)
       STEP(11, p9 + l2) STEP(12, p12) STEP(13, p12 + l1)
-#undef STEP
       p0++, p3++, p6++, p9++, p12++;
       b += NR;
     }
   } else {
     for (int64_t k = 0; k < kc; k++) {
       const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
-#define STEP(i)                                       \
-  if (i < R) {                                        \
-    const __m512 ai = _mm512_set1_ps(a[i]);           \
-    acc##i##_0 = _mm512_fmadd_ps(ai, b0, acc##i##_0); \
-    acc##i##_1 = _mm512_fmadd_ps(ai, b1, acc##i##_1); \
-  }
-      ROWS(STEP)
-#undef STEP
+#define PACKED_STEP(i) STEP(i, a + i)
+      ROWS(PACKED_STEP)
+#undef PACKED_STEP
       a += MR;
       b += NR;
     }
   }
+#undef STEP
   /* Columns j < n of the two 16-wide halves. */
   const __mmask16 mask0 = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
   const __mmask16 mask1 =
