@@ -44,7 +44,7 @@ void *attn__malloc(size_t size, size_t align) {
 void attn__huge_page_hint(void *p, size_t size) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   /* A hint; where transparent huge pages are off it changes nothing. */
-  const uintptr_t huge = (uintptr_t)2 << 20, a = (uintptr_t)p;
+  const uintptr_t huge = ATTN__HUGE_PAGE, a = (uintptr_t)p;
   const uintptr_t first = (a + huge - 1) / huge * huge, end = (a + size) / huge * huge;
   if (p && end > first) (void)madvise((void *)first, end - first, MADV_HUGEPAGE);
 #else
@@ -54,10 +54,9 @@ void attn__huge_page_hint(void *p, size_t size) {
 }
 
 void *attn__malloc_large(size_t size) {
-  const size_t huge = (size_t)2 << 20;
-  if (size < huge || current.alloc != default_alloc) return attn__malloc(size, 4096);
+  if (size < ATTN__HUGE_PAGE || current.alloc != default_alloc) return attn__malloc(size, 4096);
   /* 2 MB aligned, so all but the tail is whole 2 MB pages */
-  void *p = default_alloc(NULL, size, huge);
+  void *p = default_alloc(NULL, size, ATTN__HUGE_PAGE);
   attn__huge_page_hint(p, size);
   return p;
 }

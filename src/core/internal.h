@@ -65,12 +65,17 @@ attn_status attn__check_view_layout(const char *fn, const char *name, const attn
 void *attn__malloc(size_t size, size_t align);
 void attn__free(void *ptr);
 
+/* The size of a transparent huge page on x86-64 Linux: the alignment and granule of the advice
+ * below, and the size from which a buffer counts as large. */
+#define ATTN__HUGE_PAGE ((size_t)2 << 20)
+
 /* A large buffer that kernels stream through again and again (packed weights, a model's
  * activations), 4096-byte aligned, freed with attn__free. With the default allocator a buffer of
- * 2 MB or more is aligned to 2 MB and, on Linux, its whole 2 MB pages are advised for transparent
- * huge pages (MADV_HUGEPAGE): fewer TLB misses in the GEMM's streams (a BERT batch 1-3% faster in
- * one A/B, within 1% in a later one; bench notes); pages past the last whole 2 MB keep the base size, so
- * nothing is resident that was not before. Through a custom allocator: a plain allocation. */
+ * ATTN__HUGE_PAGE or more is aligned to it and, on Linux, its whole 2 MB pages are advised for
+ * transparent huge pages (MADV_HUGEPAGE): fewer TLB misses in the GEMM's streams (a BERT batch 1-3%
+ * faster in one A/B, within 1% in a later one; bench notes); pages past the last whole 2 MB keep
+ * the base size, so nothing is resident that was not before. Through a custom allocator: a plain
+ * allocation. */
 void *attn__malloc_large(size_t size);
 /* The advice attn__malloc_large gives its buffers: on Linux, MADV_HUGEPAGE on the whole 2 MB
  * pages inside [p, p + size); elsewhere nothing. For an allocator that wraps the default one (the

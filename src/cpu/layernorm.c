@@ -43,8 +43,8 @@ static inline __attribute__((always_inline)) void ln_body(float *restrict x,
 
 #if ATTN_X86
 ATTN__TARGET_AVX512_VEC static void ln_avx512(float *restrict x, const float *restrict bias,
-                                const float *restrict g, const float *restrict b, int64_t n,
-                                float eps) {
+                                              const float *restrict g, const float *restrict b,
+                                              int64_t n, float eps) {
   ln_body(x, bias, g, b, n, eps);
 }
 ATTN__TARGET_AVX2 static void ln_avx2(float *restrict x, const float *restrict bias,

@@ -3,7 +3,7 @@
 #define _GNU_SOURCE /* sched_setaffinity, CPU_* */
 #endif
 #include "cli.h"
-#include "internal.h" /* attn__huge_page_hint */
+#include "internal.h" /* attn__huge_page_hint, ATTN__HUGE_PAGE */
 
 #include <errno.h>
 #include <stdarg.h>
@@ -139,9 +139,8 @@ static bool track_huge; /* cli_track_install(true) */
  * (64 tokens, the two kinds of pages alternated in one process: within 1%). */
 static void *track_alloc(void *ctx, size_t size, size_t align) {
   (void)ctx;
-  const size_t huge = (size_t)2 << 20;
-  const bool large = track_huge && size >= huge;
-  if (large) align = huge;
+  const bool large = track_huge && size >= ATTN__HUGE_PAGE;
+  if (large) align = ATTN__HUGE_PAGE;
   if (align < 16) align = 16;
   size_t offset = align >= sizeof(track_header) ? align : sizeof(track_header);
   if (size > SIZE_MAX - offset) return NULL;

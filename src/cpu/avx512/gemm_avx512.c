@@ -93,7 +93,6 @@ static inline __attribute__((always_inline)) void ukernel_body(
   }
 }
 
-
 static void ukernel_14x32(int64_t kc, const float *restrict a, const float *restrict b, float *c,
                           int64_t ldc, int64_t m, int64_t n, float alpha, float beta, bool load_c) {
   ukernel_body(MR, false, kc, a, 0, b, c, ldc, m, n, alpha, beta, load_c);
